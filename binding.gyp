@@ -1,0 +1,13 @@
+{
+  "targets": [{
+    "target_name": "pj_native",
+    "sources": [
+      "native/src/addon.cc",
+      "native/src/peer-cred.cc",
+      "native/src/uffd-probe.cc"
+    ],
+    "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+    "defines": ["NAPI_VERSION=9", "NAPI_DISABLE_CPP_EXCEPTIONS"],
+    "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra"]
+  }]
+}

@@ -1,0 +1,49 @@
+// `pj agent`: runs the manager daemon of this host in the foreground.
+import type { Command } from 'commander';
+import { PjError, codes } from '../../common/errors.js';
+import type { ExportInfo } from '../../manager/cluster-state.js';
+import { runAgent } from '../../manager/agent.js';
+import { parseExportSpec } from '../../manager/exports.js';
+import { action, reportError } from '../output.js';
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+function parseListen(s: string): { address: string; port: number } {
+  const i = s.lastIndexOf(':');
+  const port = Number(s.slice(i + 1));
+  if (i <= 0 || !Number.isInteger(port) || port < 0 || port > 65535) throw new PjError(codes.USAGE, `--listen '${s}' must be ADDR:PORT`);
+  return { address: s.slice(0, i), port };
+}
+
+export function register(program: Command): void {
+  program
+    .command('agent')
+    .description('run the manager of this host (one per host)')
+    .requiredOption('--host <name>', 'this host\'s name in the cluster')
+    .requiredOption('--listen <addr:port>', 'mesh address that peers connect to')
+    .requiredOption('--etcd <url>', 'etcd endpoint, e.g. http://10.0.0.2:2379')
+    .requiredOption('--secret-file <file>', 'cluster secret (mode 0600, >= 16 bytes)')
+    .requiredOption('--state-dir <dir>', 'where this agent keeps logs and state')
+    .option('--export <name=path[:ro]>', 'offer a directory as /pj/<host>/<name> (repeatable)', collect, [])
+    .option('--device <name=path>', 'offer a character device as /pj/<host>/<name> (repeatable)', collect, [])
+    .option('--mount <dir>', 'where the /pj tree is mounted', '/pj')
+    .option('--control-socket <path>', 'the CLI\'s socket', '/run/pj/agent.sock')
+    .action(action(async (o) => {
+      const exports: ExportInfo[] = [
+        ...(o.export as string[]).map((s) => parseExportSpec(s, 'dir')),
+        ...(o.device as string[]).map((s) => parseExportSpec(s, 'device')),
+      ];
+      const agent = await runAgent({
+        host: o.host, listen: parseListen(o.listen), etcd: o.etcd, secretFile: o.secretFile,
+        stateDir: o.stateDir, exports, mount: o.mount, controlSocket: o.controlSocket,
+      });
+      let stopping = false;
+      const stop = () => {
+        if (stopping) return;
+        stopping = true;
+        agent.stop().catch(reportError).finally(() => process.exit());
+      };
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', stop);
+    }));
+}

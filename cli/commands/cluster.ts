@@ -1,0 +1,89 @@
+// `pj cluster up|down|status|exec|start|stop`: a simulated cluster of hosts on
+// this machine, made of namespaces (see manager/sim-cluster/).
+import type { Command } from 'commander';
+import { PjError, codes } from '../../common/errors.js';
+import { startAgent, stopAgent, waitAgent } from '../../manager/sim-cluster/agents.js';
+import { clusterDown } from '../../manager/sim-cluster/down.js';
+import { execOnHost } from '../../manager/sim-cluster/exec.js';
+import { clusterDir, findHost, readClusterFile, writeClusterFile } from '../../manager/sim-cluster/layout.js';
+import { clusterStatus } from '../../manager/sim-cluster/status.js';
+import { clusterUp } from '../../manager/sim-cluster/up.js';
+import { action, printJson, printTable } from '../output.js';
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+const dirOption = ['--cluster-dir <dir>', 'state of the simulated cluster (default $PJ_CLUSTER_DIR or /var/lib/picojump/cluster)'] as const;
+
+export function register(program: Command): void {
+  const cluster = program.command('cluster').description('a simulated cluster of hosts on this machine');
+
+  cluster.command('up')
+    .description('build hosts h1..hN (namespaces), one etcd, one agent per host')
+    .option('--hosts <n>', 'number of hosts', (v) => parseInt(v, 10), 3)
+    .option('--export <name=path[:ro]>', 'export on every host (default data=/srv/data; repeatable)', collect, [])
+    .option('--name <name>', 'prefix of the namespaces', 'pj')
+    .option(...dirOption)
+    .option('--json', 'print the cluster as JSON')
+    .action(action(async (o) => {
+      const t0 = Date.now();
+      const c = await clusterUp({ dir: clusterDir(o.clusterDir), name: o.name, hosts: o.hosts, exports: o.export });
+      if (o.json) return printJson(c);
+      process.stdout.write(`cluster ${c.name} up in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${c.hosts.map((h) => `${h.name} ${h.address}`).join(', ')}\n`);
+    }));
+
+  cluster.command('down')
+    .description('stop every process and remove every namespace and mount of the cluster (safe to repeat)')
+    .option(...dirOption)
+    .option('--json', 'print what was removed as JSON')
+    .action(action(async (o) => {
+      const r = await clusterDown(clusterDir(o.clusterDir));
+      if (o.json) return printJson(r);
+      process.stdout.write(r.cluster ? `cluster ${r.cluster} down: ${r.killed.length} processes stopped, ${r.namespaces.length} namespaces removed\n` : 'no cluster is up\n');
+    }));
+
+  cluster.command('status')
+    .description('hosts with address, agent pid and state (as etcd leases say)')
+    .option(...dirOption)
+    .option('--json', 'print as JSON')
+    .action(action(async (o) => {
+      const s = await clusterStatus(clusterDir(o.clusterDir));
+      if (o.json) return printJson(s);
+      printTable(s.hosts.map((h) => ({ ...h, agent_pid: h.agentPid })), ['host', 'address', 'agent_pid', 'state']);
+    }));
+
+  cluster.command('exec')
+    .description('run a command inside a host (its network and mount namespaces)')
+    .argument('<host>', 'h1..hN, or etcd')
+    .argument('<cmd...>', 'the command, after --')
+    .option(...dirOption)
+    .action(action(async (host: string, cmd: string[], o) => {
+      process.exitCode = await execOnHost(clusterDir(o.clusterDir), host, cmd);
+    }));
+
+  cluster.command('start')
+    .description("start a host's agent again (after stop or a crash)")
+    .argument('<host>')
+    .option(...dirOption)
+    .action(action(async (host: string, o) => {
+      const c = readClusterFile(clusterDir(o.clusterDir));
+      const h = findHost(c, host);
+      await stopAgent(h, 'SIGTERM');
+      h.agentPid = startAgent(c, h);
+      writeClusterFile(c);
+      await waitAgent(c, h);
+      process.stdout.write(`${h.name}: agent ${h.agentPid} up\n`);
+    }));
+
+  cluster.command('stop')
+    .description("stop a host's agent (the host stays; --signal KILL simulates a crash)")
+    .argument('<host>')
+    .option('--signal <sig>', 'signal to send', 'TERM')
+    .option(...dirOption)
+    .action(action(async (host: string, o) => {
+      const c = readClusterFile(clusterDir(o.clusterDir));
+      const h = findHost(c, host);
+      const signal = `SIG${String(o.signal).toUpperCase().replace(/^SIG/, '')}` as NodeJS.Signals;
+      if (!['SIGTERM', 'SIGKILL', 'SIGINT'].includes(signal)) throw new PjError(codes.USAGE, `--signal must be TERM, INT or KILL`);
+      const stopped = await stopAgent(h, signal);
+      process.stdout.write(stopped ? `${h.name}: agent ${h.agentPid} stopped\n` : `${h.name}: agent was not running\n`);
+    }));
+}

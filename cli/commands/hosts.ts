@@ -1,0 +1,18 @@
+// `pj hosts`: cluster membership as etcd sees it.
+import type { Command } from 'commander';
+import type { HostView } from '../../manager/cluster-state.js';
+import { askAgent, withAgentOptions } from '../agent-socket.js';
+import { action, printJson, printTable } from '../output.js';
+
+export function register(program: Command): void {
+  withAgentOptions(program.command('hosts').description('hosts of the cluster, up or down'))
+    .option('--json', 'print as JSON')
+    .action(action(async (o) => {
+      const hosts = (await askAgent(o, 'hosts')) as HostView[];
+      if (o.json) return printJson(hosts);
+      printTable(hosts.map((h) => ({
+        host: h.name, state: h.state, address: `${h.address}:${h.port}`, pid: h.pid,
+        exports: h.exports.map((e) => `${e.name}${e.readOnly ? ':ro' : ''}`).join(',') || '-', version: h.version,
+      })), ['host', 'state', 'address', 'pid', 'exports', 'version']);
+    }));
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env node
+// `pj`: the PicoJump command line. It parses, asks the manager, prints.
+import { Command } from 'commander';
+import { VERSION } from '../common/version.js';
+import { register as agent } from './commands/agent.js';
+import { register as cluster } from './commands/cluster.js';
+import { register as doctor } from './commands/doctor.js';
+import { register as hosts } from './commands/hosts.js';
+import { register as ping } from './commands/ping.js';
+import { reportError } from './output.js';
+
+const program = new Command('pj')
+  .description('PicoJump: run legacy programs across a cluster')
+  .version(VERSION, '-V, --version')
+  .showHelpAfterError()
+  .exitOverride();
+for (const reg of [agent, cluster, hosts, ping, doctor]) reg(program);
+
+program.parseAsync(process.argv).catch((e: { code?: string; exitCode?: number }) => {
+  if (typeof e.code === 'string' && e.code.startsWith('commander.')) {
+    process.exitCode = e.exitCode ?? 2; // commander already printed help or the usage error
+    return;
+  }
+  reportError(e);
+});

@@ -1,0 +1,66 @@
+// Errors of PicoJump. Our own carry permanent codes (PJ_ERR_*): messages may
+// change, codes never. System errors look like Node's own fs errors: code,
+// errno, syscall, path (CONVENTIONS.md, rules 2 and 3).
+import { getSystemErrorMap } from 'node:util';
+
+export const codes = {
+  HOST_UNREACHABLE: 'PJ_ERR_HOST_UNREACHABLE',
+  TIMEOUT: 'PJ_ERR_TIMEOUT',
+  AUTH_FAILED: 'PJ_ERR_AUTH_FAILED',
+  PROTOCOL: 'PJ_ERR_PROTOCOL',
+  CONFLICT: 'PJ_ERR_CONFLICT',
+  USAGE: 'PJ_ERR_USAGE',
+  NO_SUCH_HOST: 'PJ_ERR_NO_SUCH_HOST',
+  NO_SUCH_METHOD: 'PJ_ERR_NO_SUCH_METHOD',
+  AGENT_UNAVAILABLE: 'PJ_ERR_AGENT_UNAVAILABLE',
+  PERMISSION: 'PJ_ERR_PERMISSION',
+  CLUSTER: 'PJ_ERR_CLUSTER',
+  NATIVE_MISSING: 'PJ_ERR_NATIVE_MISSING',
+  REMOTE: 'PJ_ERR_REMOTE',
+  NOT_IMPLEMENTED: 'PJ_ERR_NOT_IMPLEMENTED',
+} as const;
+export type PjErrorCode = (typeof codes)[keyof typeof codes];
+
+export class PjError extends Error {
+  readonly code: PjErrorCode;
+  /** The host the failure is about, when there is one. */
+  readonly host?: string;
+  constructor(code: PjErrorCode, message: string, opts: { host?: string; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'PjError';
+    this.code = code;
+    if (opts.host !== undefined) this.host = opts.host;
+  }
+  toJSON(): SerializedError {
+    return { code: this.code, message: this.message, ...(this.host ? { host: this.host } : {}) };
+  }
+}
+
+export interface SerializedError { code: string; message: string; host?: string }
+
+/** Rebuilds an error that crossed the mesh or the control socket. */
+export function errorFromWire(e: SerializedError): PjError {
+  const code = (Object.values(codes) as string[]).includes(e.code) ? (e.code as PjErrorCode) : codes.REMOTE;
+  const message = code === codes.REMOTE ? `${e.code}: ${e.message}` : e.message;
+  return new PjError(code, message, e.host ? { host: e.host } : {});
+}
+
+/** Anything thrown, as it should travel over a wire. */
+export function errorToWire(err: unknown): SerializedError {
+  if (err instanceof PjError) return err.toJSON();
+  const e = err as { code?: unknown; message?: unknown };
+  return { code: typeof e?.code === 'string' ? e.code : 'PJ_ERR_REMOTE', message: String(e?.message ?? err) };
+}
+
+export interface SyscallContext { errno?: number; syscall?: string }
+
+/** A Node-style system error from a native context, e.g. `EPERM: operation not permitted, ioctl`. */
+export function systemError(ctx: Required<SyscallContext>, path?: string): NodeJS.ErrnoException {
+  const [code, desc] = getSystemErrorMap().get(-ctx.errno) ?? [`E${ctx.errno}`, 'unknown error'];
+  const err: NodeJS.ErrnoException = new Error(`${code}: ${desc}, ${ctx.syscall}${path ? ` '${path}'` : ''}`);
+  err.code = code;
+  err.errno = -ctx.errno;
+  err.syscall = ctx.syscall;
+  if (path) err.path = path;
+  return err;
+}

@@ -1,0 +1,102 @@
+// The manager daemon (`pj agent`): joins the cluster in etcd, serves the mesh
+// and the control socket, and wires the layers (later issues plug in here).
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { PjError, codes } from '../common/errors.js';
+import { createLog, type Log } from '../common/log.js';
+import { VERSION } from '../common/version.js';
+import { ClusterState, type ExportInfo, type HostRecord } from './cluster-state.js';
+import { ControlServer, type ControlRequest } from './control-socket.js';
+import { checkExport, checkUniqueNames } from './exports.js';
+import { Mesh } from './mesh/mesh.js';
+import { pingPeer, registerDiagnosticMethods, streamToPeer } from './mesh-diagnostics.js';
+import { readSecretFile } from './secret.js';
+
+export interface AgentOptions {
+  host: string;
+  listen: { address: string; port: number };
+  etcd: string;
+  secretFile: string;
+  stateDir: string;
+  exports: ExportInfo[];
+  mount: string;
+  controlSocket: string;
+}
+
+export interface RunningAgent { stop(): Promise<void> }
+
+export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
+  const secret = readSecretFile(opts.secretFile);
+  checkUniqueNames(opts.exports);
+  opts.exports.forEach(checkExport);
+  mkdirSync(opts.stateDir, { recursive: true });
+  mkdirSync(opts.mount, { recursive: true });
+  mkdirSync(dirname(opts.controlSocket), { recursive: true });
+  const log = createLog({ host: opts.host, file: join(opts.stateDir, 'agent.log') });
+
+  const state = new ClusterState(opts.etcd, log);
+  await state.waitReady(10_000);
+  const mesh = new Mesh({
+    self: opts.host,
+    secret,
+    log,
+    resolvePeer: async (name) => {
+      const rec = await state.liveHost(name);
+      return { address: rec.address, port: rec.port };
+    },
+  });
+  registerDiagnosticMethods(mesh);
+  const bound = await mesh.listen(opts.listen.address, opts.listen.port).catch((e: NodeJS.ErrnoException) => {
+    throw new PjError(codes.USAGE, `cannot listen on ${opts.listen.address}:${opts.listen.port}: ${e.code ?? e.message}`);
+  });
+
+  const record: HostRecord = {
+    name: opts.host,
+    address: opts.listen.address,
+    port: bound.port,
+    pid: process.pid,
+    exports: opts.exports,
+    capabilities: { fuse: false, migration: false, pager: false, proxy: false },
+    version: VERSION,
+    startedAt: new Date().toISOString(),
+  };
+  await state.register(record);
+
+  const control = new ControlServer(opts.controlSocket, (req) => serveControl(req, { opts, state, mesh, record }), log);
+  await control.listen();
+  log.info({ op: 'agent-start', address: `${record.address}:${record.port}`, exports: opts.exports.map((e) => e.name), pid: process.pid }, 'agent up');
+
+  return {
+    async stop() {
+      log.info({ op: 'agent-stop' }, 'agent stopping');
+      await control.close();
+      await mesh.close();
+      await state.close();
+      log.flush();
+    },
+  };
+}
+
+interface AgentParts { opts: AgentOptions; state: ClusterState; mesh: Mesh; record: HostRecord; log?: Log }
+
+const num = (v: unknown, dflt: number): number => (typeof v === 'number' && Number.isFinite(v) ? v : dflt);
+
+async function serveControl(req: ControlRequest, { state, mesh, record }: AgentParts): Promise<unknown> {
+  const a = req.args ?? {};
+  switch (req.op) {
+    case 'status':
+      return { ...record, uptimeS: Math.round(process.uptime()) };
+    case 'hosts':
+      return state.hosts();
+    case 'ping': {
+      const host = String(a.host ?? '');
+      return pingPeer(mesh, host, num(a.count, 1), num(a.size, 0), num(a.timeoutMs, 5000));
+    }
+    case 'stream': {
+      const host = String(a.host ?? '');
+      return streamToPeer(mesh, host, num(a.bytes, 64 << 20), num(a.chunk, 1 << 20), num(a.timeoutMs, 5000));
+    }
+    default:
+      throw new PjError(codes.USAGE, `unknown control op '${req.op}'`);
+  }
+}

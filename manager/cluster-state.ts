@@ -1,0 +1,137 @@
+// Cluster state in etcd: membership under leases, and the job table, changed
+// only in transactions so that etcd (not whichever manager spoke last) decides.
+//   /pj/members/<host>  the host has joined once (no lease: a down host stays listed)
+//   /pj/alive/<host>    present while the host's manager keeps its lease (TTL 2 s)
+//   /pj/jobs/<id>       the job table; compare-and-swap on mod revision
+import { Etcd3, type Lease } from 'etcd3';
+import { PjError, codes } from '../common/errors.js';
+import type { Log } from '../common/log.js';
+
+export const LEASE_TTL_S = 2;
+const MEMBERS = '/pj/members/';
+const ALIVE = '/pj/alive/';
+const JOBS = '/pj/jobs/';
+
+export interface ExportInfo { name: string; path: string; readOnly: boolean; kind: 'dir' | 'device' }
+
+export interface HostRecord {
+  name: string;
+  address: string;
+  port: number;
+  pid: number;
+  exports: ExportInfo[];
+  capabilities: Record<string, boolean | string>;
+  version: string;
+  startedAt: string;
+}
+
+export interface HostView extends HostRecord { state: 'up' | 'down' }
+
+export interface Versioned<T> { value: T; modRevision: string }
+
+export class ClusterState {
+  readonly etcd: Etcd3;
+  readonly jobs: JobTable;
+  #lease: Lease | undefined;
+  #closed = false;
+
+  constructor(url: string, private readonly log: Log) {
+    this.etcd = new Etcd3({ hosts: url, dialTimeout: 2000 });
+    this.jobs = new JobTable(this.etcd);
+  }
+
+  /** Waits until etcd answers, for at most `timeoutMs`. */
+  async waitReady(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        await this.etcd.get('/pj/ready-probe').exec();
+        return;
+      } catch (e) {
+        if (Date.now() > deadline) throw new PjError(codes.CLUSTER, `etcd did not answer within ${timeoutMs} ms: ${(e as Error).message}`, { cause: e });
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  }
+
+  /** Joins the cluster: writes the member record and keeps the liveness key under a lease, renewing it if lost. */
+  async register(host: HostRecord): Promise<void> {
+    await this.etcd.put(MEMBERS + host.name).value(JSON.stringify(host));
+    const grant = async (): Promise<void> => {
+      if (this.#closed) return;
+      const lease = this.etcd.lease(LEASE_TTL_S);
+      this.#lease = lease;
+      lease.on('lost', (err) => {
+        if (this.#closed) return;
+        this.log.warn({ op: 'lease-lost', reason: err.message }, 'etcd lease lost; registering again');
+        setTimeout(() => grant().catch((e) => this.log.error({ op: 'lease-grant', err: e.message }, 'could not register')), 200);
+      });
+      await lease.put(ALIVE + host.name).value(JSON.stringify(host));
+    };
+    await grant();
+  }
+
+  async hosts(): Promise<HostView[]> {
+    const [members, alive] = await Promise.all([
+      this.etcd.getAll().prefix(MEMBERS).strings(),
+      this.etcd.getAll().prefix(ALIVE).strings(),
+    ]);
+    const views: HostView[] = [];
+    for (const [key, raw] of Object.entries(members)) {
+      const name = key.slice(MEMBERS.length);
+      const live = alive[ALIVE + name];
+      views.push({ ...(JSON.parse(live ?? raw) as HostRecord), state: live ? 'up' : 'down' });
+    }
+    return views.sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }));
+  }
+
+  /** A live host's record; PJ_ERR_HOST_UNREACHABLE when it holds no lease. */
+  async liveHost(name: string): Promise<HostRecord> {
+    const live = await this.etcd.get(ALIVE + name).string();
+    if (live) return JSON.parse(live) as HostRecord;
+    const known = await this.etcd.get(MEMBERS + name).string();
+    if (known) throw new PjError(codes.HOST_UNREACHABLE, `host ${name} is down (its manager holds no lease in etcd)`, { host: name });
+    throw new PjError(codes.NO_SUCH_HOST, `no host named ${name} in this cluster`, { host: name });
+  }
+
+  /** Leaves the cluster: revokes the lease so that peers see us down at once. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#lease?.revoke().catch(() => {});
+    this.etcd.close();
+  }
+}
+
+/** The job table. Every change is a transaction conditioned on what the writer last read. */
+export class JobTable {
+  constructor(private readonly etcd: Etcd3) {}
+
+  async get<T>(id: string): Promise<Versioned<T> | undefined> {
+    const res = await this.etcd.get(JOBS + id).exec();
+    const kv = res.kvs[0];
+    return kv ? { value: JSON.parse(kv.value.toString()) as T, modRevision: kv.mod_revision } : undefined;
+  }
+
+  async list<T>(): Promise<Array<Versioned<T> & { id: string }>> {
+    const res = await this.etcd.getAll().prefix(JOBS).exec();
+    return res.kvs.map((kv) => ({ id: kv.key.toString().slice(JOBS.length), value: JSON.parse(kv.value.toString()) as T, modRevision: kv.mod_revision }));
+  }
+
+  /** Creates the entry only if no entry exists: of managers racing to create one id, exactly one wins. */
+  async create<T>(id: string, value: T): Promise<boolean> {
+    const res = await this.etcd.if(JOBS + id, 'Create', '==', 0).then(this.etcd.put(JOBS + id).value(JSON.stringify(value))).commit();
+    return res.succeeded;
+  }
+
+  /** Replaces the entry only if nobody changed it since `modRevision` was read. */
+  async compareAndSwap<T>(id: string, modRevision: string, value: T): Promise<boolean> {
+    const res = await this.etcd.if(JOBS + id, 'Mod', '==', modRevision).then(this.etcd.put(JOBS + id).value(JSON.stringify(value))).commit();
+    return res.succeeded;
+  }
+
+  /** Deletes the entry only if nobody changed it since `modRevision` was read. */
+  async compareAndDelete(id: string, modRevision: string): Promise<boolean> {
+    const res = await this.etcd.if(JOBS + id, 'Mod', '==', modRevision).then(this.etcd.delete().key(JOBS + id)).commit();
+    return res.succeeded;
+  }
+}

@@ -1,0 +1,72 @@
+// The mesh's wire format after the handshake: every frame is
+//   u32 payload length (big endian) | u8 kind | u32 id | payload
+// A frame larger than MAX_PAYLOAD, an unknown kind, or a connection that ends
+// mid-frame is a protocol error: the connection is closed with a logged reason.
+import { PjError, codes } from '../../common/errors.js';
+
+export const HEADER_BYTES = 9;
+export const MAX_PAYLOAD = 16 * 1024 * 1024;
+
+export const FrameKind = {
+  Request: 1, // msgpack [method, args, deadlineMs]
+  Response: 2, // msgpack result
+  Error: 3, // msgpack { code, message, host? }
+  StreamRequest: 4, // as Request; DATA frames with the same id follow
+  StreamData: 5, // raw bytes
+  StreamEnd: 6, // empty
+  Credit: 7, // u32: the receiver consumed this many more bytes of the stream
+} as const;
+export type FrameKind = (typeof FrameKind)[keyof typeof FrameKind];
+const KNOWN_KINDS = new Set<number>(Object.values(FrameKind));
+
+export interface Frame { kind: FrameKind; id: number; payload: Buffer }
+
+export function frameHeader(kind: FrameKind, id: number, payloadLength: number): Buffer {
+  const h = Buffer.allocUnsafe(HEADER_BYTES);
+  h.writeUInt32BE(payloadLength, 0);
+  h.writeUInt8(kind, 4);
+  h.writeUInt32BE(id, 5);
+  return h;
+}
+
+/** Splits a byte stream into frames; keeps partial input between calls. */
+export class FrameDecoder {
+  #chunks: Buffer[] = [];
+  #buffered = 0;
+
+  /** Feeds bytes; returns the complete frames. Throws PJ_ERR_PROTOCOL on a bad header. */
+  push(data: Buffer): Frame[] {
+    this.#chunks.push(data);
+    this.#buffered += data.length;
+    const frames: Frame[] = [];
+    while (this.#buffered >= HEADER_BYTES) {
+      const header = this.#peek(HEADER_BYTES);
+      const length = header.readUInt32BE(0);
+      const kind = header.readUInt8(4);
+      if (!KNOWN_KINDS.has(kind)) throw new PjError(codes.PROTOCOL, `unknown frame kind ${kind}`);
+      if (length > MAX_PAYLOAD) throw new PjError(codes.PROTOCOL, `frame of ${length} bytes exceeds the ${MAX_PAYLOAD}-byte limit`);
+      if (this.#buffered < HEADER_BYTES + length) break;
+      const whole = this.#take(HEADER_BYTES + length);
+      frames.push({ kind: kind as FrameKind, id: header.readUInt32BE(5), payload: whole.subarray(HEADER_BYTES) });
+    }
+    return frames;
+  }
+
+  /** Bytes of a frame that never completed (a truncated frame when the connection ends). */
+  get pendingBytes(): number { return this.#buffered; }
+
+  #peek(n: number): Buffer {
+    if (this.#chunks[0].length >= n) return this.#chunks[0];
+    this.#chunks = [Buffer.concat(this.#chunks)];
+    return this.#chunks[0];
+  }
+
+  #take(n: number): Buffer {
+    const first = this.#peek(n);
+    const out = first.subarray(0, n);
+    if (first.length === n) this.#chunks.shift();
+    else this.#chunks[0] = first.subarray(n);
+    this.#buffered -= n;
+    return out;
+  }
+}

@@ -1,0 +1,127 @@
+// The mesh: this manager's authenticated links to every other manager.
+// Inbound connections are served with the registered handlers; outbound ones
+// are made on first use (peers are found through `resolvePeer`, i.e. etcd),
+// kept, and made again after a failure. Every call has a deadline, and every
+// failure names the host.
+import net, { type AddressInfo } from 'node:net';
+import { PjError, codes } from '../../common/errors.js';
+import type { Log } from '../../common/log.js';
+import { clientHandshake, serverHandshake } from './handshake.js';
+import { PeerConnection, type Handler } from './peer-connection.js';
+
+export type { CallContext, Handler } from './peer-connection.js';
+
+export interface PeerAddress { address: string; port: number }
+
+export interface MeshOptions {
+  self: string;
+  secret: Buffer;
+  log: Log;
+  /** Where a host's manager listens; throws PJ_ERR_HOST_UNREACHABLE when the host is not up. */
+  resolvePeer: (host: string) => Promise<PeerAddress>;
+  handshakeTimeoutMs?: number;
+}
+
+export const DEFAULT_RPC_TIMEOUT_MS = 5000;
+
+export class Mesh {
+  #opts: Required<MeshOptions>;
+  #handlers = new Map<string, Handler>();
+  #outbound = new Map<string, Promise<PeerConnection>>();
+  #inbound = new Set<PeerConnection>();
+  #server: net.Server | undefined;
+
+  constructor(opts: MeshOptions) {
+    this.#opts = { handshakeTimeoutMs: 3000, ...opts };
+  }
+
+  handle(method: string, handler: Handler): void {
+    this.#handlers.set(method, handler);
+  }
+
+  listen(address: string, port: number): Promise<AddressInfo> {
+    const server = net.createServer((socket) => this.#accept(socket));
+    this.#server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, address, () => resolve(server.address() as AddressInfo));
+    });
+  }
+
+  async call(host: string, method: string, args: unknown, timeoutMs = DEFAULT_RPC_TIMEOUT_MS): Promise<unknown> {
+    const deadline = Date.now() + timeoutMs;
+    const conn = await this.#connection(host, timeoutMs);
+    return conn.call(method, args, Math.max(1, deadline - Date.now()));
+  }
+
+  async upload(host: string, method: string, args: unknown, source: AsyncIterable<Buffer>, timeoutMs = DEFAULT_RPC_TIMEOUT_MS): Promise<unknown> {
+    const conn = await this.#connection(host, timeoutMs);
+    return conn.upload(method, args, source, timeoutMs);
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.#inbound) c.close('shutting down');
+    for (const p of this.#outbound.values()) p.then((c) => c.close('shutting down'), () => {});
+    this.#outbound.clear();
+    await new Promise<void>((r) => (this.#server ? this.#server.close(() => r()) : r()));
+  }
+
+  #accept(socket: net.Socket): void {
+    const remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    socket.setNoDelay(true);
+    socket.on('error', () => {}); // reported through the handshake or the connection
+    serverHandshake(socket, this.#opts.self, this.#opts.secret, this.#opts.handshakeTimeoutMs).then(
+      ({ peerName, leftover }) => {
+        const conn = new PeerConnection(socket, peerName, leftover, this.#handlers);
+        this.#inbound.add(conn);
+        this.#opts.log.debug({ op: 'mesh-accept', peer: peerName, remote }, 'peer connected');
+        conn.once('close', (reason: string) => {
+          this.#inbound.delete(conn);
+          const level = reason === 'connection closed by peer' || reason === 'shutting down' ? 'debug' : 'warn';
+          this.#opts.log[level]({ op: 'mesh-close', peer: peerName, remote, reason }, 'mesh connection closed');
+        });
+      },
+      (err: Error) => {
+        socket.destroy();
+        this.#opts.log.warn({ op: 'mesh-reject', remote, reason: err.message }, 'mesh handshake rejected');
+      },
+    );
+  }
+
+  #connection(host: string, timeoutMs: number): Promise<PeerConnection> {
+    let p = this.#outbound.get(host);
+    if (!p) {
+      p = this.#connect(host, timeoutMs);
+      this.#outbound.set(host, p);
+      p.then(
+        (c) => c.once('close', () => { if (this.#outbound.get(host) === p) this.#outbound.delete(host); }),
+        () => { if (this.#outbound.get(host) === p) this.#outbound.delete(host); },
+      );
+    }
+    return p;
+  }
+
+  async #connect(host: string, timeoutMs: number): Promise<PeerConnection> {
+    const { address, port } = await this.#opts.resolvePeer(host);
+    const socket = net.connect({ host: address, port });
+    socket.setNoDelay(true);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new PjError(codes.HOST_UNREACHABLE, `host ${host} (${address}:${port}) did not accept a connection within ${timeoutMs} ms`, { host }));
+      }, timeoutMs);
+      socket.once('connect', () => { clearTimeout(timer); resolve(); });
+      socket.once('error', (e: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        reject(new PjError(codes.HOST_UNREACHABLE, `host ${host} (${address}:${port}) unreachable: ${e.code ?? e.message}`, { host, cause: e }));
+      });
+    });
+    const { leftover } = await clientHandshake(socket, this.#opts.self, host, this.#opts.secret, Math.min(timeoutMs, this.#opts.handshakeTimeoutMs))
+      .catch((e: PjError) => {
+        throw e.code === codes.TIMEOUT ? new PjError(codes.TIMEOUT, `host ${host} did not complete the mesh handshake: ${e.message}`, { host }) : e;
+      });
+    const conn = new PeerConnection(socket, host, leftover, this.#handlers);
+    conn.once('close', (reason: string) => this.#opts.log.debug({ op: 'mesh-close', peer: host, reason }, 'outbound mesh connection closed'));
+    return conn;
+  }
+}

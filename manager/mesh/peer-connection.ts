@@ -1,0 +1,263 @@
+// One authenticated connection between two managers: request/response RPCs
+// with deadlines and uploads streamed in chunks under a credit window (the
+// receiver grants more as its handler consumes), multiplexed by frame id.
+// Either side may call the other; a protocol error closes this connection only.
+import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
+import { Packr } from 'msgpackr';
+import { PjError, codes, errorFromWire, errorToWire, type SerializedError } from '../../common/errors.js';
+import { FrameDecoder, FrameKind, MAX_PAYLOAD, frameHeader, type Frame } from './frame.js';
+
+/** Bytes a sender may have in flight per stream before it waits for credit. */
+export const STREAM_WINDOW = 8 * 1024 * 1024;
+/** The largest data frame a stream sends; larger chunks are split. */
+export const STREAM_CHUNK = 1024 * 1024;
+
+const packr = new Packr({ useRecords: false });
+const EMPTY = Buffer.alloc(0);
+
+export interface CallContext {
+  /** The authenticated name of the calling host. */
+  from: string;
+  /** For uploads: the streamed bytes, in order. */
+  stream?: AsyncIterable<Buffer>;
+}
+export type Handler = (args: any, ctx: CallContext) => unknown;
+
+interface Pending { resolve: (v: unknown) => void; reject: (e: Error) => void }
+
+/** The receiving end of an upload: an async iterable that grants credit as it is read. */
+class IncomingStream implements AsyncIterable<Buffer> {
+  #queue: Buffer[] = [];
+  #ended = false;
+  #discarding = false;
+  #wake: (() => void) | undefined;
+  constructor(private readonly grant: (bytes: number) => void) {}
+  push(chunk: Buffer): void {
+    if (this.#discarding) return this.grant(chunk.length);
+    this.#queue.push(chunk);
+    this.#wakeUp();
+  }
+  end(): void { this.#ended = true; this.#wakeUp(); }
+  /** The handler is done: drop what is queued and keep granting, so the sender never stalls. */
+  discard(): void {
+    this.#discarding = true;
+    for (const c of this.#queue.splice(0)) this.grant(c.length);
+  }
+  #wakeUp(): void { const w = this.#wake; this.#wake = undefined; w?.(); }
+  async *[Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    for (;;) {
+      const chunk = this.#queue.shift();
+      if (chunk) { this.grant(chunk.length); yield chunk; continue; }
+      if (this.#ended) return;
+      await new Promise<void>((r) => (this.#wake = r));
+    }
+  }
+}
+
+export class PeerConnection extends EventEmitter {
+  readonly peer: string;
+  #socket: Socket;
+  #decoder = new FrameDecoder();
+  #handlers: ReadonlyMap<string, Handler>;
+  #nextId = 1;
+  #pending = new Map<number, Pending>();
+  #credit = new Map<number, { bytes: number; wake?: () => void }>();
+  #incoming = new Map<number, IncomingStream>();
+  #closedReason: string | undefined;
+
+  constructor(socket: Socket, peer: string, leftover: Buffer, handlers: ReadonlyMap<string, Handler>) {
+    super();
+    this.peer = peer;
+    this.#socket = socket;
+    this.#handlers = handlers;
+    socket.setNoDelay(true);
+    socket.on('data', (d: Buffer) => this.#onData(d));
+    socket.on('error', (e) => this.close(`socket error: ${e.message}`));
+    socket.on('close', () => this.close(this.#decoder.pendingBytes > 0 ? 'connection ended inside a frame (truncated)' : 'connection closed by peer'));
+    socket.on('drain', () => this.emit('drain'));
+    if (leftover.length > 0) queueMicrotask(() => this.#onData(leftover));
+  }
+
+  get closed(): boolean { return this.#closedReason !== undefined; }
+
+  /** Calls a method on the peer; rejects with PJ_ERR_TIMEOUT naming the host when the deadline passes. */
+  call(method: string, args: unknown, timeoutMs: number): Promise<unknown> {
+    const id = this.#allocId();
+    const result = this.#awaitReply(id, method, timeoutMs);
+    this.#send(FrameKind.Request, id, packr.pack([method, args ?? null, timeoutMs]));
+    return result;
+  }
+
+  /**
+   * Streams `source` to the peer's `method` handler (ctx.stream) and resolves with its result.
+   * `timeoutMs` bounds every wait: for credit, for the socket to drain, and for the final reply.
+   */
+  async upload(method: string, args: unknown, source: AsyncIterable<Buffer>, timeoutMs: number): Promise<unknown> {
+    const id = this.#allocId();
+    const credit = { bytes: STREAM_WINDOW, wake: undefined as (() => void) | undefined };
+    this.#credit.set(id, credit);
+    let replied = false;
+    const reply = this.#awaitReply(id, method, undefined).finally(() => { replied = true; credit.wake?.(); });
+    reply.catch(() => {}); // observed below; an early error stops the upload
+    try {
+      this.#send(FrameKind.StreamRequest, id, packr.pack([method, args ?? null, timeoutMs]));
+      for await (const chunk of source) {
+        for (let off = 0; off < chunk.length && !replied; off += STREAM_CHUNK) {
+          const piece = chunk.subarray(off, off + STREAM_CHUNK);
+          while (credit.bytes < piece.length && !replied) {
+            await this.#wait((wake) => (credit.wake = wake), timeoutMs, `waiting for credit from host ${this.peer} (${method})`);
+          }
+          if (replied) break;
+          credit.bytes -= piece.length;
+          if (!this.#send(FrameKind.StreamData, id, piece)) {
+            await this.#wait((wake) => this.once('drain', wake), timeoutMs, `waiting for the link to host ${this.peer} to drain`);
+          }
+        }
+        if (replied) break;
+      }
+      if (!replied) this.#send(FrameKind.StreamEnd, id, EMPTY);
+      return await this.#withTimeout(reply, id, method, timeoutMs);
+    } finally {
+      this.#credit.delete(id);
+    }
+  }
+
+  close(reason: string): void {
+    if (this.#closedReason !== undefined) return;
+    this.#closedReason = reason;
+    this.#socket.destroy();
+    const err = new PjError(codes.HOST_UNREACHABLE, `connection to host ${this.peer} lost: ${reason}`, { host: this.peer });
+    for (const p of this.#pending.values()) p.reject(err);
+    this.#pending.clear();
+    for (const c of this.#credit.values()) c.wake?.();
+    for (const s of this.#incoming.values()) s.end();
+    this.emit('close', reason);
+  }
+
+  #allocId(): number {
+    const id = this.#nextId;
+    this.#nextId = this.#nextId >= 0xffffffff ? 1 : this.#nextId + 1;
+    return id;
+  }
+
+  #send(kind: FrameKind, id: number, payload: Buffer): boolean {
+    if (this.closed) throw new PjError(codes.HOST_UNREACHABLE, `connection to host ${this.peer} lost: ${this.#closedReason}`, { host: this.peer });
+    if (payload.length > MAX_PAYLOAD) throw new PjError(codes.PROTOCOL, `payload of ${payload.length} bytes exceeds the frame limit`);
+    this.#socket.cork();
+    this.#socket.write(frameHeader(kind, id, payload.length));
+    const ok = payload.length === 0 || this.#socket.write(payload);
+    this.#socket.uncork();
+    return ok && !this.#socket.writableNeedDrain;
+  }
+
+  #awaitReply(id: number, method: string, timeoutMs: number | undefined): Promise<unknown> {
+    const p = new Promise<unknown>((resolve, reject) => {
+      if (this.closed) return reject(new PjError(codes.HOST_UNREACHABLE, `connection to host ${this.peer} lost: ${this.#closedReason}`, { host: this.peer }));
+      this.#pending.set(id, { resolve, reject });
+    });
+    return timeoutMs === undefined ? p : this.#withTimeout(p, id, method, timeoutMs);
+  }
+
+  #withTimeout<T>(p: Promise<T>, id: number, method: string, ms: number): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const t = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(new PjError(codes.TIMEOUT, `rpc '${method}' to host ${this.peer} timed out after ${ms} ms`, { host: this.peer }));
+      }, ms);
+    });
+    return Promise.race([p, t]).finally(() => clearTimeout(timer));
+  }
+
+  #wait(arm: (wake: () => void) => void, ms: number, what: string): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new PjError(codes.TIMEOUT, `${what}: no progress in ${ms} ms`, { host: this.peer })), ms);
+      arm(() => { clearTimeout(timer); resolve(); });
+    }).then(() => {
+      if (this.closed) throw new PjError(codes.HOST_UNREACHABLE, `connection to host ${this.peer} lost: ${this.#closedReason}`, { host: this.peer });
+    });
+  }
+
+  #onData(data: Buffer): void {
+    if (this.closed) return;
+    let frames: Frame[];
+    try {
+      frames = this.#decoder.push(data);
+    } catch (e) {
+      return this.close((e as Error).message);
+    }
+    for (const f of frames) {
+      try {
+        this.#dispatch(f);
+      } catch (e) {
+        return this.close(`malformed ${f.kind === FrameKind.StreamData ? 'data' : 'message'} frame: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  #dispatch(f: Frame): void {
+    switch (f.kind) {
+      case FrameKind.Request:
+      case FrameKind.StreamRequest:
+        return this.#serve(f);
+      case FrameKind.Response:
+      case FrameKind.Error: {
+        const p = this.#pending.get(f.id);
+        if (!p) return; // a late reply to a call that already timed out
+        this.#pending.delete(f.id);
+        const body = f.payload.length ? packr.unpack(f.payload) : null;
+        if (f.kind === FrameKind.Response) return p.resolve(body);
+        return p.reject(errorFromWire(body as SerializedError));
+      }
+      case FrameKind.StreamData:
+        return this.#incoming.get(f.id)?.push(f.payload);
+      case FrameKind.StreamEnd:
+        return this.#incoming.get(f.id)?.end();
+      case FrameKind.Credit: {
+        if (f.payload.length !== 4) throw new Error('credit frame must carry 4 bytes');
+        const c = this.#credit.get(f.id);
+        if (!c) return;
+        c.bytes += f.payload.readUInt32BE(0);
+        const wake = c.wake;
+        c.wake = undefined;
+        wake?.();
+        return;
+      }
+    }
+  }
+
+  #serve(f: Frame): void {
+    const decoded = packr.unpack(f.payload) as unknown;
+    if (!Array.isArray(decoded) || typeof decoded[0] !== 'string') throw new Error('request must be [method, args, deadline]');
+    const [method, args] = decoded as [string, unknown];
+    let stream: IncomingStream | undefined;
+    if (f.kind === FrameKind.StreamRequest) {
+      stream = new IncomingStream((n) => this.#grant(f.id, n));
+      this.#incoming.set(f.id, stream);
+    }
+    const handler = this.#handlers.get(method);
+    const run = async () => {
+      if (!handler) throw new PjError(codes.NO_SUCH_METHOD, `host has no mesh method '${method}'`);
+      return handler(args, { from: this.peer, ...(stream ? { stream } : {}) });
+    };
+    run().then(
+      (result) => this.#reply(FrameKind.Response, f.id, packr.pack(result ?? null)),
+      (err) => this.#reply(FrameKind.Error, f.id, packr.pack(errorToWire(err))),
+    ).finally(() => {
+      stream?.discard();
+      this.#incoming.delete(f.id);
+    });
+  }
+
+  #grant(id: number, bytes: number): void {
+    if (this.closed) return;
+    const b = Buffer.allocUnsafe(4);
+    b.writeUInt32BE(bytes, 0);
+    this.#send(FrameKind.Credit, id, b);
+  }
+
+  #reply(kind: FrameKind, id: number, payload: Buffer): void {
+    if (!this.closed) this.#send(kind, id, payload);
+  }
+}

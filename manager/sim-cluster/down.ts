@@ -1,0 +1,66 @@
+// Tears a simulated cluster down: every process inside its namespaces, the
+// mount namespaces, the network namespaces (their veths go with them). Works
+// from whatever is left (agents or etcd killed with SIGKILL, a half-made
+// cluster) and is safe to run twice.
+import { existsSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { run, sleep } from '../../common/run.js';
+import { processAlive } from './agents.js';
+import { paths, readClusterFile, type ClusterFile } from './layout.js';
+import { isMountpoint, listNetns, netnsPath } from './namespaces.js';
+
+export interface DownReport { cluster: string | null; killed: number[]; namespaces: string[] }
+
+function nsInode(path: string): number | undefined {
+  try {
+    return statSync(path).ino;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Pids of every process that lives in one of the given namespaces (by nsfs inode). */
+function processesIn(netInodes: Set<number>, mntInodes: Set<number>): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    try {
+      const net = /\[(\d+)\]/.exec(readlinkSync(`/proc/${pid}/ns/net`))?.[1];
+      const mnt = /\[(\d+)\]/.exec(readlinkSync(`/proc/${pid}/ns/mnt`))?.[1];
+      if (netInodes.has(Number(net)) || mntInodes.has(Number(mnt))) pids.push(pid);
+    } catch { /* gone meanwhile */ }
+  }
+  return pids;
+}
+
+export function clusterNetns(c: ClusterFile): string[] {
+  return [c.switchNetns, c.etcd.netns, ...c.hosts.map((h) => h.netns)];
+}
+
+export async function clusterDown(dir: string): Promise<DownReport> {
+  const p = paths(dir);
+  if (!existsSync(p.file)) return { cluster: null, killed: [], namespaces: [] };
+  const c = readClusterFile(dir);
+  const present = new Set(await listNetns());
+  const netns = clusterNetns(c).filter((ns) => present.has(ns));
+  const mountFiles = c.hosts.map((h) => p.mountNs(h.name));
+  const mountedNs: string[] = [];
+  for (const f of mountFiles) if (existsSync(f) && (await isMountpoint(f))) mountedNs.push(f);
+
+  const netInodes = new Set(netns.map((ns) => nsInode(netnsPath(ns))).filter((x): x is number => x !== undefined));
+  const mntInodes = new Set(mountedNs.map(nsInode).filter((x): x is number => x !== undefined));
+  const victims = processesIn(netInodes, mntInodes);
+  for (const pid of victims) try { process.kill(pid, 'SIGTERM'); } catch { /* already gone */ }
+  for (let i = 0; i < 30 && victims.some(processAlive); i++) await sleep(100);
+  for (const pid of victims.filter(processAlive)) try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+  for (let i = 0; i < 50 && victims.some(processAlive); i++) await sleep(100);
+
+  for (const f of mountedNs) await run('umount', ['-l', f], { allowFail: true });
+  if (await isMountpoint(p.nsDir)) await run('umount', ['-l', p.nsDir], { allowFail: true });
+  rmSync(p.nsDir, { recursive: true, force: true });
+  for (const ns of netns) await run('ip', ['netns', 'del', ns], { allowFail: true });
+  rmSync(p.file, { force: true });
+  rmSync(join(dir, 'etcd'), { recursive: true, force: true });
+  return { cluster: c.name, killed: victims, namespaces: netns };
+}
