@@ -1,0 +1,88 @@
+// A real 3-host cluster: namespaces, etcd, one agent per host, the mesh between
+// them. Membership follows leases; the mesh survives malformed input; RPCs to a
+// host that stops answering fail at their deadline; etcd decides races.
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { paths } from '../../manager/sim-cluster/layout.js';
+import { startCluster, waitFor } from '../helpers/cluster.js';
+import type { HostView } from '../../manager/cluster-state.js';
+
+const c = await startCluster(t, { hosts: 3 });
+const hosts = async (via = 'h1'): Promise<HostView[]> => JSON.parse((await c.pj(['hosts', '--json', '--host', via])).stdout) as HostView[];
+const stateOf = async (name: string, via = 'h1') => (await hosts(via)).find((h) => h.name === name)?.state;
+
+t.test('every host is up, with its address and its export', async (t) => {
+  const hs = await hosts();
+  t.same(hs.map((h) => [h.name, h.state, h.address]), [['h1', 'up', '10.66.0.11'], ['h2', 'up', '10.66.0.12'], ['h3', 'up', '10.66.0.13']]);
+  t.ok(hs.every((h) => h.exports.some((e) => e.name === 'data' && e.path === '/srv/data')), 'each exports data=/srv/data');
+  const status = JSON.parse((await c.pj(['cluster', 'status', '--json'])).stdout);
+  t.same(status.hosts.map((h: { state: string }) => h.state), ['up', 'up', 'up']);
+  t.ok(status.hosts.every((h: { agentPid: number }) => h.agentPid > 1), 'agent pids known');
+});
+
+t.test('cluster exec runs inside the host: its network, its /srv, stdio and exit code', async (t) => {
+  const ip = await c.exec('h2', ['ip', '-brief', 'addr', 'show', 'eth0']);
+  t.match(ip.stdout, /10\.66\.0\.12\/24/);
+  const w = await c.exec('h2', ['sh', '-c', 'echo from-h2 > /srv/data/marker && echo to-stderr >&2; exit 7']);
+  t.equal(w.code, 7, 'exit code passes through');
+  t.equal(w.stderr, 'to-stderr\n', 'stderr passes through');
+  t.equal((await c.exec('h2', ['cat', '/srv/data/marker'])).stdout, 'from-h2\n');
+  t.equal((await c.exec('h1', ['test', '-e', '/srv/data/marker'])).code, 1, "h1's /srv is its own");
+  t.equal(readFileSync(`${paths(c.dir).hostSrv('h2')}/data/marker`, 'utf8'), 'from-h2\n', "h2's /srv lives in its folder of the cluster dir");
+  const sock = await c.exec('h3', ['stat', '-c', '%a', '/run/pj/agent.sock']);
+  t.equal(sock.stdout.trim(), '600', 'the control socket is mode 0600');
+});
+
+t.test('a killed agent is down within 3 s and up within 3 s of restarting', async (t) => {
+  t.equal((await c.pj(['cluster', 'stop', 'h2', '--signal', 'KILL'])).code, 0);
+  const downMs = await waitFor(async () => (await stateOf('h2')) === 'down', 3000);
+  t.pass(`h2 down after ${downMs} ms`);
+  const start = await c.pj(['cluster', 'start', 'h2']);
+  t.equal(start.code, 0, start.stderr);
+  const upMs = await waitFor(async () => (await stateOf('h2', 'h3')) === 'up', 3000);
+  t.ok(start.ms + upMs < 3000, `h2 up ${start.ms + upMs} ms after the restart began`);
+});
+
+t.test('an RPC to a host that stops answering fails with PJ_ERR_TIMEOUT naming it, within its deadline', async (t) => {
+  t.equal((await c.pj(['ping', 'h3', '--host', 'h1', '--count', '3'])).code, 0, 'the link works first');
+  const h3 = c.file().hosts.find((h) => h.name === 'h3')!;
+  process.kill(h3.agentPid!, 'SIGSTOP');
+  try {
+    const r = await c.pj(['ping', 'h3', '--host', 'h1', '--count', '1', '--timeout', '1000']);
+    t.equal(r.code, 1);
+    t.match(r.stderr, /^pj: PJ_ERR_TIMEOUT: rpc 'ping' to host h3 timed out after \d+ ms\n$/);
+    t.ok(r.ms < 2500, `the CLI returned after ${r.ms} ms (deadline 1000 ms)`);
+  } finally {
+    process.kill(h3.agentPid!, 'SIGCONT');
+  }
+  t.equal((await c.pj(['ping', 'h3', '--host', 'h1', '--count', '3'])).code, 0, 'h3 answers again once it resumes');
+});
+
+t.test('1,000 malformed connections of each kind leave the agent serving everyone else', async (t) => {
+  const r = await c.helper('h1', 'mesh-fuzz', ['10.66.0.12:7070', 'h2', paths(c.dir).secret, '1000'], { timeoutMs: 240_000 });
+  t.equal(r.code, 0, r.stderr);
+  const report = JSON.parse(r.stdout) as Record<string, Record<string, number>>;
+  t.same(Object.keys(report).sort(), ['bad-message', 'garbage', 'oversized', 'truncated', 'unknown-kind', 'wrong-secret']);
+  for (const [kind, outcome] of Object.entries(report)) t.same(outcome, { 'closed-by-server': 1000, 'left-open': 0 }, `${kind}: every connection closed by h2`);
+  t.equal((await c.pj(['ping', 'h2', '--host', 'h3', '--count', '5'])).code, 0, 'h2 still serves h3');
+  t.equal(await stateOf('h2'), 'up');
+  const log = readFileSync(`${paths(c.dir).hostState('h2')}/agent.log`, 'utf8');
+  for (const reason of ['bad magic', 'exceeds the 16777216-byte limit', 'unknown frame kind 153', 'malformed message frame', 'truncated', 'does not hold the cluster secret']) {
+    t.match(log, reason, `the log gives the reason: ${reason}`);
+  }
+});
+
+t.test('two managers racing to claim the same job-table keys: exactly one wins each', async (t) => {
+  const start = String(Date.now() + 1500);
+  const args = (name: string) => ['http://10.66.0.2:2379', name, '200', start];
+  const [r1, r2] = await Promise.all([c.helper('h1', 'claim-race', args('h1')), c.helper('h2', 'claim-race', args('h2'))]);
+  t.equal(r1.code, 0, r1.stderr);
+  t.equal(r2.code, 0, r2.stderr);
+  const a = JSON.parse(r1.stdout) as { won: string[]; owners: Record<string, string> };
+  const b = JSON.parse(r2.stdout) as { won: string[]; owners: Record<string, string> };
+  t.equal(a.won.length + b.won.length, 200, 'every key has a winner');
+  t.same(a.won.filter((id) => b.won.includes(id)), [], 'no key has two');
+  for (const id of a.won) t.equal(a.owners[id], 'h1');
+  for (const id of b.won) t.equal(a.owners[id], 'h2');
+  t.same(a.owners, b.owners, 'both see the same owners');
+});
