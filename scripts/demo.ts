@@ -19,7 +19,7 @@ let cleaned = false;
 function cleanup(): void {
   if (cleaned) return;
   cleaned = true;
-  step('remove every namespace, mount and process of the cluster', ['cluster', 'down', '--name', 'demo']);
+  step('remove every namespace, mount and process of the cluster', ['cluster', 'down']);
   rmSync(dir, { recursive: true, force: true });
 }
 process.on('SIGINT', () => { cleanup(); process.exit(130); });

@@ -1,0 +1,58 @@
+// `pj cluster down` leaves nothing behind: no namespace, mount, veth or
+// process, also after agents and etcd were killed with SIGKILL; twice is fine.
+import t from 'tap';
+import { readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+import { processAlive } from '../../manager/sim-cluster/agents.js';
+import { clusterNetns } from '../../manager/sim-cluster/down.js';
+import { paths } from '../../manager/sim-cluster/layout.js';
+import { netnsPath } from '../../manager/sim-cluster/namespaces.js';
+import { netnsWithPrefix, startCluster } from '../helpers/cluster.js';
+
+function pidsInNamespaces(inodes: Set<number>): number[] {
+  return readdirSync('/proc').filter((p) => /^\d+$/.test(p)).map(Number).filter((pid) => {
+    try {
+      return ['net', 'mnt'].some((ns) => inodes.has(Number(/\[(\d+)\]/.exec(readlinkSync(`/proc/${pid}/ns/${ns}`))?.[1])));
+    } catch {
+      return false;
+    }
+  });
+}
+
+t.test('down after kill -9 of an agent and of etcd removes everything', async (t) => {
+  const c = await startCluster(t, { hosts: 2 });
+  const f = c.file();
+  const p = paths(c.dir);
+  const inodes = new Set([...clusterNetns(f).map((ns) => statSync(netnsPath(ns)).ino), ...f.hosts.map((h) => statSync(p.mountNs(h.name)).ino)]);
+  const workload = await c.exec('h1', ['sh', '-c', 'setsid sleep 600 </dev/null >/dev/null 2>&1 & echo $!']);
+  const sleeper = Number(workload.stdout.trim());
+  t.ok(processAlive(sleeper), 'a process started inside h1 runs');
+  t.ok(pidsInNamespaces(inodes).length >= 4, 'etcd, two agents and the sleeper live in the namespaces');
+
+  process.kill(f.hosts[0].agentPid!, 'SIGKILL');
+  process.kill(f.etcd.pid!, 'SIGKILL');
+  const down = await c.down();
+  t.equal(down.code, 0, down.stderr);
+  t.match(down.stdout, new RegExp(`cluster ${c.name} down: \\d+ processes stopped, 4 namespaces removed`));
+
+  t.same(netnsWithPrefix(c.name), [], 'no network namespace left');
+  t.same(pidsInNamespaces(inodes), [], 'no process left in any of its namespaces');
+  t.notOk(processAlive(sleeper), 'the process started inside h1 is gone');
+  for (const h of f.hosts) t.notOk(processAlive(h.agentPid), `agent of ${h.name} gone`);
+  t.notOk(processAlive(f.etcd.pid), 'etcd gone');
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8');
+  t.notMatch(mounts, c.dir, 'no mount under the cluster dir');
+  const links = readdirSync('/sys/class/net');
+  t.same(links.filter((l) => ['h1', 'h2', 'etcd', 'br0'].includes(l)), [], 'no veth or bridge in the machine namespace');
+
+  const again = await c.down();
+  t.equal(again.code, 0, 'a second down succeeds');
+  t.equal(again.stdout, 'no cluster is up\n');
+});
+
+t.test('up refuses to build over a cluster that is already up', async (t) => {
+  const c = await startCluster(t, { hosts: 1 });
+  const r = await c.pj(['cluster', 'up', '--hosts', '1', '--name', c.name]);
+  t.equal(r.code, 1);
+  t.match(r.stderr, /^pj: PJ_ERR_CLUSTER: a cluster is already up in /);
+  t.equal((await c.pj(['hosts'])).code, 0, 'the existing cluster still answers');
+});
