@@ -29,36 +29,71 @@ export function frameHeader(kind: FrameKind, id: number, payloadLength: number):
   return h;
 }
 
-/** Splits a byte stream into frames; keeps partial input between calls. */
+/**
+ * Splits a byte stream into frames; keeps partial input between calls.
+ * Stream data is handed on as it arrives, in pieces that share the socket's
+ * buffers (a frame's pieces keep its id): reassembling 1 MiB data frames first
+ * cost a copy of every streamed byte.
+ */
 export class FrameDecoder {
   #chunks: Buffer[] = [];
   #buffered = 0;
+  /** The stream-data frame being passed through: its id and the payload bytes still to come. */
+  #data: { id: number; remaining: number } | undefined;
 
   /** Feeds bytes; returns the complete frames. Throws PJ_ERR_PROTOCOL on a bad header. */
   push(data: Buffer): Frame[] {
     this.#chunks.push(data);
     this.#buffered += data.length;
     const frames: Frame[] = [];
-    while (this.#buffered >= HEADER_BYTES) {
+    for (;;) {
+      if (this.#data) {
+        if (this.#buffered === 0) break;
+        const piece = this.#take(Math.min(this.#data.remaining, this.#chunks[0].length));
+        frames.push({ kind: FrameKind.StreamData, id: this.#data.id, payload: piece });
+        this.#data.remaining -= piece.length;
+        if (this.#data.remaining === 0) this.#data = undefined;
+        continue;
+      }
+      if (this.#buffered < HEADER_BYTES) break;
       const header = this.#peek(HEADER_BYTES);
       const length = header.readUInt32BE(0);
       const kind = header.readUInt8(4);
+      const id = header.readUInt32BE(5);
       if (!KNOWN_KINDS.has(kind)) throw new PjError(codes.PROTOCOL, `unknown frame kind ${kind}`);
       if (length > MAX_PAYLOAD) throw new PjError(codes.PROTOCOL, `frame of ${length} bytes exceeds the ${MAX_PAYLOAD}-byte limit`);
+      if (kind === FrameKind.StreamData) {
+        this.#take(HEADER_BYTES);
+        if (length > 0) this.#data = { id, remaining: length };
+        continue;
+      }
       if (this.#buffered < HEADER_BYTES + length) break;
       const whole = this.#take(HEADER_BYTES + length);
-      frames.push({ kind: kind as FrameKind, id: header.readUInt32BE(5), payload: whole.subarray(HEADER_BYTES) });
+      frames.push({ kind: kind as FrameKind, id, payload: whole.subarray(HEADER_BYTES) });
     }
     return frames;
   }
 
-  /** Bytes of a frame that never completed (a truncated frame when the connection ends). */
-  get pendingBytes(): number { return this.#buffered; }
+  /** True between frames only: false means a connection that ends now ends inside a frame (truncated). */
+  get atFrameBoundary(): boolean { return this.#buffered === 0 && this.#data === undefined; }
 
+  /** The first n buffered bytes, contiguous; copies only when they straddle chunks, and only those n bytes. */
   #peek(n: number): Buffer {
-    if (this.#chunks[0].length >= n) return this.#chunks[0];
-    this.#chunks = [Buffer.concat(this.#chunks)];
-    return this.#chunks[0];
+    const first = this.#chunks[0];
+    if (first.length >= n) return first;
+    const joined = Buffer.allocUnsafe(n);
+    let filled = 0;
+    let i = 0;
+    while (filled < n) {
+      const c = this.#chunks[i];
+      const take = Math.min(c.length, n - filled);
+      c.copy(joined, filled, 0, take);
+      filled += take;
+      if (take === c.length) i++;
+      else this.#chunks[i] = c.subarray(take);
+    }
+    this.#chunks.splice(0, i, joined);
+    return joined;
   }
 
   #take(n: number): Buffer {

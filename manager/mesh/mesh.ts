@@ -103,7 +103,8 @@ export class Mesh {
 
   async #connect(host: string, timeoutMs: number): Promise<PeerConnection> {
     const { address, port } = await this.#opts.resolvePeer(host);
-    const socket = net.connect({ host: address, port });
+    // A 1 MiB write buffer: with the default 16 KiB every data frame waited for 'drain'.
+    const socket = net.connect({ host: address, port, writableHighWaterMark: 1 << 20 } as net.NetConnectOpts);
     socket.setNoDelay(true);
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {

@@ -10,15 +10,22 @@ t.test('reassembles frames split at every byte boundary', async (t) => {
   for (let cut = 0; cut <= wire.length; cut++) {
     const d = new FrameDecoder();
     const got = [...d.push(wire.subarray(0, cut)), ...d.push(wire.subarray(cut))];
-    t.same(got.map((f) => [f.kind, f.id, f.payload.length]), [[FrameKind.Request, 7, 5], [FrameKind.StreamEnd, 9, 0], [FrameKind.StreamData, 9, 300]], `cut at ${cut}`);
-    t.equal(d.pendingBytes, 0);
+    const data = got.filter((f) => f.kind === FrameKind.StreamData);
+    t.same(got.filter((f) => f.kind !== FrameKind.StreamData).map((f) => [f.kind, f.id, f.payload.length]), [[FrameKind.Request, 7, 5], [FrameKind.StreamEnd, 9, 0]], `cut at ${cut}`);
+    t.ok(data.every((f) => f.id === 9), 'data pieces keep their id');
+    t.ok(Buffer.concat(data.map((f) => f.payload)).equals(Buffer.alloc(300, 1)), 'data pieces add up to the payload');
+    t.ok(d.atFrameBoundary);
   }
 });
 
-t.test('keeps a partial frame pending', async (t) => {
+t.test('keeps a partial frame pending; passes stream data through as it arrives', async (t) => {
   const d = new FrameDecoder();
   t.same(d.push(frame(FrameKind.Response, 1, Buffer.alloc(100)).subarray(0, 50)), []);
-  t.equal(d.pendingBytes, 50);
+  t.notOk(d.atFrameBoundary);
+  const s = new FrameDecoder();
+  const pieces = s.push(frame(FrameKind.StreamData, 3, Buffer.alloc(100, 2)).subarray(0, 59));
+  t.same(pieces.map((f) => [f.kind, f.id, f.payload.length]), [[FrameKind.StreamData, 3, 50]]);
+  t.notOk(s.atFrameBoundary, 'the rest of the data frame is still due');
 });
 
 t.test('rejects an oversized length before buffering it', async (t) => {

@@ -1,0 +1,15 @@
+// `npm run bench -- NAME [--quick] [--json]`: runs one benchmark. Each prints
+// its figures beside a baseline measured in the same run and writes JSON under
+// bench/results/ (with --json, also as the last line of stdout).
+import { reportError } from '../cli/output.js';
+import { meshBench } from './mesh.js';
+
+const benches: Record<string, (argv: string[]) => Promise<void>> = { mesh: meshBench };
+const [name, ...rest] = process.argv.slice(2);
+const bench = benches[name ?? ''];
+if (!bench) {
+  process.stderr.write(`usage: npm run bench -- <${Object.keys(benches).join('|')}> [--quick] [--json]\n`);
+  process.exitCode = 2;
+} else {
+  await bench(rest).catch(reportError);
+}
