@@ -51,7 +51,7 @@ export class Mesh {
   async call(host: string, method: string, args: unknown, timeoutMs = DEFAULT_RPC_TIMEOUT_MS): Promise<unknown> {
     const deadline = Date.now() + timeoutMs;
     const conn = await this.#connection(host, timeoutMs);
-    return conn.call(method, args, Math.max(1, deadline - Date.now()));
+    return conn.call(method, args, Math.max(1, deadline - Date.now()), timeoutMs);
   }
 
   async upload(host: string, method: string, args: unknown, source: AsyncIterable<Buffer>, timeoutMs = DEFAULT_RPC_TIMEOUT_MS): Promise<unknown> {

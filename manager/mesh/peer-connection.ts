@@ -90,10 +90,13 @@ export class PeerConnection extends EventEmitter {
 
   get closed(): boolean { return this.#closedReason !== undefined; }
 
-  /** Calls a method on the peer; rejects with PJ_ERR_TIMEOUT naming the host when the deadline passes. */
-  call(method: string, args: unknown, timeoutMs: number): Promise<unknown> {
+  /**
+   * Calls a method on the peer; rejects with PJ_ERR_TIMEOUT naming the host when `timeoutMs`
+   * passes. `deadlineMs` is the whole deadline the caller set (connecting may have used some).
+   */
+  call(method: string, args: unknown, timeoutMs: number, deadlineMs = timeoutMs): Promise<unknown> {
     const id = this.#allocId();
-    const result = this.#awaitReply(id, method, timeoutMs);
+    const result = this.#awaitReply(id, method, timeoutMs, deadlineMs);
     this.#send(FrameKind.Request, id, packr.pack([method, args ?? null, timeoutMs]));
     return result;
   }
@@ -160,20 +163,20 @@ export class PeerConnection extends EventEmitter {
     return ok && !this.#socket.writableNeedDrain;
   }
 
-  #awaitReply(id: number, method: string, timeoutMs: number | undefined): Promise<unknown> {
+  #awaitReply(id: number, method: string, timeoutMs: number | undefined, deadlineMs = timeoutMs): Promise<unknown> {
     const p = new Promise<unknown>((resolve, reject) => {
       if (this.closed) return reject(new PjError(codes.HOST_UNREACHABLE, `connection to host ${this.peer} lost: ${this.#closedReason}`, { host: this.peer }));
       this.#pending.set(id, { resolve, reject });
     });
-    return timeoutMs === undefined ? p : this.#withTimeout(p, id, method, timeoutMs);
+    return timeoutMs === undefined ? p : this.#withTimeout(p, id, method, timeoutMs, deadlineMs);
   }
 
-  #withTimeout<T>(p: Promise<T>, id: number, method: string, ms: number): Promise<T> {
+  #withTimeout<T>(p: Promise<T>, id: number, method: string, ms: number, reportedMs = ms): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const t = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         this.#pending.delete(id);
-        reject(new PjError(codes.TIMEOUT, `rpc '${method}' to host ${this.peer} timed out after ${ms} ms`, { host: this.peer }));
+        reject(new PjError(codes.TIMEOUT, `rpc '${method}' to host ${this.peer} timed out after ${reportedMs} ms`, { host: this.peer }));
       }, ms);
     });
     return Promise.race([p, t]).finally(() => clearTimeout(timer));

@@ -50,7 +50,7 @@ t.test('an RPC to a host that stops answering fails with PJ_ERR_TIMEOUT naming i
   try {
     const r = await c.pj(['ping', 'h3', '--host', 'h1', '--count', '1', '--timeout', '1000']);
     t.equal(r.code, 1);
-    t.match(r.stderr, /^pj: PJ_ERR_TIMEOUT: rpc 'ping' to host h3 timed out after \d+ ms\n$/);
+    t.match(r.stderr, /^pj: PJ_ERR_TIMEOUT: rpc 'ping' to host h3 timed out after 1000 ms\n$/);
     t.ok(r.ms < 2500, `the CLI returned after ${r.ms} ms (deadline 1000 ms)`);
   } finally {
     process.kill(h3.agentPid!, 'SIGCONT');

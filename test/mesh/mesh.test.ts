@@ -74,7 +74,7 @@ t.test('a handler that never returns times out and the link keeps serving', asyn
   b.handle('hang', () => new Promise(() => {}));
   b.handle('echo', (x: unknown) => x);
   const t0 = Date.now();
-  await t.rejects(a.call('b', 'hang', {}, 500), { code: 'PJ_ERR_TIMEOUT', message: /^rpc 'hang' to host b timed out after (499|500) ms$/ });
+  await t.rejects(a.call('b', 'hang', {}, 500), { code: 'PJ_ERR_TIMEOUT', message: "rpc 'hang' to host b timed out after 500 ms" });
   t.ok(Date.now() - t0 < 900);
   t.same(await a.call('b', 'echo', { n: 1 }), { n: 1 });
 });
