@@ -22,9 +22,9 @@ export async function meshBench(argv: string[]): Promise<void> {
   const json = argv.includes('--json');
   // Measurements alternate between ours and the baselines, in rounds, so that
   // both see the same machine (on 2 cores, scheduling moves single runs by 2x).
-  const rounds = quick ? 4 : 8;
+  const rounds = quick ? 3 : 8;
   const pings = quick ? 2000 : 10000;
-  const streamBytes = quick ? 128 * MiB : 512 * MiB;
+  const streamBytes = quick ? 384 * MiB : 512 * MiB;
   const chunks = [64 * 1024, 256 * 1024, MiB];
   const dir = mkdtempSync(join(tmpdir(), 'pj-bench-'));
   const log = (s: string) => { if (!json) process.stdout.write(s + '\n'); };
