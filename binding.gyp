@@ -4,7 +4,9 @@
     "sources": [
       "native/src/addon.cc",
       "native/src/peer-cred.cc",
-      "native/src/uffd-probe.cc"
+      "native/src/uffd-probe.cc",
+      "native/src/fuse-device.cc",
+      "native/src/openat2.cc"
     ],
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
     "defines": ["NAPI_VERSION=9", "NAPI_DISABLE_CPP_EXCEPTIONS"],

@@ -1,6 +1,7 @@
 // Errors of PicoJump. Our own carry permanent codes (PJ_ERR_*): messages may
 // change, codes never. System errors look like Node's own fs errors: code,
 // errno, syscall, path (CONVENTIONS.md, rules 2 and 3).
+import { constants as osConstants } from 'node:os';
 import { getSystemErrorMap } from 'node:util';
 
 export const codes = {
@@ -38,8 +39,11 @@ export class PjError extends Error {
 
 export interface SerializedError { code: string; message: string; host?: string }
 
-/** Rebuilds an error that crossed the mesh or the control socket. */
-export function errorFromWire(e: SerializedError): PjError {
+/** Rebuilds an error that crossed the mesh or the control socket; system errors keep their errno code. */
+export function errorFromWire(e: SerializedError): PjError | NodeJS.ErrnoException {
+  if (/^E[A-Z0-9]+$/.test(e.code) && e.code in osConstants.errno) {
+    return Object.assign(new Error(e.message), { code: e.code, errno: -(osConstants.errno as Record<string, number>)[e.code] });
+  }
   const code = (Object.values(codes) as string[]).includes(e.code) ? (e.code as PjErrorCode) : codes.REMOTE;
   const message = code === codes.REMOTE ? `${e.code}: ${e.message}` : e.message;
   return new PjError(code, message, e.host ? { host: e.host } : {});

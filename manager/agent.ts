@@ -11,6 +11,7 @@ import { checkExport, checkUniqueNames } from './exports.js';
 import { Mesh } from './mesh/mesh.js';
 import { pingPeer, registerDiagnosticMethods, streamToPeer } from './mesh-diagnostics.js';
 import { readSecretFile } from './secret.js';
+import { startFsLayer } from '../fs-layer/index.js';
 
 export interface AgentOptions {
   host: string;
@@ -30,7 +31,6 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
   checkUniqueNames(opts.exports);
   opts.exports.forEach(checkExport);
   mkdirSync(opts.stateDir, { recursive: true });
-  mkdirSync(opts.mount, { recursive: true });
   mkdirSync(dirname(opts.controlSocket), { recursive: true });
   const log = createLog({ host: opts.host, file: join(opts.stateDir, 'agent.log') });
 
@@ -56,10 +56,13 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     port: bound.port,
     pid: process.pid,
     exports: opts.exports,
-    capabilities: { fuse: false, migration: false, pager: false, proxy: false },
+    capabilities: { fuse: false, passthrough: false, migration: false, pager: false, proxy: false },
     version: VERSION,
     startedAt: new Date().toISOString(),
   };
+  const fsLayer = await startFsLayer({ self: opts.host, mount: opts.mount, exports: opts.exports, mesh, hosts: () => state.hosts(), log });
+  record.capabilities.fuse = fsLayer.mounted;
+  record.capabilities.passthrough = fsLayer.passthrough;
   await state.register(record);
 
   const control = new ControlServer(opts.controlSocket, (req) => serveControl(req, { opts, state, mesh, record }), log);
@@ -70,6 +73,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     async stop() {
       log.info({ op: 'agent-stop' }, 'agent stopping');
       await control.close();
+      await fsLayer.stop();
       await mesh.close();
       await state.close();
       log.flush();

@@ -11,4 +11,23 @@ export interface NativeBinding {
   peerCred(fd: number, ctx: SyscallContext): PeerCredentials | undefined;
   /** Opens a userfaultfd, negotiates UFFDIO_API with no features, reports what the kernel offers. */
   uffdProbe(ctx: SyscallContext): UffdApi | undefined;
+
+  /** open("/dev/fuse"), close-on-exec. */
+  fuseOpen(ctx: SyscallContext): number | undefined;
+  /** mount(2) of a FUSE connection on `target` ("fd=N,rootmode=40000,user_id=0,group_id=0," + extra). */
+  fuseMount(fd: number, target: string, fsname: string, extraOptions: string, ctx: SyscallContext): true | undefined;
+  /** umount2(2), MNT_DETACH when `lazy`. */
+  fuseUnmount(target: string, lazy: boolean, ctx: SyscallContext): true | undefined;
+  /** A second channel of the same connection (FUSE_DEV_IOC_CLONE). */
+  fuseClone(fd: number, ctx: SyscallContext): number | undefined;
+  /** FUSE_DEV_IOC_BACKING_OPEN: a backing id for FOPEN_PASSTHROUGH. */
+  fuseBackingOpen(devFd: number, fileFd: number, ctx: SyscallContext): number | undefined;
+  /** FUSE_DEV_IOC_BACKING_CLOSE. */
+  fuseBackingClose(devFd: number, id: number, ctx: SyscallContext): true | undefined;
+  /** One reply in one writev(2). */
+  fuseWrite(fd: number, parts: Buffer[], ctx: SyscallContext): number | undefined;
+  /** A native thread reads requests from `fd` and calls `onRequest` with each; `onEnd(errno)` when the connection ends (it closes `fd`). */
+  fuseStartReader(fd: number, bufferSize: number, onRequest: (request: Buffer) => void, onEnd: (errno: number) => void): void;
+  /** openat2(2): `resolve` is RESOLVE_* bits; O_CLOEXEC is always added. */
+  openat2(dirfd: number, path: string, flags: number, mode: number, resolve: number, ctx: SyscallContext): number | undefined;
 }

@@ -7,6 +7,8 @@ import { repoRoot } from '../common/repo-root.js';
 import { PjError, codes, systemError, type SyscallContext } from '../common/errors.js';
 import type { NativeBinding, PeerCredentials, UffdApi } from './binding.js';
 
+export type { NativeBinding } from './binding.js';
+
 let binding: NativeBinding | undefined;
 
 export function loadBinding(): NativeBinding {
@@ -22,10 +24,11 @@ export function loadBinding(): NativeBinding {
   throw new PjError(codes.NATIVE_MISSING, `native addon not built; tried ${tried.join(', ')} (run scripts/setup)`);
 }
 
-function call<T>(fn: (ctx: SyscallContext) => T | undefined): T {
+/** Calls a native function that fills a context on failure; throws the Node-style error. */
+export function call<T>(fn: (ctx: SyscallContext) => T | undefined, path?: string): T {
   const ctx: SyscallContext = {};
   const out = fn(ctx);
-  if (out === undefined) throw systemError(ctx as Required<SyscallContext>);
+  if (out === undefined) throw systemError(ctx as Required<SyscallContext>, path);
   return out;
 }
 
@@ -35,4 +38,12 @@ export function peerCred(fd: number): PeerCredentials {
 
 export function uffdProbe(): UffdApi {
   return call((ctx) => loadBinding().uffdProbe(ctx));
+}
+
+export const RESOLVE_NO_MAGICLINKS = 0x02;
+export const RESOLVE_BENEATH = 0x08;
+
+/** openat2 confined beneath `dirfd`: no "..", absolute symlinks or magic links can leave it. */
+export function openBeneath(dirfd: number, path: string, flags: number, mode = 0): number {
+  return call((ctx) => loadBinding().openat2(dirfd, path, flags, mode, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS, ctx), path);
 }

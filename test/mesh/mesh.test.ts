@@ -15,10 +15,12 @@ t.test('an RPC carries binary payloads both ways', async (t) => {
   t.equal(r.from, 'a', 'the handler sees the authenticated caller');
 });
 
-t.test('errors keep their code; unknown methods say so', async (t) => {
+t.test('system errors keep their errno code, others are PJ_ERR_REMOTE; unknown methods say so', async (t) => {
   const { a, b } = await meshPair(t);
   b.handle('fail', () => { const e = new Error('no such file') as NodeJS.ErrnoException; e.code = 'ENOENT'; throw e; });
-  await t.rejects(a.call('b', 'fail', {}), { code: 'PJ_ERR_REMOTE', message: 'ENOENT: no such file' });
+  await t.rejects(a.call('b', 'fail', {}), { code: 'ENOENT', message: 'no such file' });
+  b.handle('odd', () => { throw Object.assign(new Error('strange'), { code: 'SOMETHING_ELSE' }); });
+  await t.rejects(a.call('b', 'odd', {}), { code: 'PJ_ERR_REMOTE', message: 'SOMETHING_ELSE: strange' });
   await t.rejects(a.call('b', 'nope', {}), { code: 'PJ_ERR_NO_SUCH_METHOD', message: "host has no mesh method 'nope'" });
 });
 

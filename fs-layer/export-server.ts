@@ -1,0 +1,243 @@
+// The owner's side of /pj: the real syscalls on this host's exports, for local
+// requests and for RPCs from other hosts alike. Every path is resolved with
+// openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) from the export's root, so
+// nothing ("..", absolute symlinks, a directory swapped for a symlink) leads
+// outside it. Name-level operations run on "/proc/self/fd/<parent fd>/<name>"
+// with a single, checked name: the parent was resolved confined.
+import fs from 'node:fs';
+import { O as C } from './open-flags.js';
+import { posix } from 'node:path';
+import { openBeneath } from '../native/loader.js';
+import type { ExportInfo } from '../manager/cluster-state.js';
+import type { Attr, StatfsInfo } from './protocol.js';
+
+export interface DirEntry { name: string; attr: Attr }
+export interface OpenResult { handle: number; attr: Attr }
+export interface AttrChanges { mode?: number; uid?: number; gid?: number; size?: number; atimeNs?: bigint | 'now'; mtimeNs?: bigint | 'now' }
+
+const errnoError = (code: string, message: string): NodeJS.ErrnoException => Object.assign(new Error(`${code}: ${message}`), { code });
+
+export function attrFromStats(s: fs.BigIntStats): Attr {
+  return {
+    ino: Number(s.ino), size: Number(s.size), blocks: Number(s.blocks), atimeNs: s.atimeNs, mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs,
+    mode: Number(s.mode), nlink: Number(s.nlink), uid: Number(s.uid), gid: Number(s.gid), rdev: Number(s.rdev), blksize: Number(s.blksize),
+  };
+}
+
+/** A relative path inside an export, normalised; never absolute, never NUL. */
+function cleanRel(rel: string): string {
+  if (typeof rel !== 'string' || rel.includes('\0')) throw errnoError('EINVAL', 'bad path');
+  const n = posix.normalize(rel).replace(/^\/+/, '');
+  return n === '.' ? '' : n.replace(/\/+$/, '');
+}
+
+function checkName(name: string): void {
+  if (!name || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) throw errnoError('EINVAL', `bad name '${name}'`);
+}
+
+/** The open(2) flags of a request that openat2 accepts (it rejects unknown bits, e.g. the kernel's internal FMODE ones). */
+const OPEN_FLAGS = C.O_ACCMODE | C.O_CREAT | C.O_EXCL | C.O_NOCTTY | C.O_TRUNC | C.O_APPEND | C.O_NONBLOCK | C.O_DSYNC | C.O_SYNC
+  | C.O_DIRECT | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_NOATIME;
+const openFlags = (flags: number) => flags & OPEN_FLAGS;
+
+const proc = (fd: number, name?: string) => (name === undefined ? `/proc/self/fd/${fd}` : `/proc/self/fd/${fd}/${name}`);
+
+class Export {
+  readonly root: number;
+  constructor(readonly info: ExportInfo) {
+    this.root = fs.openSync(info.path, C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC);
+  }
+  writable(): void {
+    if (this.info.readOnly) throw errnoError('EROFS', `export ${this.info.name} is read-only`);
+  }
+  /** Runs `fn` with an O_PATH fd of `rel`'s parent directory and `rel`'s last name. */
+  inParent<T>(rel: string, fn: (dirfd: number, name: string) => T): T {
+    const clean = cleanRel(rel);
+    const name = posix.basename(clean);
+    checkName(name);
+    const dir = posix.dirname(clean);
+    const dirfd = openBeneath(this.root, dir === '.' ? '.' : dir, C.O_PATH | C.O_DIRECTORY);
+    try {
+      return fn(dirfd, name);
+    } finally {
+      fs.closeSync(dirfd);
+    }
+  }
+  lstat(rel: string): Attr {
+    const clean = cleanRel(rel);
+    if (clean === '') return attrFromStats(fs.fstatSync(this.root, { bigint: true }));
+    const fd = openBeneath(this.root, clean, C.O_PATH | C.O_NOFOLLOW);
+    try {
+      return attrFromStats(fs.fstatSync(fd, { bigint: true }));
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+}
+
+export class ExportServer {
+  #exports = new Map<string, Export>();
+  #handles = new Map<number, { fd: number; exp: Export }>();
+  #nextHandle = 1;
+
+  constructor(exports: ExportInfo[]) {
+    for (const e of exports) if (e.kind === 'dir') this.#exports.set(e.name, new Export(e));
+  }
+
+  #exp(name: string): Export {
+    const e = this.#exports.get(name);
+    if (!e) throw errnoError('ENOENT', `no export named ${name}`);
+    return e;
+  }
+  #handle(h: number) {
+    const x = this.#handles.get(h);
+    if (!x) throw errnoError('EBADF', `no open file handle ${h}`);
+    return x;
+  }
+  #register(fd: number, exp: Export): OpenResult {
+    const handle = this.#nextHandle++;
+    this.#handles.set(handle, { fd, exp });
+    return { handle, attr: attrFromStats(fs.fstatSync(fd, { bigint: true })) };
+  }
+
+  isReadOnly(exp: string): boolean { return this.#exp(exp).info.readOnly; }
+
+  lstat(exp: string, rel: string): Attr { return this.#exp(exp).lstat(rel); }
+
+  readdir(exp: string, rel: string): DirEntry[] {
+    const e = this.#exp(exp);
+    const clean = cleanRel(rel);
+    const fd = openBeneath(e.root, clean || '.', C.O_RDONLY | C.O_DIRECTORY);
+    try {
+      const out: DirEntry[] = [];
+      for (const name of fs.readdirSync(proc(fd))) {
+        try {
+          out.push({ name, attr: attrFromStats(fs.lstatSync(proc(fd, name), { bigint: true })) });
+        } catch { /* removed meanwhile */ }
+      }
+      return out;
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /** Opens a file; the fd stays here (for remote reads and writes) under the returned handle. */
+  open(exp: string, rel: string, flags: number): OpenResult {
+    const e = this.#exp(exp);
+    if ((flags & C.O_ACCMODE) !== C.O_RDONLY || flags & C.O_TRUNC) e.writable();
+    // The daemon's own open drops O_DIRECT (the kernel handles direct I/O) and never follows a final symlink.
+    const fd = openBeneath(e.root, cleanRel(rel), (openFlags(flags) & ~(C.O_CREAT | C.O_EXCL | C.O_DIRECT | C.O_NOCTTY)) | C.O_NOFOLLOW);
+    return this.#register(fd, e);
+  }
+
+  /** The real fd behind a handle, for local passthrough and fsync. */
+  fd(handle: number): number { return this.#handle(handle).fd; }
+
+  create(exp: string, rel: string, flags: number, mode: number): OpenResult {
+    const e = this.#exp(exp);
+    e.writable();
+    const fd = openBeneath(e.root, cleanRel(rel), (openFlags(flags) & ~C.O_DIRECT) | C.O_CREAT | C.O_NOFOLLOW, mode & 0o7777);
+    return this.#register(fd, e);
+  }
+
+  read(handle: number, offset: number, size: number): Buffer {
+    const { fd } = this.#handle(handle);
+    const buf = Buffer.allocUnsafe(size);
+    const n = fs.readSync(fd, buf, 0, size, offset);
+    return n === size ? buf : buf.subarray(0, n);
+  }
+
+  write(handle: number, offset: number, data: Buffer): number {
+    const { fd, exp } = this.#handle(handle);
+    exp.writable();
+    return fs.writeSync(fd, data, 0, data.length, offset);
+  }
+
+  fsync(handle: number, dataOnly: boolean): void {
+    const { fd } = this.#handle(handle);
+    (dataOnly ? fs.fdatasyncSync : fs.fsyncSync)(fd);
+  }
+
+  release(handle: number): void {
+    const h = this.#handles.get(handle);
+    if (!h) return;
+    this.#handles.delete(handle);
+    fs.closeSync(h.fd);
+  }
+
+  mkdir(exp: string, rel: string, mode: number): Attr {
+    const e = this.#exp(exp);
+    e.writable();
+    e.inParent(rel, (d, n) => fs.mkdirSync(proc(d, n), { mode }));
+    return e.lstat(rel);
+  }
+
+  unlink(exp: string, rel: string): void {
+    const e = this.#exp(exp);
+    e.writable();
+    e.inParent(rel, (d, n) => fs.unlinkSync(proc(d, n)));
+  }
+
+  rmdir(exp: string, rel: string): void {
+    const e = this.#exp(exp);
+    e.writable();
+    e.inParent(rel, (d, n) => fs.rmdirSync(proc(d, n)));
+  }
+
+  rename(exp: string, from: string, to: string, flags: number): void {
+    const e = this.#exp(exp);
+    e.writable();
+    if (flags !== 0) throw errnoError('EINVAL', 'rename flags (RENAME_NOREPLACE, RENAME_EXCHANGE) are not supported yet');
+    e.inParent(from, (d1, n1) => e.inParent(to, (d2, n2) => fs.renameSync(proc(d1, n1), proc(d2, n2))));
+  }
+
+  symlink(exp: string, rel: string, target: string): Attr {
+    const e = this.#exp(exp);
+    e.writable();
+    e.inParent(rel, (d, n) => fs.symlinkSync(target, proc(d, n)));
+    return e.lstat(rel);
+  }
+
+  readlink(exp: string, rel: string): string {
+    return this.#exp(exp).inParent(rel, (d, n) => fs.readlinkSync(proc(d, n)));
+  }
+
+  link(exp: string, from: string, to: string): Attr {
+    const e = this.#exp(exp);
+    e.writable();
+    e.inParent(from, (d1, n1) => e.inParent(to, (d2, n2) => fs.linkSync(proc(d1, n1), proc(d2, n2))));
+    return e.lstat(to);
+  }
+
+  setattr(exp: string, rel: string, ch: AttrChanges, handle?: number): Attr {
+    const e = this.#exp(exp);
+    e.writable();
+    const clean = cleanRel(rel);
+    const own = handle === undefined ? openBeneath(e.root, clean || '.', C.O_PATH | C.O_NOFOLLOW) : undefined;
+    const target = proc(own ?? this.#handle(handle!).fd);
+    try {
+      if (ch.mode !== undefined) fs.chmodSync(target, ch.mode & 0o7777);
+      if (ch.uid !== undefined || ch.gid !== undefined) fs.chownSync(target, ch.uid ?? -1, ch.gid ?? -1);
+      if (ch.size !== undefined) fs.truncateSync(target, ch.size);
+      if (ch.atimeNs !== undefined || ch.mtimeNs !== undefined) {
+        const cur = fs.statSync(target, { bigint: true });
+        const sec = (t: bigint | 'now' | undefined, keep: bigint) => (t === 'now' ? Date.now() / 1000 : Number(t ?? keep) / 1e9);
+        fs.utimesSync(target, sec(ch.atimeNs, cur.atimeNs), sec(ch.mtimeNs, cur.mtimeNs));
+      }
+      return attrFromStats(fs.statSync(target, { bigint: true }));
+    } finally {
+      if (own !== undefined) fs.closeSync(own);
+    }
+  }
+
+  statfs(exp: string): StatfsInfo {
+    const s = fs.statfsSync(proc(this.#exp(exp).root));
+    return { blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, bsize: s.bsize, namelen: 255, frsize: s.bsize };
+  }
+
+  close(): void {
+    for (const h of this.#handles.values()) fs.closeSync(h.fd);
+    this.#handles.clear();
+    for (const e of this.#exports.values()) fs.closeSync(e.root);
+  }
+}

@@ -1,0 +1,269 @@
+// The /pj tree as the kernel sees it: /pj/<host>/<export>/<path>. Each request
+// is decided here; the real work runs in the owner's ExportServer, directly
+// when the owner is this host, over the mesh otherwise. Local files are opened
+// with kernel passthrough, so their reads, writes and mmap never reach us.
+import type { Log } from '../common/log.js';
+import type { HostView } from '../manager/cluster-state.js';
+import { call, loadBinding } from '../native/loader.js';
+import type { FsBackend } from './backend.js';
+import type { DirEntry } from './export-server.js';
+import type { FuseRequest } from './fuse-session.js';
+import { InodeTable, type Node } from './inode-table.js';
+import {
+  FATTR, FOPEN_PASSTHROUGH, Op, attrOut, cStrings, dirent, entryOut, openOut, statfsOut, type Attr,
+} from './protocol.js';
+
+const S_IFDIR = 0o040000;
+const errno = (code: string, message = code): NodeJS.ErrnoException => Object.assign(new Error(message), { code });
+
+export interface FilesystemOptions {
+  self: string;
+  /** Cluster membership (cached by the caller). */
+  hosts: () => Promise<HostView[]>;
+  backend: (host: string) => FsBackend;
+  /** The /dev/fuse fd and whether INIT granted passthrough; set once mounted. */
+  device: () => { fd: number; passthrough: boolean };
+  attrTimeoutS: number;
+  log: Log;
+}
+
+interface OpenFile { node: Node; backend: FsBackend; handle: number; passthrough: boolean }
+
+export class PjFilesystem {
+  readonly nodes = new InodeTable();
+  #o: FilesystemOptions;
+  #files = new Map<bigint, OpenFile>();
+  #dirs = new Map<bigint, Array<{ name: string; ino: number; type: number }>>();
+  #nextFh = 1n;
+  #started = BigInt(Date.now()) * 1_000_000n;
+
+  constructor(o: FilesystemOptions) {
+    this.#o = o;
+  }
+
+  handle = async ({ header: h, body }: FuseRequest): Promise<Buffer[] | null> => {
+    switch (h.opcode) {
+      case Op.LOOKUP: return this.#lookup(this.nodes.get(h.nodeid), cStrings(body, 1)[0]);
+      case Op.FORGET: this.nodes.forget(h.nodeid, Number(body.readBigUInt64LE(0))); return null;
+      case Op.BATCH_FORGET: {
+        const count = body.readUInt32LE(0);
+        for (let i = 0; i < count; i++) this.nodes.forget(body.readBigUInt64LE(8 + 16 * i), Number(body.readBigUInt64LE(16 + 16 * i)));
+        return null;
+      }
+      case Op.GETATTR: return [attrOut(await this.#attr(this.nodes.get(h.nodeid)), this.#o.attrTimeoutS)];
+      case Op.SETATTR: return [attrOut(await this.#setattr(this.nodes.get(h.nodeid), body), this.#o.attrTimeoutS)];
+      case Op.READLINK: { const n = this.#entry(h.nodeid); return [Buffer.from(await this.#o.backend(n.host).readlink(n.exp, n.rel))]; }
+      case Op.SYMLINK: {
+        const [name, target] = cStrings(body, 2);
+        return this.#made(this.nodes.get(h.nodeid), name, (b, exp, rel) => b.symlink(exp, rel, target));
+      }
+      case Op.MKDIR: {
+        const mode = body.readUInt32LE(0) & ~body.readUInt32LE(4);
+        return this.#made(this.nodes.get(h.nodeid), cStrings(body.subarray(8), 1)[0], (b, exp, rel) => b.mkdir(exp, rel, mode));
+      }
+      case Op.UNLINK: case Op.RMDIR: {
+        const { n, rel } = this.#child(this.nodes.get(h.nodeid), cStrings(body, 1)[0]);
+        const b = this.#o.backend(n.host);
+        await (h.opcode === Op.UNLINK ? b.unlink(n.exp, rel) : b.rmdir(n.exp, rel));
+        return [];
+      }
+      case Op.RENAME: case Op.RENAME2: {
+        const newdir = body.readBigUInt64LE(0);
+        const flags = h.opcode === Op.RENAME2 ? body.readUInt32LE(8) : 0;
+        const [from, to] = cStrings(body.subarray(h.opcode === Op.RENAME2 ? 16 : 8), 2);
+        const a = this.#child(this.nodes.get(h.nodeid), from);
+        const b = this.#child(this.nodes.get(newdir), to);
+        if (a.n.host !== b.n.host || a.n.exp !== b.n.exp) throw errno('EXDEV');
+        await this.#o.backend(a.n.host).rename(a.n.exp, a.rel, b.rel, flags);
+        this.nodes.moved(a.n.host, a.n.exp, a.rel, b.rel);
+        return [];
+      }
+      case Op.LINK: {
+        const old = this.#entry(body.readBigUInt64LE(0));
+        const { n, rel } = this.#child(this.nodes.get(h.nodeid), cStrings(body.subarray(8), 1)[0]);
+        if (old.host !== n.host || old.exp !== n.exp) throw errno('EXDEV');
+        const attr = await this.#o.backend(n.host).link(n.exp, old.rel, rel);
+        return [this.#reply(this.nodes.lookup('entry', n.host, n.exp, rel, attr.ino), attr)];
+      }
+      case Op.OPEN: return this.#open(this.#entry(h.nodeid), body.readUInt32LE(0));
+      case Op.CREATE: {
+        const flags = body.readUInt32LE(0);
+        const mode = body.readUInt32LE(4) & ~body.readUInt32LE(8);
+        const { n, rel } = this.#child(this.nodes.get(h.nodeid), cStrings(body.subarray(16), 1)[0]);
+        const backend = this.#o.backend(n.host);
+        const r = await backend.create(n.exp, rel, flags, mode);
+        const node = this.nodes.lookup('entry', n.host, n.exp, rel, r.attr.ino);
+        return [this.#reply(node, r.attr), this.#opened(node, backend, r.handle)];
+      }
+      case Op.READ: {
+        const f = this.#file(body.readBigUInt64LE(0));
+        return [await f.backend.read(f.handle, Number(body.readBigUInt64LE(8)), body.readUInt32LE(16))];
+      }
+      case Op.WRITE: {
+        const f = this.#file(body.readBigUInt64LE(0));
+        const size = body.readUInt32LE(16);
+        const n = await f.backend.write(f.handle, Number(body.readBigUInt64LE(8)), body.subarray(40, 40 + size));
+        const out = Buffer.alloc(8);
+        out.writeUInt32LE(n, 0);
+        return [out];
+      }
+      case Op.FLUSH: return []; // writes are not buffered here: they reached the owner before WRITE was answered
+      case Op.FSYNC: { const f = this.#file(body.readBigUInt64LE(0)); await f.backend.fsync(f.handle, (body.readUInt32LE(8) & 1) === 1); return []; }
+      case Op.RELEASE: await this.#release(body.readBigUInt64LE(0)); return [];
+      case Op.STATFS: {
+        const n = this.nodes.get(h.nodeid);
+        if (n.kind === 'root' || n.kind === 'host') return [statfsOut({ blocks: 0, bfree: 0, bavail: 0, files: 0, ffree: 0, bsize: 4096, namelen: 255, frsize: 4096 })];
+        return [statfsOut(await this.#o.backend(n.host).statfs(n.exp))];
+      }
+      case Op.OPENDIR: return this.#opendir(this.nodes.get(h.nodeid));
+      case Op.READDIR: return this.#readdir(body.readBigUInt64LE(0), Number(body.readBigUInt64LE(8)), body.readUInt32LE(16));
+      case Op.RELEASEDIR: this.#dirs.delete(body.readBigUInt64LE(0)); return [];
+      case Op.FSYNCDIR: case Op.ACCESS: case Op.DESTROY: return [];
+      case Op.INTERRUPT: return null;
+      default: throw errno('ENOSYS');
+    }
+  };
+
+  #entry(id: bigint): Node {
+    const n = this.nodes.get(id);
+    if (n.kind !== 'entry' && n.kind !== 'export') throw errno(n.kind === 'root' || n.kind === 'host' ? 'EISDIR' : 'EINVAL');
+    return n;
+  }
+
+  /** The path of `name` inside the directory `parent`; only inside an export can names be made or removed. */
+  #child(parent: Node, name: string): { n: Node; rel: string } {
+    if (parent.kind === 'root' || parent.kind === 'host') throw errno('EPERM', 'the /pj and /pj/<host> levels are fixed');
+    return { n: parent, rel: parent.rel ? `${parent.rel}/${name}` : name };
+  }
+
+  #dirAttr(n: Node): Attr {
+    const t = this.#started;
+    return { ino: Number(n.id), size: 0, blocks: 0, atimeNs: t, mtimeNs: t, ctimeNs: t, mode: S_IFDIR | 0o555, nlink: 2, uid: 0, gid: 0, rdev: 0, blksize: 4096 };
+  }
+
+  async #attr(n: Node): Promise<Attr> {
+    if (n.kind === 'root' || n.kind === 'host') return this.#dirAttr(n);
+    return { ...(await this.#o.backend(n.host).lstat(n.exp, n.rel)), ino: Number(n.id) };
+  }
+
+  #reply(n: Node, attr: Attr): Buffer {
+    return entryOut(n.id, { ...attr, ino: Number(n.id) }, this.#o.attrTimeoutS);
+  }
+
+  async #lookup(parent: Node, name: string): Promise<Buffer[]> {
+    if (parent.kind === 'root') {
+      if (!(await this.#o.hosts()).some((h) => h.name === name)) throw errno('ENOENT');
+      const n = this.nodes.lookup('host', name, '', '', 0);
+      return [this.#reply(n, this.#dirAttr(n))];
+    }
+    if (parent.kind === 'host') {
+      const host = (await this.#o.hosts()).find((h) => h.name === parent.host);
+      if (!host?.exports.some((e) => e.name === name && e.kind === 'dir')) throw errno('ENOENT');
+      const attr = await this.#o.backend(parent.host).lstat(name, '');
+      return [this.#reply(this.nodes.lookup('export', parent.host, name, '', 0), attr)];
+    }
+    const { n, rel } = this.#child(parent, name);
+    const attr = await this.#o.backend(n.host).lstat(n.exp, rel);
+    return [this.#reply(this.nodes.lookup('entry', n.host, n.exp, rel, attr.ino), attr)];
+  }
+
+  async #made(parent: Node, name: string, make: (b: FsBackend, exp: string, rel: string) => Promise<Attr>): Promise<Buffer[]> {
+    const { n, rel } = this.#child(parent, name);
+    const attr = await make(this.#o.backend(n.host), n.exp, rel);
+    return [this.#reply(this.nodes.lookup('entry', n.host, n.exp, rel, attr.ino), attr)];
+  }
+
+  async #setattr(n: Node, b: Buffer): Promise<Attr> {
+    if (n.kind === 'root' || n.kind === 'host') throw errno('EPERM');
+    const valid = b.readUInt32LE(0);
+    const ns = (sec: bigint, nsec: number) => sec * 1_000_000_000n + BigInt(nsec);
+    const changes = {
+      ...(valid & FATTR.MODE ? { mode: b.readUInt32LE(68) } : {}),
+      ...(valid & FATTR.UID ? { uid: b.readUInt32LE(76) } : {}),
+      ...(valid & FATTR.GID ? { gid: b.readUInt32LE(80) } : {}),
+      ...(valid & FATTR.SIZE ? { size: Number(b.readBigUInt64LE(16)) } : {}),
+      ...(valid & FATTR.ATIME ? { atimeNs: valid & FATTR.ATIME_NOW ? ('now' as const) : ns(b.readBigUInt64LE(32), b.readUInt32LE(56)) } : {}),
+      ...(valid & FATTR.MTIME ? { mtimeNs: valid & FATTR.MTIME_NOW ? ('now' as const) : ns(b.readBigUInt64LE(40), b.readUInt32LE(60)) } : {}),
+    };
+    const f = valid & FATTR.FH ? this.#files.get(b.readBigUInt64LE(8)) : undefined;
+    const attr = await this.#o.backend(n.host).setattr(n.exp, n.rel, changes, f?.handle);
+    return { ...attr, ino: Number(n.id) };
+  }
+
+  async #open(n: Node, flags: number): Promise<Buffer[]> {
+    const backend = this.#o.backend(n.host);
+    const r = await backend.open(n.exp, n.rel, flags);
+    return [this.#opened(n, backend, r.handle)];
+  }
+
+  /** Registers an open file; a local one gets the node's passthrough backing file. */
+  #opened(node: Node, backend: FsBackend, handle: number): Buffer {
+    const fh = this.#nextFh++;
+    const dev = this.#o.device();
+    let backingId = 0;
+    if (backend.local && dev.passthrough) {
+      try {
+        if (!node.backing) {
+          const fd = this.#localFd(handle);
+          node.backing = { id: call((ctx) => loadBinding().fuseBackingOpen(dev.fd, fd, ctx)), refs: 0 };
+        }
+        node.backing.refs++;
+        backingId = node.backing.id;
+      } catch (e) {
+        this.#o.log.warn({ op: 'fuse-passthrough', path: node.rel, err: (e as Error).message }, 'passthrough unavailable; serving reads in the daemon');
+      }
+    }
+    this.#files.set(fh, { node, backend, handle, passthrough: backingId !== 0 });
+    return openOut(fh, backingId ? FOPEN_PASSTHROUGH : 0, backingId);
+  }
+
+  #localFd: (handle: number) => number = () => { throw errno('ENOSYS'); };
+  /** How the filesystem reaches the real fd behind a local handle (for passthrough). */
+  set localFd(fn: (handle: number) => number) { this.#localFd = fn; }
+
+  #file(fh: bigint): OpenFile {
+    const f = this.#files.get(fh);
+    if (!f) throw errno('EBADF');
+    return f;
+  }
+
+  async #release(fh: bigint): Promise<void> {
+    const f = this.#files.get(fh);
+    if (!f) return;
+    this.#files.delete(fh);
+    if (f.passthrough && f.node.backing && --f.node.backing.refs === 0) {
+      const id = f.node.backing.id;
+      f.node.backing = undefined;
+      try {
+        call((ctx) => loadBinding().fuseBackingClose(this.#o.device().fd, id, ctx));
+      } catch (e) {
+        this.#o.log.warn({ op: 'fuse-backing-close', err: (e as Error).message }, 'closing a backing file failed');
+      }
+    }
+    await f.backend.release(f.handle);
+  }
+
+  async #opendir(n: Node): Promise<Buffer[]> {
+    let list: Array<{ name: string; ino: number; type: number }>;
+    if (n.kind === 'root') list = (await this.#o.hosts()).map((h) => ({ name: h.name, ino: 1, type: 4 }));
+    else if (n.kind === 'host') list = ((await this.#o.hosts()).find((h) => h.name === n.host)?.exports ?? []).filter((e) => e.kind === 'dir').map((e) => ({ name: e.name, ino: 1, type: 4 }));
+    else list = (await this.#o.backend(n.host).readdir(n.exp, n.rel)).map((e: DirEntry) => ({ name: e.name, ino: e.attr.ino, type: (e.attr.mode >> 12) & 15 }));
+    const fh = this.#nextFh++;
+    this.#dirs.set(fh, [{ name: '.', ino: Number(n.id), type: 4 }, { name: '..', ino: 1, type: 4 }, ...list]);
+    return [openOut(fh, 0)];
+  }
+
+  #readdir(fh: bigint, offset: number, size: number): Buffer[] {
+    const list = this.#dirs.get(fh);
+    if (!list) throw errno('EBADF');
+    const out: Buffer[] = [];
+    let room = size;
+    for (let i = offset; i < list.length; i++) {
+      const d = dirent(list[i].name, list[i].ino, i + 1, list[i].type, room);
+      if (!d) break;
+      out.push(d);
+      room -= d.length;
+    }
+    return out;
+  }
+}

@@ -1,0 +1,67 @@
+// The fs-layer's surface: serve this host's exports to the mesh, and mount the
+// /pj tree (every host's exports) with our own FUSE engine.
+import type { Log } from '../common/log.js';
+import type { ExportInfo, HostView } from '../manager/cluster-state.js';
+import type { Mesh } from '../manager/mesh/mesh.js';
+import { localBackend, remoteBackend, serveExports, type FsBackend } from './backend.js';
+import { ExportServer } from './export-server.js';
+import { PjFilesystem } from './filesystem.js';
+import { FuseSession } from './fuse-session.js';
+
+export interface FsLayerOptions {
+  self: string;
+  mount: string;
+  exports: ExportInfo[];
+  mesh: Mesh;
+  hosts: () => Promise<HostView[]>;
+  log: Log;
+  rpcTimeoutMs?: number;
+  attrTimeoutS?: number;
+}
+
+export interface FsLayer {
+  /** Whether local files are opened with kernel passthrough. */
+  readonly passthrough: boolean;
+  readonly mounted: boolean;
+  stop(): Promise<void>;
+}
+
+const HOSTS_CACHE_MS = 1000;
+
+export async function startFsLayer(o: FsLayerOptions): Promise<FsLayer> {
+  const server = new ExportServer(o.exports);
+  serveExports(o.mesh, server);
+  const backends = new Map<string, FsBackend>();
+  const backend = (host: string): FsBackend => {
+    let b = backends.get(host);
+    if (!b) {
+      b = host === o.self ? localBackend(host, server) : remoteBackend(host, o.mesh, o.rpcTimeoutMs ?? 5000);
+      backends.set(host, b);
+    }
+    return b;
+  };
+  let cached: { at: number; hosts: Promise<HostView[]> } | undefined;
+  const hosts = () => {
+    if (!cached || Date.now() - cached.at > HOSTS_CACHE_MS) cached = { at: Date.now(), hosts: o.hosts() };
+    return cached.hosts;
+  };
+  let session: FuseSession | undefined;
+  const fs = new PjFilesystem({
+    self: o.self, hosts, backend, log: o.log, attrTimeoutS: o.attrTimeoutS ?? 1,
+    device: () => ({ fd: session?.devFd ?? -1, passthrough: session?.info.passthrough ?? false }),
+  });
+  fs.localFd = (handle) => server.fd(handle);
+  try {
+    session = await FuseSession.mount(o.mount, fs.handle, o.log);
+  } catch (e) {
+    o.log.error({ op: 'fuse-mount', target: o.mount, err: (e as Error).message }, '/pj not mounted; exports are still served to other hosts');
+  }
+  return {
+    get passthrough() { return session?.info.passthrough ?? false; },
+    get mounted() { return session !== undefined; },
+    async stop() {
+      await session?.unmount();
+      server.close();
+    },
+  };
+}

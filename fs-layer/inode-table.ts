@@ -1,0 +1,72 @@
+// The kernel's node ids for the /pj tree: the root, one directory per host,
+// one per export, and the files and directories inside exports, keyed by
+// (host, export, the owner's inode number) so that hard links share a node and
+// a rename keeps it. Each node remembers its last known path for path-based
+// operations on the owner. Nodes live while the kernel holds lookups on them.
+import { FUSE_ROOT_ID } from './protocol.js';
+
+export type NodeKind = 'root' | 'host' | 'export' | 'entry';
+
+export interface Node {
+  id: bigint;
+  key: string;
+  kind: NodeKind;
+  host: string;
+  exp: string;
+  rel: string;
+  lookups: number;
+  /** Passthrough backing file shared by every open of this node (one id per inode). */
+  backing?: { id: number; refs: number };
+}
+
+export class InodeTable {
+  #byId = new Map<bigint, Node>();
+  #byKey = new Map<string, Node>();
+  #next = BigInt(FUSE_ROOT_ID) + 1n;
+  readonly root: Node;
+
+  constructor() {
+    this.root = { id: BigInt(FUSE_ROOT_ID), key: '/', kind: 'root', host: '', exp: '', rel: '', lookups: 1 };
+    this.#byId.set(this.root.id, this.root);
+  }
+
+  get(id: bigint): Node {
+    const n = this.#byId.get(id);
+    if (!n) throw Object.assign(new Error(`stale node ${id}`), { code: 'ESTALE' });
+    return n;
+  }
+
+  /** The node for a key, created if new; counts one kernel lookup. */
+  lookup(kind: NodeKind, host: string, exp: string, rel: string, ownerIno: number): Node {
+    const key = kind === 'host' ? `h/${host}` : kind === 'export' ? `e/${host}/${exp}` : `f/${host}/${exp}/${ownerIno}`;
+    let n = this.#byKey.get(key);
+    if (!n) {
+      n = { id: this.#next++, key, kind, host, exp, rel, lookups: 0 };
+      this.#byKey.set(key, n);
+      this.#byId.set(n.id, n);
+    }
+    n.rel = rel;
+    n.lookups++;
+    return n;
+  }
+
+  forget(id: bigint, count: number): void {
+    const n = this.#byId.get(id);
+    if (!n || n.kind === 'root') return;
+    n.lookups -= count;
+    if (n.lookups > 0 || n.backing) return;
+    this.#byId.delete(id);
+    this.#byKey.delete(n.key);
+  }
+
+  /** After a rename, nodes below the old path now live below the new one. */
+  moved(host: string, exp: string, from: string, to: string): void {
+    for (const n of this.#byId.values()) {
+      if (n.kind !== 'entry' || n.host !== host || n.exp !== exp) continue;
+      if (n.rel === from) n.rel = to;
+      else if (n.rel.startsWith(from + '/')) n.rel = to + n.rel.slice(from.length);
+    }
+  }
+
+  get size(): number { return this.#byId.size; }
+}

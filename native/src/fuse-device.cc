@@ -1,0 +1,149 @@
+// The /dev/fuse side of the FUSE engine: open the device, mount(2) it, read
+// requests on threads of our own and hand each to JavaScript through a
+// ThreadSafeFunction, write replies, clone channels, and the passthrough
+// ioctls. What each request means is decided in TypeScript (fs-layer/).
+// See fuse(4), mount(2), and the kernel's include/uapi/linux/fuse.h.
+#include <napi.h>
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+#include "error-context.h"
+#include "fuse-kernel.h"
+
+namespace pj {
+
+// fuseOpen(ctx) -> fd : a fresh /dev/fuse (close-on-exec)
+Napi::Value FuseOpen(const Napi::CallbackInfo& info) {
+  int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+  if (fd < 0) return FailWith(info, 0, errno, "open");
+  return Napi::Number::New(info.Env(), fd);
+}
+
+// fuseMount(fd, target, fsname, extraOptions, ctx) -> true
+Napi::Value FuseMount(const Napi::CallbackInfo& info) {
+  if (!RequireInt(info, 0, "fd")) return info.Env().Undefined();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  std::string target = info[1].As<Napi::String>();
+  std::string fsname = info[2].As<Napi::String>();
+  std::string extra = info[3].As<Napi::String>();
+  std::string opts = "fd=" + std::to_string(fd) + ",rootmode=40000,user_id=0,group_id=0" + (extra.empty() ? "" : "," + extra);
+  if (mount(fsname.c_str(), target.c_str(), "fuse.pj", MS_NOSUID | MS_NODEV, opts.c_str()) != 0)
+    return FailWith(info, 4, errno, "mount");
+  return Napi::Boolean::New(info.Env(), true);
+}
+
+// fuseUnmount(target, lazy, ctx) -> true
+Napi::Value FuseUnmount(const Napi::CallbackInfo& info) {
+  std::string target = info[0].As<Napi::String>();
+  bool lazy = info[1].As<Napi::Boolean>();
+  if (umount2(target.c_str(), lazy ? MNT_DETACH : 0) != 0) return FailWith(info, 2, errno, "umount2");
+  return Napi::Boolean::New(info.Env(), true);
+}
+
+// fuseClone(fd, ctx) -> fd : another channel of the same connection, so that
+// several threads can each read requests (FUSE_DEV_IOC_CLONE).
+Napi::Value FuseClone(const Napi::CallbackInfo& info) {
+  if (!RequireInt(info, 0, "fd")) return info.Env().Undefined();
+  uint32_t src = info[0].As<Napi::Number>().Uint32Value();
+  int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+  if (fd < 0) return FailWith(info, 1, errno, "open");
+  if (ioctl(fd, FUSE_DEV_IOC_CLONE, &src) != 0) {
+    int err = errno;
+    close(fd);
+    return FailWith(info, 1, err, "ioctl");
+  }
+  return Napi::Number::New(info.Env(), fd);
+}
+
+// fuseBackingOpen(devFd, fileFd, ctx) -> backing id for FOPEN_PASSTHROUGH
+Napi::Value FuseBackingOpen(const Napi::CallbackInfo& info) {
+  if (!RequireInt(info, 0, "devFd") || !RequireInt(info, 1, "fileFd")) return info.Env().Undefined();
+  struct fuse_backing_map map{};
+  map.fd = info[1].As<Napi::Number>().Int32Value();
+  int id = ioctl(info[0].As<Napi::Number>().Int32Value(), FUSE_DEV_IOC_BACKING_OPEN, &map);
+  if (id < 0) return FailWith(info, 2, errno, "ioctl");
+  return Napi::Number::New(info.Env(), id);
+}
+
+// fuseBackingClose(devFd, id, ctx) -> true
+Napi::Value FuseBackingClose(const Napi::CallbackInfo& info) {
+  if (!RequireInt(info, 0, "devFd") || !RequireInt(info, 1, "id")) return info.Env().Undefined();
+  uint32_t id = info[1].As<Napi::Number>().Uint32Value();
+  if (ioctl(info[0].As<Napi::Number>().Int32Value(), FUSE_DEV_IOC_BACKING_CLOSE, &id) != 0) return FailWith(info, 2, errno, "ioctl");
+  return Napi::Boolean::New(info.Env(), true);
+}
+
+// fuseWrite(fd, buffers[], ctx) -> bytes : one reply (header and body) in one writev.
+// ENOENT means the request was interrupted meanwhile: not an error for the caller to act on.
+Napi::Value FuseWrite(const Napi::CallbackInfo& info) {
+  if (!RequireInt(info, 0, "fd")) return info.Env().Undefined();
+  Napi::Array parts = info[1].As<Napi::Array>();
+  std::vector<struct iovec> iov(parts.Length());
+  for (uint32_t i = 0; i < parts.Length(); i++) {
+    Napi::Buffer<uint8_t> b = parts.Get(i).As<Napi::Buffer<uint8_t>>();
+    iov[i].iov_base = b.Data();
+    iov[i].iov_len = b.Length();
+  }
+  ssize_t n = writev(info[0].As<Napi::Number>().Int32Value(), iov.data(), static_cast<int>(iov.size()));
+  if (n < 0) return FailWith(info, 2, errno, "writev");
+  return Napi::Number::New(info.Env(), static_cast<double>(n));
+}
+
+// fuseStartReader(fd, bufferSize, onRequest(buf), onEnd(errno)): a thread of its
+// own blocks in read(2) on this channel and passes each request to JavaScript.
+// It ends when the connection goes away (ENODEV after unmount or abort), then
+// closes the channel and calls onEnd. The thread owns everything it uses.
+struct ReaderState {
+  int fd;
+  size_t size;
+  Napi::ThreadSafeFunction onRequest;
+  Napi::ThreadSafeFunction onEnd;
+};
+
+static void ReaderLoop(ReaderState* st) {
+  int endErr = 0;
+  std::vector<uint8_t> scratch(st->size);  // the kernel wants room for max_write + headers on every read
+  for (;;) {
+    ssize_t n = read(st->fd, scratch.data(), scratch.size());
+    if (n < 0) {
+      int err = errno;
+      if (err == EINTR || err == EAGAIN || err == ENOENT) continue;  // ENOENT: interrupted before we read it
+      endErr = err;
+      break;
+    }
+    auto* buf = new std::vector<uint8_t>(scratch.begin(), scratch.begin() + n);
+    napi_status status = st->onRequest.BlockingCall(buf, [](Napi::Env env, Napi::Function fn, std::vector<uint8_t>* data) {
+      Napi::Buffer<uint8_t> b = Napi::Buffer<uint8_t>::New(env, data->data(), data->size(),
+          [](Napi::Env, uint8_t*, std::vector<uint8_t>* v) { delete v; }, data);
+      fn.Call({b});
+    });
+    if (status != napi_ok) { delete buf; break; }
+  }
+  close(st->fd);
+  int* code = new int(endErr);
+  st->onEnd.BlockingCall(code, [](Napi::Env env, Napi::Function fn, int* c) {
+    fn.Call({Napi::Number::New(env, *c)});
+    delete c;
+  });
+  st->onRequest.Release();
+  st->onEnd.Release();
+  delete st;
+}
+
+Napi::Value FuseStartReader(const Napi::CallbackInfo& info) {
+  if (!RequireInt(info, 0, "fd") || !RequireInt(info, 1, "bufferSize")) return info.Env().Undefined();
+  auto* st = new ReaderState{info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Uint32Value(),
+      Napi::ThreadSafeFunction::New(info.Env(), info[2].As<Napi::Function>(), "fuse-request", 0, 1),
+      Napi::ThreadSafeFunction::New(info.Env(), info[3].As<Napi::Function>(), "fuse-end", 0, 1)};
+  std::thread(ReaderLoop, st).detach();
+  return info.Env().Undefined();
+}
+
+}  // namespace pj
