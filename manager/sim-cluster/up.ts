@@ -7,6 +7,7 @@ import { PjError, codes } from '../../common/errors.js';
 import { run, sleep, spawnDaemon } from '../../common/run.js';
 import { startAgent, waitAgent } from './agents.js';
 import { clusterDown, clusterNetns } from './down.js';
+import { parseExportSpec } from '../exports.js';
 import { ETCD_ADDRESS, hostAddress, paths, writeClusterFile, type ClusterFile } from './layout.js';
 import { addBridge, addMountNs, addNetns, listNetns, makePrivateMount, nsenterArgs, plugIn } from './namespaces.js';
 
@@ -57,7 +58,9 @@ async function build(c: ClusterFile): Promise<void> {
   for (const h of c.hosts) {
     await addNetns(h.netns);
     await plugIn(h.netns, c.switchNetns, h.name, h.address);
-    for (const d of [p.hostSrv(h.name) + '/data', p.hostRun(h.name), p.hostState(h.name)]) mkdirSync(d, { recursive: true });
+    // Exports under /srv are made in the host's own /srv, so that `--export NAME=/srv/…` just works.
+    const srvExports = c.exports.map((e) => parseExportSpec(e, 'dir').path).filter((path) => path.startsWith('/srv/'));
+    for (const d of [...srvExports.map((path) => p.hostSrv(h.name) + path.slice(4)), p.hostRun(h.name), p.hostState(h.name)]) mkdirSync(d, { recursive: true });
     await addMountNs(p.mountNs(h.name), [[p.hostSrv(h.name), '/srv'], [p.hostRun(h.name), '/run/pj']]);
   }
 

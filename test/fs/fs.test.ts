@@ -1,0 +1,129 @@
+// /pj on a real cluster: POSIX behaviour on a local and a remote path (checked
+// against the machine's own disk), real programs through /pj, confinement of
+// the owner's exports, and a remote owner that stops answering or dies.
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { repoRoot } from '../../common/repo-root.js';
+import type { HostView } from '../../manager/cluster-state.js';
+import { paths } from '../../manager/sim-cluster/layout.js';
+import { startCluster, waitFor } from '../helpers/cluster.js';
+
+const c = await startCluster(t, { hosts: 2, exports: ['data=/srv/data', 'pub=/srv/pub:ro'] });
+const posixScript = join(repoRoot(), 'test', 'helpers', 'posix-check.py');
+const sh = (host: string, script: string, timeoutMs = 60_000) => c.exec(host, ['sh', '-c', script], { timeoutMs });
+const agentPid = (h: string) => c.file().hosts.find((x) => x.name === h)!.agentPid!;
+const cpuMs = (pid: number) => { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) * 10; };
+
+t.test('every host mounts /pj with passthrough; /pj lists hosts and exports', async (t) => {
+  const hosts = JSON.parse((await c.pj(['hosts', '--json'])).stdout) as HostView[];
+  for (const h of hosts) t.same([h.capabilities.fuse, h.capabilities.passthrough], [true, true], `${h.name} mounted /pj with passthrough`);
+  t.equal((await sh('h1', 'ls /pj')).stdout, 'h1\nh2\n');
+  t.equal((await sh('h1', 'ls /pj/h2')).stdout, 'data\npub\n');
+  t.equal((await sh('h1', 'mkdir /pj/h3')).code, 1, 'the host level is fixed');
+});
+
+t.test('POSIX behaviour on a local and a remote path matches the native disk', async (t) => {
+  const scratch = mkdtempSync(join(tmpdir(), 'pj-native-'));
+  t.teardown(() => rmSync(scratch, { recursive: true, force: true }));
+  const native = await new Promise<string>((resolve) => {
+    const p = spawn('python3', [posixScript, scratch]);
+    let out = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.on('close', () => resolve(out));
+  });
+  const reference = JSON.parse(native);
+  t.equal(reference.mkdir_rmdir[1], 'ERR:ENOTEMPTY', 'the reference itself is meaningful');
+  for (const [where, dir] of [['local', '/pj/h1/data'], ['remote', '/pj/h2/data']]) {
+    const r = await c.exec('h1', ['python3', posixScript, dir]);
+    t.equal(r.code, 0, r.stderr);
+    t.same(JSON.parse(r.stdout), reference, `${where} path (${dir}) behaves as the native disk`);
+  }
+});
+
+t.test('a read-only export refuses every change with EROFS', async (t) => {
+  await sh('h2', 'mkdir -p /srv/pub && echo public > /srv/pub/f');
+  t.equal((await sh('h1', 'cat /pj/h2/pub/f')).stdout, 'public\n');
+  for (const cmd of ['echo x > /pj/h2/pub/g', 'echo x >> /pj/h2/pub/f', 'rm /pj/h2/pub/f', 'mkdir /pj/h2/pub/d', 'chmod 777 /pj/h2/pub/f', 'mv /pj/h2/pub/f /pj/h2/pub/h']) {
+    t.match((await sh('h1', cmd)).stderr, /Read-only file system/, cmd);
+  }
+});
+
+t.test('real programs on a remote path: sqlite3, tar, git, python mmap', async (t) => {
+  const r = await sh('h1', `
+    set -e; cd /pj/h2/data && rm -rf prog && mkdir prog && cd prog
+    ( echo "CREATE TABLE t(i INTEGER PRIMARY KEY, v TEXT);"; for i in $(seq 1 1000); do echo "BEGIN; INSERT INTO t(v) VALUES ('row$i'); COMMIT;"; done ) | sqlite3 db.sqlite
+    sqlite3 db.sqlite "PRAGMA integrity_check; SELECT count(*), max(v) FROM t;"
+    mkdir -p src/a/b && echo one > src/a/x && echo two > src/a/b/y && ln -s x src/a/l
+    tar -cf t.tar -C src . && mkdir out && tar -xf t.tar -C out && diff -r src out && echo tar-ok
+    git init -q repo && cd repo && echo hi > f && git add f && git -c user.email=a@b -c user.name=n commit -qm init && git status --porcelain | wc -l
+    python3 -c "
+import mmap, os
+fd = os.open('m', os.O_RDWR | os.O_CREAT, 0o644); os.ftruncate(fd, 1 << 20)
+m = mmap.mmap(fd, 1 << 20); m[4096:4100] = b'page'; m[-4:] = b'tail'; m.flush(); m.close(); os.close(fd)
+print(open('m', 'rb').read()[4096:4100].decode(), open('m', 'rb').read()[-4:].decode())"
+  `, 120_000);
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout, 'ok\n1000|row999\ntar-ok\n0\npage tail\n');
+  const owner = await sh('h2', 'sqlite3 /srv/data/prog/db.sqlite "SELECT count(*) FROM t" && cat /srv/data/prog/src/a/b/y');
+  t.equal(owner.stdout, '1000\ntwo\n', 'the owner sees the same data on its disk');
+});
+
+t.test('local files go through kernel passthrough: reads never reach the agent', async (t) => {
+  await sh('h1', 'dd if=/dev/urandom of=/srv/data/pt bs=1M count=64 status=none');
+  const before = cpuMs(agentPid('h1'));
+  const r = await sh('h1', 'for i in 1 2 3 4; do cat /pj/h1/data/pt > /dev/null; done; cmp /pj/h1/data/pt /srv/data/pt && echo same');
+  t.equal(r.stdout, 'same\n');
+  const spent = cpuMs(agentPid('h1')) - before;
+  t.ok(spent < 150, `the agent spent ${spent} ms of CPU on 320 MiB of local reads`);
+});
+
+t.test('no path sent to the owner leaves its export, even while a directory is swapped for a symlink', async (t) => {
+  await sh('h2', 'cd /srv/data && ln -sfn /etc abs-link && ln -sfn ../../.. rel-link && mkdir -p swap sub');
+  const swapper = spawn('nsenter', [`--net=/run/netns/${c.name}-h2`, `--mount=${paths(c.dir).mountNs('h2')}`, '--', 'sh', '-c',
+    'cd /srv/data && end=$(($(date +%s)+4)); while [ $(date +%s) -lt $end ]; do rm -rf swap; mkdir swap; rmdir swap; ln -s /etc swap; rm swap; done'], { stdio: 'ignore' });
+  const r = await c.helper('h1', 'fs-escape', ['10.66.0.12:7070', 'h2', paths(c.dir).secret, 'data', '3'], { timeoutMs: 60_000 });
+  swapper.kill('SIGKILL');
+  t.equal(r.code, 0, r.stderr);
+  const report = JSON.parse(r.stdout) as { attempts: number; leaks: string[]; errors: Record<string, number> };
+  t.ok(report.attempts > 200, `${report.attempts} hostile requests`);
+  t.same(report.leaks, [], 'nothing outside the export was ever read, listed or stat-ed');
+  t.ok((report.errors.EXDEV ?? 0) > 0, 'escapes are refused by openat2 (EXDEV)');
+  t.equal((await sh('h2', 'ls /srv/data/sub')).code, 0, 'the owner is still serving');
+});
+
+t.test('an owner that stops answering is ETIMEDOUT within the deadline; one that dies is EIO; both work again after', async (t) => {
+  await sh('h2', 'dd if=/dev/urandom of=/srv/data/slow bs=1M count=8 status=none');
+  const reader = `python3 -c "
+import os, sys, time
+f = open('/pj/h2/data/slow', 'rb', buffering=0)
+f.read(4096)
+print('opened', flush=True)
+time.sleep(1.5)
+t0 = time.time()
+try:
+    os.pread(f.fileno(), 65536, 4 << 20); print('read-ok')
+except OSError as e:
+    print('error', e.strerror, round(time.time() - t0, 1))
+"`;
+  const stopped = sh('h1', reader, 30_000);
+  await new Promise((r) => setTimeout(r, 1000));
+  process.kill(agentPid('h2'), 'SIGSTOP');
+  const r1 = await stopped;
+  process.kill(agentPid('h2'), 'SIGCONT');
+  const m = /error Connection timed out ([\d.]+)/.exec(r1.stdout);
+  t.ok(m, `the reader got ETIMEDOUT: ${r1.stdout}`);
+  t.ok(Number(m?.[1]) <= 6, `within the 5 s deadline (${m?.[1]} s)`);
+  t.equal((await sh('h1', 'cmp /pj/h2/data/slow /dev/null 2>&1 | head -c 0; md5sum < /pj/h2/data/slow | cut -c1-8')).code, 0, 'the same mount works again');
+
+  const died = sh('h1', reader, 30_000);
+  await new Promise((r) => setTimeout(r, 1000));
+  t.equal((await c.pj(['cluster', 'stop', 'h2', '--signal', 'KILL'])).code, 0);
+  const r2 = await died;
+  t.match(r2.stdout, /error (Input\/output error|Connection timed out)/, 'a dead owner is an error, not a hang');
+  t.equal((await c.pj(['cluster', 'start', 'h2'])).code, 0);
+  await waitFor(async () => (await sh('h1', 'cat /pj/h2/data/slow > /dev/null')).code === 0, 5000);
+  t.pass('after the owner restarts, the next read works without a remount');
+});
