@@ -127,3 +127,14 @@ except OSError as e:
   await waitFor(async () => (await sh('h1', 'cat /pj/h2/data/slow > /dev/null')).code === 0, 5000);
   t.pass('after the owner restarts, the next read works without a remount');
 });
+
+t.test('fsx: 10,000 random reads, writes, truncates, mmaps and fsyncs match a local reference file', async (t) => {
+  const seed = Number(process.env.PJ_FSX_SEED ?? Math.floor(Math.random() * 1e9));
+  t.comment(`fsx seed ${seed} (repeat with PJ_FSX_SEED=${seed})`);
+  for (const [where, file] of [['remote', '/pj/h2/data/fsx'], ['local', '/pj/h1/data/fsx']]) {
+    const r = await c.exec('h1', ['python3', join(repoRoot(), 'test', 'helpers', 'fsx.py'), file, `/tmp/pj-fsx-ref-${process.pid}`, '10000', String(seed)], { timeoutMs: 300_000 });
+    const out = JSON.parse(r.stdout || '{}');
+    t.same([out.ok, out.ops], [true, 10000], `${where} (${file}), seed ${seed}: ${r.stdout}${r.stderr}`);
+  }
+  rmSync(`/tmp/pj-fsx-ref-${process.pid}`, { force: true });
+});
