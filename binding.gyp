@@ -6,7 +6,8 @@
       "native/src/peer-cred.cc",
       "native/src/uffd-probe.cc",
       "native/src/fuse-device.cc",
-      "native/src/openat2.cc"
+      "native/src/openat2.cc",
+      "native/src/file-locks.cc"
     ],
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
     "defines": ["NAPI_VERSION=9", "NAPI_DISABLE_CPP_EXCEPTIONS"],

@@ -7,12 +7,18 @@
 import fs from 'node:fs';
 import { O as C } from './open-flags.js';
 import { posix } from 'node:path';
-import { openBeneath } from '../native/loader.js';
+import { call, loadBinding, openBeneath } from '../native/loader.js';
 import type { ExportInfo } from '../manager/cluster-state.js';
 import type { Attr, StatfsInfo } from './protocol.js';
 
 export interface DirEntry { name: string; attr: Attr }
 export interface OpenResult { handle: number; attr: Attr }
+/** A byte-range lock as FUSE describes it: `end` inclusive, LOCK_TO_EOF for "to the end". type: F_RDLCK 0, F_WRLCK 1, F_UNLCK 2. */
+export interface LockRange { type: number; start: number; end: number }
+export const LOCK_TO_EOF = Number.MAX_SAFE_INTEGER;
+const F_UNLCK = 2;
+const LOCK = { SH: 1, EX: 2, NB: 4, UN: 8 } as const;
+
 export interface AttrChanges { mode?: number; uid?: number; gid?: number; size?: number; atimeNs?: bigint | 'now'; mtimeNs?: bigint | 'now' }
 
 const errnoError = (code: string, message: string): NodeJS.ErrnoException => Object.assign(new Error(`${code}: ${message}`), { code });
@@ -77,7 +83,9 @@ class Export {
 
 export class ExportServer {
   #exports = new Map<string, Export>();
-  #handles = new Map<number, { fd: number; exp: Export }>();
+  #handles = new Map<number, { fd: number; exp: Export; inode: string }>();
+  /** POSIX locks: one fd per (inode, lock owner), so that an owner's locks merge and other owners' conflict (OFD semantics). */
+  #lockFds = new Map<string, { fd: number; inode: string }>();
   #nextHandle = 1;
 
   constructor(exports: ExportInfo[]) {
@@ -96,8 +104,44 @@ export class ExportServer {
   }
   #register(fd: number, exp: Export): OpenResult {
     const handle = this.#nextHandle++;
-    this.#handles.set(handle, { fd, exp });
-    return { handle, attr: attrFromStats(fs.fstatSync(fd, { bigint: true })) };
+    const attr = attrFromStats(fs.fstatSync(fd, { bigint: true }));
+    this.#handles.set(handle, { fd, exp, inode: `${exp.info.name}:${attr.ino}` });
+    return { handle, attr };
+  }
+
+  #lockFd(handle: number, owner: string): number {
+    const h = this.#handle(handle);
+    const key = `${h.inode}|${owner}`;
+    let l = this.#lockFds.get(key);
+    if (!l) {
+      let fd: number;
+      try {
+        fd = fs.openSync(proc(h.fd), C.O_RDWR | C.O_CLOEXEC);
+      } catch {
+        fd = fs.openSync(proc(h.fd), C.O_RDONLY | C.O_CLOEXEC);
+      }
+      l = { fd, inode: h.inode };
+      this.#lockFds.set(key, l);
+    }
+    return l.fd;
+  }
+
+  /** The first lock that would conflict with `lk` for `owner`, or type F_UNLCK when there is none. */
+  getlk(handle: number, owner: string, lk: LockRange): LockRange {
+    const len = lk.end >= LOCK_TO_EOF ? 0 : lk.end - lk.start + 1;
+    const r = call((ctx) => loadBinding().ofdLock(this.#lockFd(handle, owner), 'get', lk.type, lk.start, len, ctx));
+    return { type: r.type, start: r.start, end: r.type === F_UNLCK ? 0 : r.len === 0 ? LOCK_TO_EOF : r.start + r.len - 1 };
+  }
+
+  /** Takes or releases a lock without waiting: EAGAIN when another owner holds a conflicting one. flock locks belong to the open handle. */
+  setlk(handle: number, owner: string, lk: LockRange, isFlock: boolean): void {
+    if (isFlock) {
+      const op = lk.type === F_UNLCK ? LOCK.UN : (lk.type === 0 ? LOCK.SH : LOCK.EX) | LOCK.NB;
+      call((ctx) => loadBinding().flock(this.#handle(handle).fd, op, ctx));
+      return;
+    }
+    const len = lk.end >= LOCK_TO_EOF ? 0 : lk.end - lk.start + 1;
+    call((ctx) => loadBinding().ofdLock(this.#lockFd(handle, owner), 'set', lk.type, lk.start, len, ctx));
   }
 
   isReadOnly(exp: string): boolean { return this.#exp(exp).info.readOnly; }
@@ -163,6 +207,13 @@ export class ExportServer {
     if (!h) return;
     this.#handles.delete(handle);
     fs.closeSync(h.fd);
+    // The last handle on an inode gone: so are its POSIX locks (as when a process closes the file).
+    if ([...this.#handles.values()].some((x) => x.inode === h.inode)) return;
+    for (const [key, l] of this.#lockFds) {
+      if (l.inode !== h.inode) continue;
+      fs.closeSync(l.fd);
+      this.#lockFds.delete(key);
+    }
   }
 
   mkdir(exp: string, rel: string, mode: number): Attr {
@@ -238,6 +289,8 @@ export class ExportServer {
   close(): void {
     for (const h of this.#handles.values()) fs.closeSync(h.fd);
     this.#handles.clear();
+    for (const l of this.#lockFds.values()) fs.closeSync(l.fd);
+    this.#lockFds.clear();
     for (const e of this.#exports.values()) fs.closeSync(e.root);
   }
 }

@@ -6,7 +6,7 @@ import type { Log } from '../common/log.js';
 import type { HostView } from '../manager/cluster-state.js';
 import { call, loadBinding } from '../native/loader.js';
 import type { FsBackend } from './backend.js';
-import type { DirEntry } from './export-server.js';
+import { LOCK_TO_EOF, type DirEntry, type LockRange } from './export-server.js';
 import type { FuseRequest } from './fuse-session.js';
 import { InodeTable, type Node } from './inode-table.js';
 import {
@@ -14,6 +14,17 @@ import {
 } from './protocol.js';
 
 const S_IFDIR = 0o040000;
+const F_UNLCK = 2;
+const FUSE_LK_FLOCK = 1;
+
+/** fuse_lk_out: the conflicting lock (type F_UNLCK when none). */
+function lkOut(lk: LockRange): Buffer {
+  const b = Buffer.alloc(24);
+  b.writeBigUInt64LE(BigInt(lk.start), 0);
+  b.writeBigUInt64LE(lk.end >= LOCK_TO_EOF ? 0x7fffffffffffffffn : BigInt(lk.end), 8);
+  b.writeUInt32LE(lk.type, 16);
+  return b;
+}
 const errno = (code: string, message = code): NodeJS.ErrnoException => Object.assign(new Error(message), { code });
 
 export interface FilesystemOptions {
@@ -35,6 +46,9 @@ export class PjFilesystem {
   #files = new Map<bigint, OpenFile>();
   #dirs = new Map<bigint, Array<{ name: string; ino: number; type: number }>>();
   #nextFh = 1n;
+  /** Requests that wait for a lock, and those of them the kernel has interrupted. */
+  #waiting = new Set<bigint>();
+  #interrupted = new Set<bigint>();
   #started = BigInt(Date.now()) * 1_000_000n;
 
   constructor(o: FilesystemOptions) {
@@ -107,7 +121,13 @@ export class PjFilesystem {
         out.writeUInt32LE(n, 0);
         return [out];
       }
-      case Op.FLUSH: return []; // writes are not buffered here: they reached the owner before WRITE was answered
+      case Op.FLUSH: {
+        // Writes are not buffered here (they reached the owner before WRITE was answered), but a
+        // close drops the closing process's POSIX locks on the file, as on a local file.
+        const f = this.#file(body.readBigUInt64LE(0));
+        await f.backend.setlk(f.handle, `${this.#o.self}:${body.readBigUInt64LE(16)}`, { type: F_UNLCK, start: 0, end: LOCK_TO_EOF }, false);
+        return [];
+      }
       case Op.FSYNC: { const f = this.#file(body.readBigUInt64LE(0)); await f.backend.fsync(f.handle, (body.readUInt32LE(8) & 1) === 1); return []; }
       case Op.RELEASE: await this.#release(body.readBigUInt64LE(0)); return [];
       case Op.STATFS: {
@@ -118,11 +138,57 @@ export class PjFilesystem {
       case Op.OPENDIR: return this.#opendir(this.nodes.get(h.nodeid));
       case Op.READDIR: return this.#readdir(body.readBigUInt64LE(0), Number(body.readBigUInt64LE(8)), body.readUInt32LE(16));
       case Op.RELEASEDIR: this.#dirs.delete(body.readBigUInt64LE(0)); return [];
+      case Op.GETLK: {
+        const { f, owner, lk } = this.#lockRequest(body);
+        const r = await f.backend.getlk(f.handle, owner, lk);
+        return [lkOut(r)];
+      }
+      case Op.SETLK: case Op.SETLKW: {
+        const { f, owner, lk, isFlock } = this.#lockRequest(body);
+        if (h.opcode === Op.SETLK || lk.type === F_UNLCK) { await f.backend.setlk(f.handle, owner, lk, isFlock); return []; }
+        return this.#waitForLock(h.unique, () => f.backend.setlk(f.handle, owner, lk, isFlock));
+      }
       case Op.FSYNCDIR: case Op.ACCESS: case Op.DESTROY: return [];
-      case Op.INTERRUPT: return null;
+      case Op.INTERRUPT: {
+        const unique = body.readBigUInt64LE(0);
+        if (this.#waiting.has(unique)) this.#interrupted.add(unique);
+        return null;
+      }
       default: throw errno('ENOSYS');
     }
   };
+
+  /** fuse_lk_in: fh, owner, { start, end, type, pid }, lk_flags. */
+  #lockRequest(b: Buffer) {
+    const f = this.#file(b.readBigUInt64LE(0));
+    const end = b.readBigUInt64LE(24);
+    const lk: LockRange = { start: Number(b.readBigUInt64LE(16)), end: end >= BigInt(LOCK_TO_EOF) ? LOCK_TO_EOF : Number(end), type: b.readUInt32LE(32) };
+    return { f, owner: `${this.#o.self}:${b.readBigUInt64LE(8)}`, lk, isFlock: (b.readUInt32LE(40) & FUSE_LK_FLOCK) !== 0 };
+  }
+
+  /**
+   * SETLKW: the owner never blocks a thread on a lock, so we retry until it is ours, backing off
+   * to 50 ms; a signal to the waiting process arrives as INTERRUPT and ends the wait with EINTR.
+   */
+  async #waitForLock(unique: bigint, attempt: () => Promise<void>): Promise<Buffer[]> {
+    this.#waiting.add(unique);
+    try {
+      for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
+        try {
+          await attempt();
+          return [];
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+        }
+        if (this.#interrupted.has(unique)) throw errno('EINTR');
+        await new Promise((r) => setTimeout(r, delay));
+        if (this.#interrupted.has(unique)) throw errno('EINTR');
+      }
+    } finally {
+      this.#waiting.delete(unique);
+      this.#interrupted.delete(unique);
+    }
+  }
 
   #entry(id: bigint): Node {
     const n = this.nodes.get(id);

@@ -30,4 +30,9 @@ export interface NativeBinding {
   fuseStartReader(fd: number, bufferSize: number, onRequest: (request: Buffer) => void, onEnd: (errno: number) => void): void;
   /** openat2(2): `resolve` is RESOLVE_* bits; O_CLOEXEC is always added. */
   openat2(dirfd: number, path: string, flags: number, mode: number, resolve: number, ctx: SyscallContext): number | undefined;
+  /** F_OFD_GETLK / F_OFD_SETLK (never F_OFD_SETLKW): `type` is F_RDLCK 0, F_WRLCK 1, F_UNLCK 2; len 0 = to the end. */
+  ofdLock(fd: number, cmd: 'get', type: number, start: number, len: number, ctx: SyscallContext): { type: number; start: number; len: number } | undefined;
+  ofdLock(fd: number, cmd: 'set', type: number, start: number, len: number, ctx: SyscallContext): true | undefined;
+  /** flock(2); pass LOCK_NB (4) to never block. */
+  flock(fd: number, operation: number, ctx: SyscallContext): true | undefined;
 }

@@ -14,6 +14,8 @@ Napi::Value FuseBackingClose(const Napi::CallbackInfo& info);
 Napi::Value FuseWrite(const Napi::CallbackInfo& info);
 Napi::Value FuseStartReader(const Napi::CallbackInfo& info);
 Napi::Value Openat2(const Napi::CallbackInfo& info);
+Napi::Value OfdLock(const Napi::CallbackInfo& info);
+Napi::Value Flock(const Napi::CallbackInfo& info);
 }
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -28,6 +30,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("fuseWrite", Napi::Function::New(env, pj::FuseWrite, "fuseWrite"));
   exports.Set("fuseStartReader", Napi::Function::New(env, pj::FuseStartReader, "fuseStartReader"));
   exports.Set("openat2", Napi::Function::New(env, pj::Openat2, "openat2"));
+  exports.Set("ofdLock", Napi::Function::New(env, pj::OfdLock, "ofdLock"));
+  exports.Set("flock", Napi::Function::New(env, pj::Flock, "flock"));
   return exports;
 }
 

@@ -138,3 +138,33 @@ t.test('fsx: 10,000 random reads, writes, truncates, mmaps and fsyncs match a lo
   }
   rmSync(`/tmp/pj-fsx-ref-${process.pid}`, { force: true });
 });
+
+t.test('locks on a remote file are taken on the owner: hosts exclude each other, and a blocked waiter can be killed', async (t) => {
+  await sh('h2', 'echo x > /srv/data/lockf');
+  const holdFlock = sh('h1', "flock -x /pj/h2/data/lockf -c 'echo held; sleep 2'", 20_000);
+  await new Promise((r) => setTimeout(r, 700));
+  const probe = await sh('h2', 'flock -n -x /srv/data/lockf true || echo native-busy; flock -n -x /pj/h2/data/lockf true || echo pj-busy; t0=$(date +%s%N); flock -x /pj/h2/data/lockf true; echo waited $(( ($(date +%s%N) - t0) / 1000000 ))');
+  t.equal((await holdFlock).stdout, 'held\n');
+  const m = /^native-busy\npj-busy\nwaited (\d+)\n$/.exec(probe.stdout);
+  t.ok(m, `flock from h1 excludes h2, on its own disk and through /pj: ${probe.stdout}`);
+  t.ok(Number(m?.[1]) > 500 && Number(m?.[1]) < 3000, `h2 got the lock once h1 let go (${m?.[1]} ms)`);
+
+  const posix = (host: string, code: string) => sh(host, `python3 -c "import fcntl, time, errno\nf = open('/pj/h2/data/lockf', 'r+')\n${code}"`, 20_000);
+  const holdPosix = posix('h1', "fcntl.lockf(f, fcntl.LOCK_EX, 10, 0); print('held', flush=True); time.sleep(2)");
+  await new Promise((r) => setTimeout(r, 700));
+  const p2 = await posix('h2', `
+try:
+    fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB, 10, 0); print('got')
+except OSError as e:
+    print('busy', errno.errorcode[e.errno])
+fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB, 10, 100); print('other range free')
+t = time.time(); fcntl.lockf(f, fcntl.LOCK_EX, 10, 0); print('waited', time.time() - t > 0.5)`);
+  t.equal((await holdPosix).stdout, 'held\n');
+  t.equal(p2.stdout, 'busy EAGAIN\nother range free\nwaited True\n', 'POSIX byte-range locks exclude across hosts and are released on close');
+
+  const hold = sh('h1', "flock -x /pj/h2/data/lockf -c 'sleep 3'", 20_000);
+  await new Promise((r) => setTimeout(r, 500));
+  const killed = await sh('h2', 'flock -x /pj/h2/data/lockf -c "echo never" & p=$!; sleep 0.5; kill -9 $p; wait $p; echo "exit $?"');
+  t.equal(killed.stdout, 'exit 137\n', 'a process blocked on a remote lock dies when killed');
+  await hold;
+});
