@@ -6,9 +6,12 @@ import { repoRoot } from '../common/repo-root.js';
 import { nsenterFor } from '../manager/sim-cluster/exec.js';
 import { run } from '../common/run.js';
 
-function start(dir: string, host: string, script: string, args: string[], cpu: number): ChildProcess {
-  const path = join(repoRoot(), 'dist', 'bench', script);
-  return spawn('taskset', ['-c', String(cpu), 'nsenter', ...nsenterFor(dir, host), process.execPath, path, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+/** `script` is a compiled bench script (run with node) or, ending in .py, a Python one. */
+function start(dir: string, host: string, script: string, args: string[], cpu?: number): ChildProcess {
+  const path = join(repoRoot(), script.endsWith('.py') ? 'bench' : join('dist', 'bench'), script);
+  const argv = ['nsenter', ...nsenterFor(dir, host), ...(script.endsWith('.py') ? ['python3'] : [process.execPath]), path, ...args];
+  const pinned = cpu === undefined ? argv : ['taskset', '-c', String(cpu), ...argv];
+  return spawn(pinned[0], pinned.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
 }
 
 /** Pins every thread of a running process to one CPU. */
@@ -30,12 +33,12 @@ function firstJsonLine(child: ChildProcess, what: string, timeoutMs: number): Pr
 }
 
 /** Starts a server; resolves once it says it listens. Kill it with the returned child. */
-export async function startServer(dir: string, host: string, script: string, args: string[], cpu: number): Promise<ChildProcess> {
+export async function startServer(dir: string, host: string, script: string, args: string[], cpu?: number): Promise<ChildProcess> {
   const child = start(dir, host, script, args, cpu);
   await firstJsonLine(child, `${script} server on ${host}`, 10_000);
   return child;
 }
 
-export function runClient(dir: string, host: string, script: string, args: string[], cpu: number, timeoutMs = 300_000): Promise<any> {
+export function runClient(dir: string, host: string, script: string, args: string[], cpu?: number, timeoutMs = 300_000): Promise<any> {
   return firstJsonLine(start(dir, host, script, args, cpu), `${script} client on ${host}`, timeoutMs);
 }

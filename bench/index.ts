@@ -2,9 +2,10 @@
 // its figures beside a baseline measured in the same run and writes JSON under
 // bench/results/ (with --json, also as the last line of stdout).
 import { reportError } from '../cli/output.js';
+import { fsBench } from './fs.js';
 import { meshBench } from './mesh.js';
 
-const benches: Record<string, (argv: string[]) => Promise<void>> = { mesh: meshBench };
+const benches: Record<string, (argv: string[]) => Promise<void>> = { mesh: meshBench, fs: fsBench };
 const [name, ...rest] = process.argv.slice(2);
 const bench = benches[name ?? ''];
 if (!bench) {

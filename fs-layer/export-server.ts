@@ -197,6 +197,13 @@ export class ExportServer {
     return fs.writeSync(fd, data, 0, data.length, offset);
   }
 
+  /** A write whose data arrived in pieces (from the mesh), written without joining them. */
+  writev(handle: number, offset: number, pieces: Buffer[]): number {
+    const { fd, exp } = this.#handle(handle);
+    exp.writable();
+    return fs.writevSync(fd, pieces, offset);
+  }
+
   fsync(handle: number, dataOnly: boolean): void {
     const { fd } = this.#handle(handle);
     (dataOnly ? fs.fdatasyncSync : fs.fsyncSync)(fd);

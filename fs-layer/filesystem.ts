@@ -38,7 +38,23 @@ export interface FilesystemOptions {
   log: Log;
 }
 
-interface OpenFile { node: Node; backend: FsBackend; handle: number; passthrough: boolean }
+interface OpenFile {
+  node: Node;
+  backend: FsBackend;
+  handle: number;
+  passthrough: boolean;
+  /** Remote writes answered to the kernel but still on their way to the owner (write-behind). */
+  writes: Set<Promise<void>>;
+  writeError?: Error;
+  /** Remote read-ahead: blocks fetched ahead of a sequential reader, by offset. */
+  ahead: Map<number, Promise<Buffer[]>>;
+  nextOffset: number;
+}
+
+/** Remote writes a file may have in flight before WRITE waits; their errors surface at the next WRITE, FLUSH or FSYNC. */
+const WRITE_BEHIND = 8;
+/** Blocks fetched ahead of a sequential remote reader. */
+const READ_AHEAD = 8;
 
 export class PjFilesystem {
   readonly nodes = new InodeTable();
@@ -111,24 +127,37 @@ export class PjFilesystem {
       }
       case Op.READ: {
         const f = this.#file(body.readBigUInt64LE(0));
-        return [await f.backend.read(f.handle, Number(body.readBigUInt64LE(8)), body.readUInt32LE(16))];
+        if (process.env.PJ_TRACE_READ) this.#o.log.info({ op: "read", off: Number(body.readBigUInt64LE(8)), size: body.readUInt32LE(16) });
+        return this.#read(f, Number(body.readBigUInt64LE(8)), body.readUInt32LE(16));
       }
       case Op.WRITE: {
         const f = this.#file(body.readBigUInt64LE(0));
         const size = body.readUInt32LE(16);
-        const n = await f.backend.write(f.handle, Number(body.readBigUInt64LE(8)), body.subarray(40, 40 + size));
+        const data = body.subarray(40, 40 + size);
+        const offset = Number(body.readBigUInt64LE(8));
         const out = Buffer.alloc(8);
-        out.writeUInt32LE(n, 0);
+        if (f.backend.local) {
+          out.writeUInt32LE(await f.backend.write(f.handle, offset, data), 0);
+          return [out];
+        }
+        await this.#writeBehind(f, offset, data);
+        out.writeUInt32LE(size, 0);
         return [out];
       }
       case Op.FLUSH: {
-        // Writes are not buffered here (they reached the owner before WRITE was answered), but a
-        // close drops the closing process's POSIX locks on the file, as on a local file.
+        // Close-to-open: every write is on the owner before close returns. A close also drops the
+        // closing process's POSIX locks on the file, as on a local file.
         const f = this.#file(body.readBigUInt64LE(0));
+        await this.#drain(f);
         await f.backend.setlk(f.handle, `${this.#o.self}:${body.readBigUInt64LE(16)}`, { type: F_UNLCK, start: 0, end: LOCK_TO_EOF }, false);
         return [];
       }
-      case Op.FSYNC: { const f = this.#file(body.readBigUInt64LE(0)); await f.backend.fsync(f.handle, (body.readUInt32LE(8) & 1) === 1); return []; }
+      case Op.FSYNC: {
+        const f = this.#file(body.readBigUInt64LE(0));
+        await this.#drain(f);
+        await f.backend.fsync(f.handle, (body.readUInt32LE(8) & 1) === 1);
+        return [];
+      }
       case Op.RELEASE: await this.#release(body.readBigUInt64LE(0)); return [];
       case Op.STATFS: {
         const n = this.nodes.get(h.nodeid);
@@ -207,8 +236,57 @@ export class PjFilesystem {
     return { ino: Number(n.id), size: 0, blocks: 0, atimeNs: t, mtimeNs: t, ctimeNs: t, mode: S_IFDIR | 0o555, nlink: 2, uid: 0, gid: 0, rdev: 0, blksize: 4096 };
   }
 
+  /** Waits for a file's write-behind; reports (once) the first write that failed. */
+  async #drain(f: OpenFile): Promise<void> {
+    while (f.writes.size) await Promise.all(f.writes);
+    const e = f.writeError;
+    f.writeError = undefined;
+    if (e) throw e;
+  }
+
+  async #drainNode(n: Node): Promise<void> {
+    for (const f of this.#files.values()) if (f.node === n && f.writes.size) await Promise.all(f.writes);
+  }
+
+  async #writeBehind(f: OpenFile, offset: number, data: Buffer): Promise<void> {
+    if (f.writeError) await this.#drain(f);
+    f.ahead.clear();
+    while (f.writes.size >= WRITE_BEHIND) await Promise.race(f.writes);
+    const p: Promise<void> = f.backend.write(f.handle, offset, data).then(
+      () => { f.writes.delete(p); },
+      (e: Error) => { f.writes.delete(p); f.writeError ??= e; },
+    );
+    f.writes.add(p);
+  }
+
+  /** A read, as reply parts; remote files read sequentially are fetched READ_AHEAD blocks ahead, in parallel. */
+  async #read(f: OpenFile, offset: number, size: number): Promise<Buffer[]> {
+    if (f.backend.local) return f.backend.read(f.handle, offset, size);
+    if (f.writes.size) await this.#drain(f);
+    const sequential = offset === f.nextOffset;
+    f.nextOffset = offset + size;
+    let block: Promise<Buffer[]> | undefined = f.ahead.get(offset);
+    f.ahead.delete(offset);
+    if (!sequential) f.ahead.clear();
+    block ??= f.backend.read(f.handle, offset, size);
+    if (sequential) {
+      for (let i = 1; i <= READ_AHEAD; i++) {
+        const at = offset + i * size;
+        if (!f.ahead.has(at)) {
+          const p = f.backend.read(f.handle, at, size);
+          p.catch(() => {}); // a failed read-ahead is retried by the read that needs it
+          f.ahead.set(at, p);
+        }
+      }
+    }
+    const data = await block;
+    if (data.reduce((n, b) => n + b.length, 0) < size) f.ahead.clear(); // end of file
+    return data;
+  }
+
   async #attr(n: Node): Promise<Attr> {
     if (n.kind === 'root' || n.kind === 'host') return this.#dirAttr(n);
+    await this.#drainNode(n);
     return { ...(await this.#o.backend(n.host).lstat(n.exp, n.rel)), ino: Number(n.id) };
   }
 
@@ -252,6 +330,8 @@ export class PjFilesystem {
       ...(valid & FATTR.MTIME ? { mtimeNs: valid & FATTR.MTIME_NOW ? ('now' as const) : ns(b.readBigUInt64LE(40), b.readUInt32LE(60)) } : {}),
     };
     const f = valid & FATTR.FH ? this.#files.get(b.readBigUInt64LE(8)) : undefined;
+    await this.#drainNode(n);
+    for (const open of this.#files.values()) if (open.node === n) open.ahead.clear();
     const attr = await this.#o.backend(n.host).setattr(n.exp, n.rel, changes, f?.handle);
     return { ...attr, ino: Number(n.id) };
   }
@@ -279,7 +359,7 @@ export class PjFilesystem {
         this.#o.log.warn({ op: 'fuse-passthrough', path: node.rel, err: (e as Error).message }, 'passthrough unavailable; serving reads in the daemon');
       }
     }
-    this.#files.set(fh, { node, backend, handle, passthrough: backingId !== 0 });
+    this.#files.set(fh, { node, backend, handle, passthrough: backingId !== 0, writes: new Set(), ahead: new Map(), nextOffset: 0 });
     return openOut(fh, backingId ? FOPEN_PASSTHROUGH : 0, backingId);
   }
 
@@ -296,6 +376,7 @@ export class PjFilesystem {
   async #release(fh: bigint): Promise<void> {
     const f = this.#files.get(fh);
     if (!f) return;
+    await this.#drain(f).catch(() => {}); // FLUSH already reported write errors to the closer
     this.#files.delete(fh);
     if (f.passthrough && f.node.backing && --f.node.backing.refs === 0) {
       const id = f.node.backing.id;

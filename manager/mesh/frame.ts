@@ -15,11 +15,15 @@ export const FrameKind = {
   StreamData: 5, // raw bytes
   StreamEnd: 6, // empty
   Credit: 7, // u32: the receiver consumed this many more bytes of the stream
+  RawResponse: 8, // a reply that is a Buffer, sent as is (no msgpack copy)
+  RawRequest: 9, // u32 n | n bytes msgpack [method, args, deadlineMs] | an attachment, sent as is
 } as const;
 export type FrameKind = (typeof FrameKind)[keyof typeof FrameKind];
 const KNOWN_KINDS = new Set<number>(Object.values(FrameKind));
 
-export interface Frame { kind: FrameKind; id: number; payload: Buffer }
+/** Stream data and raw replies are passed on in pieces as they arrive; `last` marks a frame's final piece. */
+export interface Frame { kind: FrameKind; id: number; payload: Buffer; last?: boolean }
+const PASSED_THROUGH = new Set<number>([FrameKind.StreamData, FrameKind.RawResponse, FrameKind.RawRequest]);
 
 export function frameHeader(kind: FrameKind, id: number, payloadLength: number): Buffer {
   const h = Buffer.allocUnsafe(HEADER_BYTES);
@@ -38,8 +42,8 @@ export function frameHeader(kind: FrameKind, id: number, payloadLength: number):
 export class FrameDecoder {
   #chunks: Buffer[] = [];
   #buffered = 0;
-  /** The stream-data frame being passed through: its id and the payload bytes still to come. */
-  #data: { id: number; remaining: number } | undefined;
+  /** The frame being passed through: its kind, id and the payload bytes still to come. */
+  #data: { kind: FrameKind; id: number; remaining: number } | undefined;
 
   /** Feeds bytes; returns the complete frames. Throws PJ_ERR_PROTOCOL on a bad header. */
   push(data: Buffer): Frame[] {
@@ -50,8 +54,8 @@ export class FrameDecoder {
       if (this.#data) {
         if (this.#buffered === 0) break;
         const piece = this.#take(Math.min(this.#data.remaining, this.#chunks[0].length));
-        frames.push({ kind: FrameKind.StreamData, id: this.#data.id, payload: piece });
         this.#data.remaining -= piece.length;
+        frames.push({ kind: this.#data.kind, id: this.#data.id, payload: piece, last: this.#data.remaining === 0 });
         if (this.#data.remaining === 0) this.#data = undefined;
         continue;
       }
@@ -62,9 +66,10 @@ export class FrameDecoder {
       const id = header.readUInt32BE(5);
       if (!KNOWN_KINDS.has(kind)) throw new PjError(codes.PROTOCOL, `unknown frame kind ${kind}`);
       if (length > MAX_PAYLOAD) throw new PjError(codes.PROTOCOL, `frame of ${length} bytes exceeds the ${MAX_PAYLOAD}-byte limit`);
-      if (kind === FrameKind.StreamData) {
+      if (PASSED_THROUGH.has(kind)) {
         this.#take(HEADER_BYTES);
-        if (length > 0) this.#data = { id, remaining: length };
+        if (length > 0) this.#data = { kind: kind as FrameKind, id, remaining: length };
+        else frames.push({ kind: kind as FrameKind, id, payload: Buffer.alloc(0), last: true });
         continue;
       }
       if (this.#buffered < HEADER_BYTES + length) break;
@@ -104,4 +109,20 @@ export class FrameDecoder {
     this.#buffered -= n;
     return out;
   }
+}
+
+/** Splits pieces into their first `n` bytes (copied only when they straddle pieces) and the rest (uncopied). */
+export function splitPieces(pieces: Buffer[], n: number): [Buffer, Buffer[]] {
+  const head: Buffer[] = [];
+  const rest: Buffer[] = [];
+  let need = n;
+  for (const p of pieces) {
+    if (need === 0) { rest.push(p); continue; }
+    const take = Math.min(need, p.length);
+    head.push(p.subarray(0, take));
+    if (take < p.length) rest.push(p.subarray(take));
+    need -= take;
+  }
+  if (need > 0) throw new PjError(codes.PROTOCOL, 'raw request shorter than its header');
+  return [head.length === 1 ? head[0] : Buffer.concat(head), rest];
 }

@@ -48,10 +48,11 @@ export class Mesh {
     });
   }
 
-  async call(host: string, method: string, args: unknown, timeoutMs = DEFAULT_RPC_TIMEOUT_MS): Promise<unknown> {
+  /** An RPC; bulk bytes go in `attachment` (the handler sees ctx.attachment), uncopied. */
+  async call(host: string, method: string, args: unknown, timeoutMs = DEFAULT_RPC_TIMEOUT_MS, attachment?: Buffer): Promise<unknown> {
     const deadline = Date.now() + timeoutMs;
     const conn = await this.#connection(host, timeoutMs);
-    return conn.call(method, args, Math.max(1, deadline - Date.now()), timeoutMs);
+    return conn.call(method, args, Math.max(1, deadline - Date.now()), timeoutMs, attachment);
   }
 
   async upload(host: string, method: string, args: unknown, source: AsyncIterable<Buffer>, timeoutMs = DEFAULT_RPC_TIMEOUT_MS): Promise<unknown> {

@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { Packr } from 'msgpackr';
 import { PjError, codes, errorFromWire, errorToWire, type SerializedError } from '../../common/errors.js';
-import { FrameDecoder, FrameKind, MAX_PAYLOAD, frameHeader, type Frame } from './frame.js';
+import { FrameDecoder, FrameKind, MAX_PAYLOAD, frameHeader, splitPieces, type Frame } from './frame.js';
 
 /** Bytes a sender may have in flight per stream before it waits for credit. */
 export const STREAM_WINDOW = 8 * 1024 * 1024;
@@ -23,10 +23,13 @@ export interface CallContext {
   from: string;
   /** For uploads: the streamed bytes, in order. */
   stream?: AsyncIterable<Buffer>;
+  /** For calls with an attachment: its bytes, as the pieces they arrived in. */
+  attachment?: Buffer[];
 }
+/** A mesh method. A handler that returns a Buffer sends it raw: the caller receives it as Buffer[] (pieces). */
 export type Handler = (args: any, ctx: CallContext) => unknown;
 
-interface Pending { resolve: (v: unknown) => void; reject: (e: Error) => void }
+interface Pending { resolve: (v: unknown) => void; reject: (e: Error) => void; pieces?: Buffer[] }
 
 /** The receiving end of an upload: an async iterable that grants credit as it is read. */
 class IncomingStream implements AsyncIterable<Buffer> {
@@ -73,6 +76,7 @@ export class PeerConnection extends EventEmitter {
   #pending = new Map<number, Pending>();
   #credit = new Map<number, { bytes: number; wake?: () => void }>();
   #incoming = new Map<number, IncomingStream>();
+  #rawRequests = new Map<number, Buffer[]>();
   #closedReason: string | undefined;
 
   constructor(socket: Socket, peer: string, leftover: Buffer, handlers: ReadonlyMap<string, Handler>) {
@@ -94,10 +98,18 @@ export class PeerConnection extends EventEmitter {
    * Calls a method on the peer; rejects with PJ_ERR_TIMEOUT naming the host when `timeoutMs`
    * passes. `deadlineMs` is the whole deadline the caller set (connecting may have used some).
    */
-  call(method: string, args: unknown, timeoutMs: number, deadlineMs = timeoutMs): Promise<unknown> {
+  call(method: string, args: unknown, timeoutMs: number, deadlineMs = timeoutMs, attachment?: Buffer): Promise<unknown> {
     const id = this.#allocId();
     const result = this.#awaitReply(id, method, timeoutMs, deadlineMs);
-    this.#send(FrameKind.Request, id, packr.pack([method, args ?? null, timeoutMs]));
+    const message = packr.pack([method, args ?? null, timeoutMs]);
+    if (!attachment) {
+      this.#send(FrameKind.Request, id, message);
+      return result;
+    }
+    // Bulk bytes (file blocks) travel beside the message, never copied into it.
+    const n = Buffer.allocUnsafe(4);
+    n.writeUInt32BE(message.length, 0);
+    this.#send(FrameKind.RawRequest, id, n, message, attachment);
     return result;
   }
 
@@ -153,14 +165,16 @@ export class PeerConnection extends EventEmitter {
     return id;
   }
 
-  #send(kind: FrameKind, id: number, payload: Buffer): boolean {
+  /** One frame whose payload is `parts` back to back, in one writev. */
+  #send(kind: FrameKind, id: number, ...parts: Buffer[]): boolean {
     if (this.closed) throw new PjError(codes.HOST_UNREACHABLE, `connection to host ${this.peer} lost: ${this.#closedReason}`, { host: this.peer });
-    if (payload.length > MAX_PAYLOAD) throw new PjError(codes.PROTOCOL, `payload of ${payload.length} bytes exceeds the frame limit`);
+    const length = parts.reduce((n, p) => n + p.length, 0);
+    if (length > MAX_PAYLOAD) throw new PjError(codes.PROTOCOL, `payload of ${length} bytes exceeds the frame limit`);
     this.#socket.cork();
-    this.#socket.write(frameHeader(kind, id, payload.length));
-    const ok = payload.length === 0 || this.#socket.write(payload);
+    this.#socket.write(frameHeader(kind, id, length));
+    for (const p of parts) if (p.length) this.#socket.write(p);
     this.#socket.uncork();
-    return ok && !this.#socket.writableNeedDrain;
+    return !this.#socket.writableNeedDrain;
   }
 
   #awaitReply(id: number, method: string, timeoutMs: number | undefined, deadlineMs = timeoutMs): Promise<unknown> {
@@ -222,6 +236,24 @@ export class PeerConnection extends EventEmitter {
         if (f.kind === FrameKind.Response) return p.resolve(body);
         return p.reject(errorFromWire(body as SerializedError));
       }
+      case FrameKind.RawResponse: {
+        // A handler that returns a Buffer: the caller gets the pieces as they came off the socket (no copy).
+        const p = this.#pending.get(f.id);
+        if (!p) return;
+        (p.pieces ??= []).push(f.payload);
+        if (!f.last) return;
+        this.#pending.delete(f.id);
+        return p.resolve(p.pieces);
+      }
+      case FrameKind.RawRequest: {
+        const pieces = this.#rawRequests.get(f.id) ?? [];
+        pieces.push(f.payload);
+        if (!f.last) return void this.#rawRequests.set(f.id, pieces);
+        this.#rawRequests.delete(f.id);
+        const [n, rest] = splitPieces(pieces, 4);
+        const [message, attachment] = splitPieces(rest, n.readUInt32BE(0));
+        return this.#serve({ kind: FrameKind.Request, id: f.id, payload: message }, attachment);
+      }
       case FrameKind.StreamData:
         return this.#incoming.get(f.id)?.push(f.payload);
       case FrameKind.StreamEnd:
@@ -239,7 +271,7 @@ export class PeerConnection extends EventEmitter {
     }
   }
 
-  #serve(f: Frame): void {
+  #serve(f: Frame, attachment?: Buffer[]): void {
     const decoded = packr.unpack(f.payload) as unknown;
     if (!Array.isArray(decoded) || typeof decoded[0] !== 'string') throw new Error('request must be [method, args, deadline]');
     const [method, args] = decoded as [string, unknown];
@@ -251,10 +283,10 @@ export class PeerConnection extends EventEmitter {
     const handler = this.#handlers.get(method);
     const run = async () => {
       if (!handler) throw new PjError(codes.NO_SUCH_METHOD, `host has no mesh method '${method}'`);
-      return handler(args, { from: this.peer, ...(stream ? { stream } : {}) });
+      return handler(args, { from: this.peer, ...(stream ? { stream } : {}), ...(attachment ? { attachment } : {}) });
     };
     run().then(
-      (result) => this.#reply(FrameKind.Response, f.id, packr.pack(result ?? null)),
+      (result) => (Buffer.isBuffer(result) ? this.#reply(FrameKind.RawResponse, f.id, result) : this.#reply(FrameKind.Response, f.id, packr.pack(result ?? null))),
       (err) => this.#reply(FrameKind.Error, f.id, packr.pack(errorToWire(err))),
     ).finally(() => {
       stream?.discard();

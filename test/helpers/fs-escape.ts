@@ -23,7 +23,7 @@ do {
       try {
         const r = (await call(op, ...args)) as { handle?: number } | Array<{ name: string }> | string;
         if (op === 'open') {
-          const data = (await call('read', (r as { handle: number }).handle, 0, 4096)) as Buffer;
+          const data = Buffer.concat((await call('read', (r as { handle: number }).handle, 0, 4096)) as Buffer[]);
           await call('release', (r as { handle: number }).handle);
           if (data.toString().includes('root:')) leaks.push(`${op} ${rel}`);
         } else if (op === 'readdir' && (r as Array<{ name: string }>).some((e) => e.name === 'passwd' || e.name === 'shadow')) {

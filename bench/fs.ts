@@ -1,0 +1,86 @@
+// The fs benchmark: from h1 of a 2-host simulated cluster, the same workloads
+// on h1's own disk (native), on /pj/h1/data (local, passthrough), on
+// /pj/h2/data (remote), and on an sshfs mount of h2's /srv/data; plus raw TCP
+// between h1 and h2 as the ceiling for remote throughput.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { clusterDown } from '../manager/sim-cluster/down.js';
+import { clusterUp } from '../manager/sim-cluster/up.js';
+import { runClient, startServer } from './host-process.js';
+import { printRows, writeResult, type Row } from './report.js';
+import { mountSshfs, type SshfsMount } from './sshfs.js';
+
+const MiB = 1 << 20;
+type Rate = { bytes?: number; ops?: number; seconds: number };
+
+export async function fsBench(argv: string[]): Promise<void> {
+  const quick = argv.includes('--quick');
+  const json = argv.includes('--json');
+  const fileMiB = quick ? 512 : 1024;
+  const randOps = quick ? 20_000 : 100_000;
+  const metaOps = quick ? 2_000 : 10_000;
+  const log = (s: string) => { if (!json) process.stdout.write(s + '\n'); };
+  const dir = mkdtempSync(join(tmpdir(), 'pj-bench-fs-'));
+  let sshfs: SshfsMount | undefined;
+  const servers: Array<{ kill: (s: NodeJS.Signals) => boolean }> = [];
+  try {
+    log(`bringing up a 2-host cluster in ${dir} ...`);
+    const c = await clusterUp({ dir, name: 'benchfs', hosts: 2, exports: [] });
+    const h2 = c.hosts[1];
+    sshfs = await mountSshfs(dir, h2, 'h1');
+    const targets = { native: '/srv/data', local: '/pj/h1/data', remote: '/pj/h2/data', sshfs: sshfs.path } as const;
+    const op = (args: string[]) => runClient(dir, 'h1', 'peers/fs-ops.py', args) as Promise<Rate>;
+    const mibps = (r: Rate) => r.bytes! / MiB / r.seconds;
+    const opsps = (r: Rate) => r.ops! / r.seconds;
+    const figures: Record<string, Record<string, number>> = {};
+    await op(['write', targets.native, String(fileMiB)]); // the first write to a fresh disk file allocates its blocks: not what we compare
+    for (const [name, path] of Object.entries(targets)) {
+      log(`${name} (${path}): write ${fileMiB} MiB, read it, ${randOps} random 4 KiB reads${name === 'remote' || name === 'sshfs' ? `, ${metaOps} create+stat+unlink` : ''}`);
+      figures[name] = {
+        seq_write_mib_s: mibps(await op(['write', path, String(fileMiB)])),
+        seq_read_mib_s: mibps(await op(['read', path, String(fileMiB)])),
+        rand_read_iops: opsps(await op(['rand', path, String(fileMiB), String(randOps)])),
+      };
+      if (name === 'remote' || name === 'sshfs') figures[name].meta_ops_s = opsps(await op(['meta', path, String(metaOps)]));
+    }
+    log('raw TCP h1 -> h2');
+    servers.push(await startServer(dir, 'h2', 'peers/raw-tcp.js', ['server', h2.address, '7171']));
+    const raw = await runClient(dir, 'h1', 'peers/raw-tcp.js', ['stream', h2.address, '7171', String(fileMiB * MiB), String(MiB)]) as Rate;
+    figures.raw_tcp = { stream_mib_s: mibps(raw) };
+
+    const f = figures;
+    const ratios = {
+      local_seq_read_vs_native: f.local.seq_read_mib_s / f.native.seq_read_mib_s,
+      local_seq_write_vs_native: f.local.seq_write_mib_s / f.native.seq_write_mib_s,
+      local_rand_read_vs_native: f.local.rand_read_iops / f.native.rand_read_iops,
+      remote_seq_read_vs_raw_tcp: f.remote.seq_read_mib_s / f.raw_tcp.stream_mib_s,
+      remote_seq_write_vs_raw_tcp: f.remote.seq_write_mib_s / f.raw_tcp.stream_mib_s,
+      remote_seq_read_vs_sshfs: f.remote.seq_read_mib_s / f.sshfs.seq_read_mib_s,
+      remote_seq_write_vs_sshfs: f.remote.seq_write_mib_s / f.sshfs.seq_write_mib_s,
+      remote_rand_read_vs_sshfs: f.remote.rand_read_iops / f.sshfs.rand_read_iops,
+      remote_meta_ops_vs_sshfs: f.remote.meta_ops_s / f.sshfs.meta_ops_s,
+    };
+    const goals = { local_seq_read_vs_native: '>= 0.9', local_seq_write_vs_native: '>= 0.9', remote_seq_read_vs_raw_tcp: '>= 0.7', remote_seq_read_vs_sshfs: '>= 1.5', remote_meta_ops_vs_sshfs: '>= 2' };
+    if (!json) {
+      const row = (figure: string, ours: number, baseline: number, unit: string, goal?: string): Row => ({ figure, ours, baseline, unit, ratio: ours / baseline, goal });
+      printRows('/pj against its baselines, measured in this run', [
+        row('local seq read vs native', f.local.seq_read_mib_s, f.native.seq_read_mib_s, 'MiB/s', '>= 0.9x'),
+        row('local seq write vs native', f.local.seq_write_mib_s, f.native.seq_write_mib_s, 'MiB/s', '>= 0.9x'),
+        row('local 4K random read vs native', f.local.rand_read_iops, f.native.rand_read_iops, 'IOPS'),
+        row('remote seq read vs raw TCP', f.remote.seq_read_mib_s, f.raw_tcp.stream_mib_s, 'MiB/s', '>= 0.7x'),
+        row('remote seq write vs raw TCP', f.remote.seq_write_mib_s, f.raw_tcp.stream_mib_s, 'MiB/s'),
+        row('remote seq read vs sshfs', f.remote.seq_read_mib_s, f.sshfs.seq_read_mib_s, 'MiB/s', '>= 1.5x'),
+        row('remote seq write vs sshfs', f.remote.seq_write_mib_s, f.sshfs.seq_write_mib_s, 'MiB/s'),
+        row('remote 4K random read vs sshfs', f.remote.rand_read_iops, f.sshfs.rand_read_iops, 'IOPS'),
+        row('remote create+stat+unlink vs sshfs', f.remote.meta_ops_s, f.sshfs.meta_ops_s, 'ops/s', '>= 2x'),
+      ]);
+    }
+    writeResult('fs', { bench: 'fs', quick, file_mib: fileMiB, rand_ops: randOps, meta_ops: metaOps, figures, ratios, goals }, json);
+  } finally {
+    for (const s of servers) s.kill('SIGKILL');
+    await sshfs?.unmount().catch(() => {});
+    await clusterDown(dir).catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
