@@ -49,6 +49,8 @@ interface OpenFile {
   /** Remote read-ahead: blocks fetched ahead of a sequential reader, by offset. */
   ahead: Map<number, Promise<Buffer[]>>;
   nextOffset: number;
+  /** Whether a POSIX lock was ever taken through this open file (then close must drop the closer's locks). */
+  locked: boolean;
 }
 
 /** Remote writes a file may have in flight before WRITE waits; their errors surface at the next WRITE, FLUSH or FSYNC. */
@@ -149,7 +151,7 @@ export class PjFilesystem {
         // closing process's POSIX locks on the file, as on a local file.
         const f = this.#file(body.readBigUInt64LE(0));
         await this.#drain(f);
-        await f.backend.setlk(f.handle, `${this.#o.self}:${body.readBigUInt64LE(16)}`, { type: F_UNLCK, start: 0, end: LOCK_TO_EOF }, false);
+        if (f.locked) await f.backend.setlk(f.handle, `${this.#o.self}:${body.readBigUInt64LE(16)}`, { type: F_UNLCK, start: 0, end: LOCK_TO_EOF }, false);
         return [];
       }
       case Op.FSYNC: {
@@ -158,7 +160,11 @@ export class PjFilesystem {
         await f.backend.fsync(f.handle, (body.readUInt32LE(8) & 1) === 1);
         return [];
       }
-      case Op.RELEASE: await this.#release(body.readBigUInt64LE(0)); return [];
+      case Op.RELEASE: {
+        // Nobody waits for a release: answer at once and let the owner close its fd meanwhile.
+        this.#release(body.readBigUInt64LE(0)).catch((e: Error) => this.#o.log.warn({ op: 'fuse-release', err: e.message }, 'release failed'));
+        return [];
+      }
       case Op.STATFS: {
         const n = this.nodes.get(h.nodeid);
         if (n.kind === 'root' || n.kind === 'host') return [statfsOut({ blocks: 0, bfree: 0, bavail: 0, files: 0, ffree: 0, bsize: 4096, namelen: 255, frsize: 4096 })];
@@ -174,6 +180,7 @@ export class PjFilesystem {
       }
       case Op.SETLK: case Op.SETLKW: {
         const { f, owner, lk, isFlock } = this.#lockRequest(body);
+        f.locked ||= !isFlock;
         if (h.opcode === Op.SETLK || lk.type === F_UNLCK) { await f.backend.setlk(f.handle, owner, lk, isFlock); return []; }
         return this.#waitForLock(h.unique, () => f.backend.setlk(f.handle, owner, lk, isFlock));
       }
@@ -359,7 +366,7 @@ export class PjFilesystem {
         this.#o.log.warn({ op: 'fuse-passthrough', path: node.rel, err: (e as Error).message }, 'passthrough unavailable; serving reads in the daemon');
       }
     }
-    this.#files.set(fh, { node, backend, handle, passthrough: backingId !== 0, writes: new Set(), ahead: new Map(), nextOffset: 0 });
+    this.#files.set(fh, { node, backend, handle, passthrough: backingId !== 0, writes: new Set(), ahead: new Map(), nextOffset: 0, locked: false });
     return openOut(fh, backingId ? FOPEN_PASSTHROUGH : 0, backingId);
   }
 

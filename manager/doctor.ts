@@ -4,6 +4,7 @@ import { accessSync, constants, statSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { run } from '../common/run.js';
 import { uffdProbe } from '../native/loader.js';
+import { callControl } from './control-socket.js';
 
 export interface Check { name: string; status: 'ok' | 'warn' | 'fail'; detail: string; fix?: string }
 
@@ -31,6 +32,19 @@ async function tool(cmd: string, args: string[]): Promise<{ ok: boolean; out: st
 async function checkRoot(): Promise<Check> {
   const root = process.getuid?.() === 0;
   return { name: 'root', status: root ? 'ok' : 'fail', detail: root ? 'running as root' : `running as uid ${process.getuid?.()}`, fix: 'run pj as root: namespaces, FUSE passthrough and CRIU need CAP_SYS_ADMIN' };
+}
+
+/** Which path local /pj files take on a running agent: kernel passthrough or served by the daemon. */
+async function checkFilePath(agentSocket: string | undefined): Promise<Check[]> {
+  if (!agentSocket) return [];
+  try {
+    const s = (await callControl(agentSocket, 'status', {}, 2000)) as { name: string; capabilities: Record<string, unknown> };
+    if (!s.capabilities.fuse) return [{ name: 'pj-mount', status: 'fail', detail: `agent ${s.name} has not mounted /pj`, fix: 'see its agent.log (op fuse-mount)' }];
+    const pt = s.capabilities.passthrough === true;
+    return [{ name: 'pj-mount', status: pt ? 'ok' : 'warn', detail: `agent ${s.name}: local files ${pt ? 'use kernel passthrough' : 'are served by the daemon (no passthrough)'}`, fix: 'passthrough needs kernel >= 6.9 with CONFIG_FUSE_PASSTHROUGH, and root' }];
+  } catch {
+    return []; // no agent here: nothing to say about its mount
+  }
 }
 
 async function checkFuse(): Promise<Check[]> {
@@ -97,7 +111,7 @@ function statusFixes(checks: Check[]): Check[] {
   return checks.map((c) => (c.status === 'ok' ? { name: c.name, status: c.status, detail: c.detail } : c));
 }
 
-export async function runDoctor(): Promise<Check[]> {
-  const groups = await Promise.all([checkRoot(), checkFuse(), checkUffd(), checkNamespaces(), checkNft(), checkCriu(), checkPipeSize(), checkEtcd()]);
+export async function runDoctor(agentSocket?: string): Promise<Check[]> {
+  const groups = await Promise.all([checkRoot(), checkFuse(), checkUffd(), checkNamespaces(), checkNft(), checkCriu(), checkPipeSize(), checkEtcd(), checkFilePath(agentSocket)]);
   return statusFixes(groups.flat());
 }

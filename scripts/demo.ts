@@ -33,6 +33,12 @@ try {
     step('the cluster from outside: agent pids and lease state', ['cluster', 'status']);
     step('a command on host h2: its own network namespace', ['cluster', 'exec', 'h2', '--', 'ip', '-brief', 'addr', 'show', 'eth0']);
     step('the authenticated mesh from h1 to h3: round trips and a 256 MiB stream', ['ping', 'h3', '--count', '20', '--stream', '256']);
+    step('a program on h2 writes a SQLite database on its own disk', ['cluster', 'exec', 'h2', '--', 'sqlite3', '/srv/data/demo.db',
+      "CREATE TABLE visits(host TEXT, at TEXT); INSERT INTO visits VALUES ('h2', datetime('now'));"]);
+    step('the same tree on every host: h1 sees h2\'s files under /pj/h2/data', ['cluster', 'exec', 'h1', '--', 'ls', '-l', '/pj', '/pj/h2/data']);
+    step('sqlite3 on h1 writes to h2\'s database through /pj (locks and all)', ['cluster', 'exec', 'h1', '--', 'sqlite3', '/pj/h2/data/demo.db',
+      "INSERT INTO visits VALUES ('h1 via /pj', datetime('now')); SELECT * FROM visits;"]);
+    step('h2 reads what h1 wrote, from its own disk', ['cluster', 'exec', 'h2', '--', 'sqlite3', '/srv/data/demo.db', 'SELECT count(*) || \' rows\' FROM visits;']);
     step('h2\'s agent crashes (SIGKILL) ...', ['cluster', 'stop', 'h2', '--signal', 'KILL']);
     spawnSync('sleep', ['3']);
     step('... and its lease has expired: h2 is down', ['hosts']);

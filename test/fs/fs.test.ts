@@ -23,6 +23,8 @@ t.test('every host mounts /pj with passthrough; /pj lists hosts and exports', as
   t.equal((await sh('h1', 'ls /pj')).stdout, 'h1\nh2\n');
   t.equal((await sh('h1', 'ls /pj/h2')).stdout, 'data\npub\n');
   t.equal((await sh('h1', 'mkdir /pj/h3')).code, 1, 'the host level is fixed');
+  const doctor = JSON.parse((await c.pj(['doctor', '--json', '--host', 'h2'])).stdout) as Array<{ name: string; status: string; detail: string }>;
+  t.same(doctor.find((d) => d.name === 'pj-mount'), { name: 'pj-mount', status: 'ok', detail: 'agent h2: local files use kernel passthrough' }, 'pj doctor says which path local files take');
 });
 
 t.test('POSIX behaviour on a local and a remote path matches the native disk', async (t) => {
