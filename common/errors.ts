@@ -68,3 +68,8 @@ export function systemError(ctx: Required<SyscallContext>, path?: string): NodeJ
   if (path) err.path = path;
   return err;
 }
+
+/** An error that carries an errno name (`ENOENT`, …): how the fs-layer fails a request. */
+export function errnoError(code: string, message: string = code): NodeJS.ErrnoException {
+  return Object.assign(new Error(message), { code });
+}

@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import { O as C } from './open-flags.js';
 import { posix } from 'node:path';
+import { errnoError } from '../common/errors.js';
 import { call, loadBinding, openBeneath } from '../native/loader.js';
 import type { ExportInfo } from '../manager/cluster-state.js';
 import type { Attr, StatfsInfo } from './protocol.js';
@@ -21,7 +22,6 @@ const LOCK = { SH: 1, EX: 2, NB: 4, UN: 8 } as const;
 
 export interface AttrChanges { mode?: number; uid?: number; gid?: number; size?: number; atimeNs?: bigint | 'now'; mtimeNs?: bigint | 'now' }
 
-const errnoError = (code: string, message: string): NodeJS.ErrnoException => Object.assign(new Error(`${code}: ${message}`), { code });
 
 export function attrFromStats(s: fs.BigIntStats): Attr {
   return {
@@ -143,8 +143,6 @@ export class ExportServer {
     const len = lk.end >= LOCK_TO_EOF ? 0 : lk.end - lk.start + 1;
     call((ctx) => loadBinding().ofdLock(this.#lockFd(handle, owner), 'set', lk.type, lk.start, len, ctx));
   }
-
-  isReadOnly(exp: string): boolean { return this.#exp(exp).info.readOnly; }
 
   lstat(exp: string, rel: string): Attr { return this.#exp(exp).lstat(rel); }
 

@@ -2,6 +2,7 @@
 // is decided here; the real work runs in the owner's ExportServer, directly
 // when the owner is this host, over the mesh otherwise. Local files are opened
 // with kernel passthrough, so their reads, writes and mmap never reach us.
+import { errnoError } from '../common/errors.js';
 import type { Log } from '../common/log.js';
 import type { HostView } from '../manager/cluster-state.js';
 import { call, loadBinding } from '../native/loader.js';
@@ -10,22 +11,12 @@ import { LOCK_TO_EOF, type DirEntry, type LockRange } from './export-server.js';
 import type { FuseRequest } from './fuse-session.js';
 import { InodeTable, type Node } from './inode-table.js';
 import {
-  FATTR, FOPEN_PASSTHROUGH, Op, attrOut, cStrings, dirent, entryOut, openOut, statfsOut, type Attr,
+  FATTR, FOPEN_PASSTHROUGH, Op, attrOut, cStrings, dirent, entryOut, lkOut, openOut, statfsOut, type Attr,
 } from './protocol.js';
 
 const S_IFDIR = 0o040000;
 const F_UNLCK = 2;
 const FUSE_LK_FLOCK = 1;
-
-/** fuse_lk_out: the conflicting lock (type F_UNLCK when none). */
-function lkOut(lk: LockRange): Buffer {
-  const b = Buffer.alloc(24);
-  b.writeBigUInt64LE(BigInt(lk.start), 0);
-  b.writeBigUInt64LE(lk.end >= LOCK_TO_EOF ? 0x7fffffffffffffffn : BigInt(lk.end), 8);
-  b.writeUInt32LE(lk.type, 16);
-  return b;
-}
-const errno = (code: string, message = code): NodeJS.ErrnoException => Object.assign(new Error(message), { code });
 
 export interface FilesystemOptions {
   self: string;
@@ -34,6 +25,8 @@ export interface FilesystemOptions {
   backend: (host: string) => FsBackend;
   /** The /dev/fuse fd and whether INIT granted passthrough; set once mounted. */
   device: () => { fd: number; passthrough: boolean };
+  /** The real fd behind a local handle, for passthrough. */
+  localFd: (handle: number) => number;
   attrTimeoutS: number;
   log: Log;
 }
@@ -105,7 +98,7 @@ export class PjFilesystem {
         const [from, to] = cStrings(body.subarray(h.opcode === Op.RENAME2 ? 16 : 8), 2);
         const a = this.#child(this.nodes.get(h.nodeid), from);
         const b = this.#child(this.nodes.get(newdir), to);
-        if (a.n.host !== b.n.host || a.n.exp !== b.n.exp) throw errno('EXDEV');
+        if (a.n.host !== b.n.host || a.n.exp !== b.n.exp) throw errnoError('EXDEV');
         await this.#o.backend(a.n.host).rename(a.n.exp, a.rel, b.rel, flags);
         this.nodes.moved(a.n.host, a.n.exp, a.rel, b.rel);
         return [];
@@ -113,7 +106,7 @@ export class PjFilesystem {
       case Op.LINK: {
         const old = this.#entry(body.readBigUInt64LE(0));
         const { n, rel } = this.#child(this.nodes.get(h.nodeid), cStrings(body.subarray(8), 1)[0]);
-        if (old.host !== n.host || old.exp !== n.exp) throw errno('EXDEV');
+        if (old.host !== n.host || old.exp !== n.exp) throw errnoError('EXDEV');
         const attr = await this.#o.backend(n.host).link(n.exp, old.rel, rel);
         return [this.#reply(this.nodes.lookup('entry', n.host, n.exp, rel, attr.ino), attr)];
       }
@@ -129,7 +122,6 @@ export class PjFilesystem {
       }
       case Op.READ: {
         const f = this.#file(body.readBigUInt64LE(0));
-        if (process.env.PJ_TRACE_READ) this.#o.log.info({ op: "read", off: Number(body.readBigUInt64LE(8)), size: body.readUInt32LE(16) });
         return this.#read(f, Number(body.readBigUInt64LE(8)), body.readUInt32LE(16));
       }
       case Op.WRITE: {
@@ -190,7 +182,7 @@ export class PjFilesystem {
         if (this.#waiting.has(unique)) this.#interrupted.add(unique);
         return null;
       }
-      default: throw errno('ENOSYS');
+      default: throw errnoError('ENOSYS');
     }
   };
 
@@ -216,9 +208,9 @@ export class PjFilesystem {
         } catch (e) {
           if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
         }
-        if (this.#interrupted.has(unique)) throw errno('EINTR');
+        if (this.#interrupted.has(unique)) throw errnoError('EINTR');
         await new Promise((r) => setTimeout(r, delay));
-        if (this.#interrupted.has(unique)) throw errno('EINTR');
+        if (this.#interrupted.has(unique)) throw errnoError('EINTR');
       }
     } finally {
       this.#waiting.delete(unique);
@@ -228,13 +220,13 @@ export class PjFilesystem {
 
   #entry(id: bigint): Node {
     const n = this.nodes.get(id);
-    if (n.kind !== 'entry' && n.kind !== 'export') throw errno(n.kind === 'root' || n.kind === 'host' ? 'EISDIR' : 'EINVAL');
+    if (n.kind !== 'entry' && n.kind !== 'export') throw errnoError(n.kind === 'root' || n.kind === 'host' ? 'EISDIR' : 'EINVAL');
     return n;
   }
 
   /** The path of `name` inside the directory `parent`; only inside an export can names be made or removed. */
   #child(parent: Node, name: string): { n: Node; rel: string } {
-    if (parent.kind === 'root' || parent.kind === 'host') throw errno('EPERM', 'the /pj and /pj/<host> levels are fixed');
+    if (parent.kind === 'root' || parent.kind === 'host') throw errnoError('EPERM', 'the /pj and /pj/<host> levels are fixed');
     return { n: parent, rel: parent.rel ? `${parent.rel}/${name}` : name };
   }
 
@@ -303,13 +295,13 @@ export class PjFilesystem {
 
   async #lookup(parent: Node, name: string): Promise<Buffer[]> {
     if (parent.kind === 'root') {
-      if (!(await this.#o.hosts()).some((h) => h.name === name)) throw errno('ENOENT');
+      if (!(await this.#o.hosts()).some((h) => h.name === name)) throw errnoError('ENOENT');
       const n = this.nodes.lookup('host', name, '', '', 0);
       return [this.#reply(n, this.#dirAttr(n))];
     }
     if (parent.kind === 'host') {
       const host = (await this.#o.hosts()).find((h) => h.name === parent.host);
-      if (!host?.exports.some((e) => e.name === name && e.kind === 'dir')) throw errno('ENOENT');
+      if (!host?.exports.some((e) => e.name === name && e.kind === 'dir')) throw errnoError('ENOENT');
       const attr = await this.#o.backend(parent.host).lstat(name, '');
       return [this.#reply(this.nodes.lookup('export', parent.host, name, '', 0), attr)];
     }
@@ -325,7 +317,7 @@ export class PjFilesystem {
   }
 
   async #setattr(n: Node, b: Buffer): Promise<Attr> {
-    if (n.kind === 'root' || n.kind === 'host') throw errno('EPERM');
+    if (n.kind === 'root' || n.kind === 'host') throw errnoError('EPERM');
     const valid = b.readUInt32LE(0);
     const ns = (sec: bigint, nsec: number) => sec * 1_000_000_000n + BigInt(nsec);
     const changes = {
@@ -357,7 +349,7 @@ export class PjFilesystem {
     if (backend.local && dev.passthrough) {
       try {
         if (!node.backing) {
-          const fd = this.#localFd(handle);
+          const fd = this.#o.localFd(handle);
           node.backing = { id: call((ctx) => loadBinding().fuseBackingOpen(dev.fd, fd, ctx)), refs: 0 };
         }
         node.backing.refs++;
@@ -370,13 +362,9 @@ export class PjFilesystem {
     return openOut(fh, backingId ? FOPEN_PASSTHROUGH : 0, backingId);
   }
 
-  #localFd: (handle: number) => number = () => { throw errno('ENOSYS'); };
-  /** How the filesystem reaches the real fd behind a local handle (for passthrough). */
-  set localFd(fn: (handle: number) => number) { this.#localFd = fn; }
-
   #file(fh: bigint): OpenFile {
     const f = this.#files.get(fh);
-    if (!f) throw errno('EBADF');
+    if (!f) throw errnoError('EBADF');
     return f;
   }
 
@@ -409,7 +397,7 @@ export class PjFilesystem {
 
   #readdir(fh: bigint, offset: number, size: number): Buffer[] {
     const list = this.#dirs.get(fh);
-    if (!list) throw errno('EBADF');
+    if (!list) throw errnoError('EBADF');
     const out: Buffer[] = [];
     let room = size;
     for (let i = offset; i < list.length; i++) {

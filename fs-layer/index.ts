@@ -49,8 +49,8 @@ export async function startFsLayer(o: FsLayerOptions): Promise<FsLayer> {
   const fs = new PjFilesystem({
     self: o.self, hosts, backend, log: o.log, attrTimeoutS: o.attrTimeoutS ?? 1,
     device: () => ({ fd: session?.devFd ?? -1, passthrough: session?.info.passthrough ?? false }),
+    localFd: (handle) => server.fd(handle),
   });
-  fs.localFd = (handle) => server.fd(handle);
   try {
     session = await FuseSession.mount(o.mount, fs.handle, o.log);
   } catch (e) {

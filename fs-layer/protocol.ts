@@ -151,3 +151,12 @@ export function statfsOut(s: StatfsInfo): Buffer {
   b.writeUInt32LE(s.frsize, 48);
   return b;
 }
+
+/** fuse_lk_out: the conflicting lock (type F_UNLCK when none); `end` at or past `toEof` means to the end. */
+export function lkOut(lk: { type: number; start: number; end: number }, toEof = Number.MAX_SAFE_INTEGER): Buffer {
+  const b = Buffer.alloc(24);
+  b.writeBigUInt64LE(BigInt(lk.start), 0);
+  b.writeBigUInt64LE(lk.end >= toEof ? 0x7fffffffffffffffn : BigInt(lk.end), 8);
+  b.writeUInt32LE(lk.type, 16);
+  return b;
+}

@@ -3,7 +3,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { PjError, codes } from '../common/errors.js';
-import { createLog, type Log } from '../common/log.js';
+import { createLog } from '../common/log.js';
 import { VERSION } from '../common/version.js';
 import { ClusterState, type ExportInfo, type HostRecord } from './cluster-state.js';
 import { ControlServer, type ControlRequest } from './control-socket.js';
@@ -65,7 +65,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
   record.capabilities.passthrough = fsLayer.passthrough;
   await state.register(record);
 
-  const control = new ControlServer(opts.controlSocket, (req) => serveControl(req, { opts, state, mesh, record }), log);
+  const control = new ControlServer(opts.controlSocket, (req) => serveControl(req, { state, mesh, record }), log);
   await control.listen();
   log.info({ op: 'agent-start', address: `${record.address}:${record.port}`, exports: opts.exports.map((e) => e.name), pid: process.pid }, 'agent up');
 
@@ -81,7 +81,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
   };
 }
 
-interface AgentParts { opts: AgentOptions; state: ClusterState; mesh: Mesh; record: HostRecord; log?: Log }
+interface AgentParts { state: ClusterState; mesh: Mesh; record: HostRecord }
 
 const num = (v: unknown, dflt: number): number => (typeof v === 'number' && Number.isFinite(v) ? v : dflt);
 
