@@ -7,7 +7,8 @@
       "native/src/uffd-probe.cc",
       "native/src/fuse-device.cc",
       "native/src/openat2.cc",
-      "native/src/file-locks.cc"
+      "native/src/file-locks.cc",
+      "native/src/file-ops.cc"
     ],
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
     "defines": ["NAPI_VERSION=9", "NAPI_DISABLE_CPP_EXCEPTIONS"],

@@ -6,7 +6,8 @@ import type { ExportServer } from './export-server.js';
 
 /** The ExportServer operations a remote host may call, by name. */
 export const REMOTE_OPS = ['lstat', 'readdir', 'open', 'create', 'read', 'write', 'fsync', 'release', 'mkdir', 'unlink', 'rmdir',
-  'rename', 'symlink', 'readlink', 'link', 'setattr', 'statfs', 'getlk', 'setlk'] as const;
+  'rename', 'symlink', 'readlink', 'link', 'setattr', 'statfs', 'getlk', 'setlk', 'mknod', 'fallocate', 'lseek', 'copyFileRange',
+  'getxattr', 'listxattr', 'setxattr', 'removexattr'] as const;
 export type RemoteOp = (typeof REMOTE_OPS)[number];
 
 type Promised<T> = { [K in RemoteOp]: T extends Record<K, (...a: infer A) => infer R> ? (...a: A) => Promise<Awaited<R>> : never };

@@ -240,11 +240,64 @@ export class ExportServer {
     e.inParent(rel, (d, n) => fs.rmdirSync(proc(d, n)));
   }
 
+  /** rename, with RENAME_NOREPLACE (1) and RENAME_EXCHANGE (2) as renameat2(2) has them. */
   rename(exp: string, from: string, to: string, flags: number): void {
     const e = this.#exp(exp);
     e.writable();
-    if (flags !== 0) throw errnoError('EINVAL', 'rename flags (RENAME_NOREPLACE, RENAME_EXCHANGE) are not supported yet');
-    e.inParent(from, (d1, n1) => e.inParent(to, (d2, n2) => fs.renameSync(proc(d1, n1), proc(d2, n2))));
+    e.inParent(from, (d1, n1) => e.inParent(to, (d2, n2) => call((ctx) => loadBinding().renameat2(d1, n1, d2, n2, flags, ctx))));
+  }
+
+  /** FIFOs, sockets and empty regular files; device nodes are refused (EPERM): an export is not a way to make them. */
+  mknod(exp: string, rel: string, mode: number, rdev: number): Attr {
+    const e = this.#exp(exp);
+    e.writable();
+    const type = mode & 0o170000;
+    if (type !== 0o010000 && type !== 0o140000 && type !== 0o100000) throw errnoError('EPERM', 'device nodes cannot be made in an export');
+    e.inParent(rel, (d, n) => call((ctx) => loadBinding().mknodat(d, n, mode, rdev, ctx)));
+    return e.lstat(rel);
+  }
+
+  fallocate(handle: number, mode: number, offset: number, length: number): void {
+    const { fd, exp } = this.#handle(handle);
+    exp.writable();
+    call((ctx) => loadBinding().fallocate(fd, mode, offset, length, ctx));
+  }
+
+  /** lseek for SEEK_DATA (3) and SEEK_HOLE (4): where the next data or hole starts. */
+  lseek(handle: number, offset: number, whence: number): number {
+    return call((ctx) => loadBinding().lseek(this.#handle(handle).fd, offset, whence, ctx));
+  }
+
+  copyFileRange(handleIn: number, offIn: number, handleOut: number, offOut: number, length: number): number {
+    const out = this.#handle(handleOut);
+    out.exp.writable();
+    return call((ctx) => loadBinding().copyFileRange(this.#handle(handleIn).fd, offIn, out.fd, offOut, length, ctx));
+  }
+
+  /** Runs `fn` with a path naming `rel` itself (never following it), for the l*xattr calls. */
+  #xattrPath<T>(exp: string, rel: string, fn: (path: string) => T): T {
+    const e = this.#exp(exp);
+    if (cleanRel(rel) === '') return fn(`${proc(e.root)}/.`);
+    return e.inParent(rel, (d, n) => fn(proc(d, n)));
+  }
+
+  getxattr(exp: string, rel: string, name: string): { value: Buffer } {
+    return { value: this.#xattrPath(exp, rel, (p) => call((ctx) => loadBinding().getxattr(p, name, ctx))) };
+  }
+
+  /** The names, each NUL-terminated, as listxattr(2) gives them. */
+  listxattr(exp: string, rel: string): { value: Buffer } {
+    return { value: this.#xattrPath(exp, rel, (p) => call((ctx) => loadBinding().listxattr(p, ctx))) };
+  }
+
+  setxattr(exp: string, rel: string, name: string, value: Buffer, flags: number): void {
+    this.#exp(exp).writable();
+    this.#xattrPath(exp, rel, (p) => call((ctx) => loadBinding().setxattr(p, name, value, flags, ctx)));
+  }
+
+  removexattr(exp: string, rel: string, name: string): void {
+    this.#exp(exp).writable();
+    this.#xattrPath(exp, rel, (p) => call((ctx) => loadBinding().removexattr(p, name, ctx)));
   }
 
   symlink(exp: string, rel: string, target: string): Attr {

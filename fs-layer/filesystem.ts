@@ -17,6 +17,7 @@ import {
 const S_IFDIR = 0o040000;
 const F_UNLCK = 2;
 const FUSE_LK_FLOCK = 1;
+const RENAME_EXCHANGE = 2;
 
 export interface FilesystemOptions {
   self: string;
@@ -100,7 +101,7 @@ export class PjFilesystem {
         const b = this.#child(this.nodes.get(newdir), to);
         if (a.n.host !== b.n.host || a.n.exp !== b.n.exp) throw errnoError('EXDEV');
         await this.#o.backend(a.n.host).rename(a.n.exp, a.rel, b.rel, flags);
-        this.nodes.moved(a.n.host, a.n.exp, a.rel, b.rel);
+        this.nodes.moved(a.n.host, a.n.exp, a.rel, b.rel, (flags & RENAME_EXCHANGE) !== 0);
         return [];
       }
       case Op.LINK: {
@@ -175,6 +176,63 @@ export class PjFilesystem {
         f.locked ||= !isFlock;
         if (h.opcode === Op.SETLK || lk.type === F_UNLCK) { await f.backend.setlk(f.handle, owner, lk, isFlock); return []; }
         return this.#waitForLock(h.unique, () => f.backend.setlk(f.handle, owner, lk, isFlock));
+      }
+      case Op.MKNOD: {
+        const mode = body.readUInt32LE(0) & ~body.readUInt32LE(8);
+        const rdev = body.readUInt32LE(4);
+        return this.#made(this.nodes.get(h.nodeid), cStrings(body.subarray(16), 1)[0], (b, exp, rel) => b.mknod(exp, rel, mode, rdev));
+      }
+      case Op.FALLOCATE: {
+        const f = this.#file(body.readBigUInt64LE(0));
+        await this.#drain(f);
+        f.ahead.clear();
+        await f.backend.fallocate(f.handle, body.readUInt32LE(24), Number(body.readBigUInt64LE(8)), Number(body.readBigUInt64LE(16)));
+        return [];
+      }
+      case Op.LSEEK: {
+        const f = this.#file(body.readBigUInt64LE(0));
+        await this.#drain(f);
+        const out = Buffer.alloc(8);
+        out.writeBigUInt64LE(BigInt(await f.backend.lseek(f.handle, Number(body.readBigUInt64LE(8)), body.readUInt32LE(16))), 0);
+        return [out];
+      }
+      case Op.COPY_FILE_RANGE: {
+        const src = this.#file(body.readBigUInt64LE(0));
+        const dst = this.#file(body.readBigUInt64LE(24));
+        if (src.backend !== dst.backend) throw errnoError('EXDEV'); // the kernel then copies through read and write
+        await this.#drain(src);
+        await this.#drain(dst);
+        dst.ahead.clear();
+        const n = await src.backend.copyFileRange(src.handle, Number(body.readBigUInt64LE(8)), dst.handle, Number(body.readBigUInt64LE(32)), Number(body.readBigUInt64LE(40)));
+        const out = Buffer.alloc(8);
+        out.writeUInt32LE(n, 0);
+        return [out];
+      }
+      case Op.GETXATTR: case Op.LISTXATTR: {
+        const n = this.nodes.get(h.nodeid);
+        if (n.kind === 'root' || n.kind === 'host') { // the fixed levels have no attributes
+          if (h.opcode === Op.GETXATTR) throw errnoError('ENODATA');
+          return [Buffer.alloc(body.readUInt32LE(0) === 0 ? 8 : 0)];
+        }
+        const size = body.readUInt32LE(0);
+        const b = this.#o.backend(n.host);
+        const { value } = h.opcode === Op.GETXATTR ? await b.getxattr(n.exp, n.rel, cStrings(body.subarray(8), 1)[0]) : await b.listxattr(n.exp, n.rel);
+        if (size === 0) { const out = Buffer.alloc(8); out.writeUInt32LE(value.length, 0); return [out]; }
+        if (value.length > size) throw errnoError('ERANGE');
+        return [value];
+      }
+      case Op.SETXATTR: {
+        const n = this.#entry(h.nodeid);
+        const size = body.readUInt32LE(0);
+        const [name] = cStrings(body.subarray(8), 1);
+        const valueAt = 8 + Buffer.byteLength(name) + 1;
+        await this.#o.backend(n.host).setxattr(n.exp, n.rel, name, body.subarray(valueAt, valueAt + size), body.readUInt32LE(4));
+        return [];
+      }
+      case Op.REMOVEXATTR: {
+        const n = this.#entry(h.nodeid);
+        await this.#o.backend(n.host).removexattr(n.exp, n.rel, cStrings(body, 1)[0]);
+        return [];
       }
       case Op.FSYNCDIR: case Op.ACCESS: case Op.DESTROY: return [];
       case Op.INTERRUPT: {

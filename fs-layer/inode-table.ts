@@ -59,12 +59,13 @@ export class InodeTable {
     this.#byKey.delete(n.key);
   }
 
-  /** After a rename, nodes below the old path now live below the new one. */
-  moved(host: string, exp: string, from: string, to: string): void {
+  /** After a rename, nodes at or below the old path live at or below the new one; an exchange moves both ways. */
+  moved(host: string, exp: string, from: string, to: string, exchange = false): void {
+    const under = (rel: string, dir: string) => rel === dir || rel.startsWith(dir + '/');
     for (const n of this.#byId.values()) {
       if (n.kind !== 'entry' || n.host !== host || n.exp !== exp) continue;
-      if (n.rel === from) n.rel = to;
-      else if (n.rel.startsWith(from + '/')) n.rel = to + n.rel.slice(from.length);
+      if (under(n.rel, from)) n.rel = to + n.rel.slice(from.length);
+      else if (exchange && under(n.rel, to)) n.rel = from + n.rel.slice(to.length);
     }
   }
 

@@ -35,4 +35,14 @@ export interface NativeBinding {
   ofdLock(fd: number, cmd: 'set', type: number, start: number, len: number, ctx: SyscallContext): true | undefined;
   /** flock(2); pass LOCK_NB (4) to never block. */
   flock(fd: number, operation: number, ctx: SyscallContext): true | undefined;
+  renameat2(olddirfd: number, oldname: string, newdirfd: number, newname: string, flags: number, ctx: SyscallContext): true | undefined;
+  mknodat(dirfd: number, name: string, mode: number, rdev: number, ctx: SyscallContext): true | undefined;
+  fallocate(fd: number, mode: number, offset: number, length: number, ctx: SyscallContext): true | undefined;
+  lseek(fd: number, offset: number, whence: number, ctx: SyscallContext): number | undefined;
+  copyFileRange(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number, ctx: SyscallContext): number | undefined;
+  /** l*xattr: on `path` itself, never following its last component. */
+  getxattr(path: string, name: string, ctx: SyscallContext): Buffer | undefined;
+  listxattr(path: string, ctx: SyscallContext): Buffer | undefined;
+  setxattr(path: string, name: string, value: Buffer, flags: number, ctx: SyscallContext): true | undefined;
+  removexattr(path: string, name: string, ctx: SyscallContext): true | undefined;
 }

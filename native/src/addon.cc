@@ -16,6 +16,15 @@ Napi::Value FuseStartReader(const Napi::CallbackInfo& info);
 Napi::Value Openat2(const Napi::CallbackInfo& info);
 Napi::Value OfdLock(const Napi::CallbackInfo& info);
 Napi::Value Flock(const Napi::CallbackInfo& info);
+Napi::Value Renameat2(const Napi::CallbackInfo& info);
+Napi::Value Mknodat(const Napi::CallbackInfo& info);
+Napi::Value Fallocate(const Napi::CallbackInfo& info);
+Napi::Value Lseek(const Napi::CallbackInfo& info);
+Napi::Value CopyFileRange(const Napi::CallbackInfo& info);
+Napi::Value Getxattr(const Napi::CallbackInfo& info);
+Napi::Value Listxattr(const Napi::CallbackInfo& info);
+Napi::Value Setxattr(const Napi::CallbackInfo& info);
+Napi::Value Removexattr(const Napi::CallbackInfo& info);
 }
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -32,6 +41,15 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("openat2", Napi::Function::New(env, pj::Openat2, "openat2"));
   exports.Set("ofdLock", Napi::Function::New(env, pj::OfdLock, "ofdLock"));
   exports.Set("flock", Napi::Function::New(env, pj::Flock, "flock"));
+  exports.Set("renameat2", Napi::Function::New(env, pj::Renameat2, "renameat2"));
+  exports.Set("mknodat", Napi::Function::New(env, pj::Mknodat, "mknodat"));
+  exports.Set("fallocate", Napi::Function::New(env, pj::Fallocate, "fallocate"));
+  exports.Set("lseek", Napi::Function::New(env, pj::Lseek, "lseek"));
+  exports.Set("copyFileRange", Napi::Function::New(env, pj::CopyFileRange, "copyFileRange"));
+  exports.Set("getxattr", Napi::Function::New(env, pj::Getxattr, "getxattr"));
+  exports.Set("listxattr", Napi::Function::New(env, pj::Listxattr, "listxattr"));
+  exports.Set("setxattr", Napi::Function::New(env, pj::Setxattr, "setxattr"));
+  exports.Set("removexattr", Napi::Function::New(env, pj::Removexattr, "removexattr"));
   return exports;
 }
 

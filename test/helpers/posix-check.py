@@ -145,5 +145,64 @@ def _(d):
     s = os.statvfs(d)
     return [s.f_bsize > 0, s.f_blocks > 0]
 
+@check("xattr")
+def _(d):
+    p = os.path.join(d, "f")
+    open(p, "w").close()
+    os.setxattr(p, "user.color", b"blue")
+    os.setxattr(p, "user.size", b"xl")
+    excl = err(os.setxattr, p, "user.color", b"red", os.XATTR_CREATE)
+    got = os.getxattr(p, "user.color").decode()
+    os.removexattr(p, "user.size")
+    return [got, sorted(n for n in os.listxattr(p) if n.startswith("user.")), excl, err(os.getxattr, p, "user.size")]
+
+@check("fallocate_seek")
+def _(d):
+    p = os.path.join(d, "sparse")
+    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+    os.posix_fallocate(fd, 0, 8192)
+    size_after_alloc = os.fstat(fd).st_size
+    os.ftruncate(fd, 1 << 20)
+    os.pwrite(fd, b"data", 512 * 1024)
+    os.fsync(fd)
+    data = os.lseek(fd, 300 * 1024, os.SEEK_DATA)
+    hole = os.lseek(fd, 512 * 1024, os.SEEK_HOLE)
+    os.close(fd)
+    return [size_after_alloc, data, hole]
+
+@check("copy_file_range")
+def _(d):
+    a, b = os.path.join(d, "a"), os.path.join(d, "b")
+    with open(a, "wb") as f: f.write(b"0123456789" * 1000)
+    fa, fb = os.open(a, os.O_RDONLY), os.open(b, os.O_WRONLY | os.O_CREAT, 0o644)
+    n = os.copy_file_range(fa, fb, 5000, 100, 10)
+    os.close(fa); os.close(fb)
+    return [n, open(b, "rb").read()[10:20].decode(), os.path.getsize(b)]
+
+@check("rename_flags")
+def _(d):
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    AT_FDCWD, NOREPLACE, EXCHANGE = -100, 1, 2
+    a, b = os.path.join(d, "a"), os.path.join(d, "b")
+    with open(a, "w") as f: f.write("A")
+    with open(b, "w") as f: f.write("B")
+    def ren(x, y, flags):
+        if libc.renameat2(AT_FDCWD, x.encode(), AT_FDCWD, y.encode(), flags) == 0: return "ok"
+        return "ERR:" + errno.errorcode[ctypes.get_errno()]
+    noreplace = ren(a, b, NOREPLACE)
+    exchange = ren(a, b, EXCHANGE)
+    return [noreplace, exchange, open(a).read(), open(b).read()]
+
+@check("mkfifo")
+def _(d):
+    p = os.path.join(d, "fifo")
+    os.mkfifo(p, 0o600)
+    return stat.S_ISFIFO(os.stat(p).st_mode)
+
+@check("mknod_device")
+def _(d):
+    return err(os.mknod, os.path.join(d, "dev"), 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+
 shutil.rmtree(base)
 print(json.dumps(results))
