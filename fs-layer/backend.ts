@@ -1,7 +1,8 @@
-// Where an export's operations run: on this host (the ExportServer directly)
-// or on the owner host (the same ExportServer there, over the mesh).
+// Where an export's operations run: on this host (the ExportServer and
+// DeviceServer directly) or on the owner host (the same servers there, over the mesh).
 import type { Mesh } from '../manager/mesh/mesh.js';
 import { PjError, codes } from '../common/errors.js';
+import type { DeviceServer } from './device-server.js';
 import type { ExportServer } from './export-server.js';
 
 /** The ExportServer operations a remote host may call, by name. */
@@ -9,35 +10,46 @@ export const REMOTE_OPS = ['lstat', 'readdir', 'open', 'create', 'read', 'write'
   'rename', 'symlink', 'readlink', 'link', 'setattr', 'statfs', 'getlk', 'setlk', 'mknod', 'fallocate', 'lseek', 'copyFileRange',
   'getxattr', 'listxattr', 'setxattr', 'removexattr'] as const;
 export type RemoteOp = (typeof REMOTE_OPS)[number];
+export const DEVICE_OPS = ['deviceStat', 'openDevice', 'readDevice', 'writeDevice', 'pollDevice', 'releaseDevice'] as const;
+export type DeviceOp = (typeof DEVICE_OPS)[number];
 
+type DevicePromised<T> = { [K in DeviceOp]: T extends Record<K, (...a: infer A) => infer R> ? (...a: A) => Promise<Awaited<R>> : never };
 type Promised<T> = { [K in RemoteOp]: T extends Record<K, (...a: infer A) => infer R> ? (...a: A) => Promise<Awaited<R>> : never };
 /** An export's operations, wherever they run. `read` gives the data as pieces: over the mesh it arrives that way, uncopied. */
-export type FsBackend = Omit<Promised<ExportServer>, 'read'> & {
+export type FsBackend = Omit<Promised<ExportServer>, 'read'> & DevicePromised<DeviceServer> & {
   read(handle: number, offset: number, size: number): Promise<Buffer[]>;
   readonly local: boolean;
   readonly host: string;
 };
 
-export function localBackend(host: string, server: ExportServer): FsBackend {
+export function localBackend(host: string, server: ExportServer, devices: DeviceServer): FsBackend {
   const b = { local: true, host } as Record<string, unknown>;
   for (const op of REMOTE_OPS) b[op] = async (...args: unknown[]) => (server[op] as (...a: unknown[]) => unknown)(...args);
+  for (const op of DEVICE_OPS) b[op] = async (...args: unknown[]) => (devices[op] as (...a: unknown[]) => unknown)(...args);
   b.read = async (handle: number, offset: number, size: number) => [server.read(handle, offset, size)];
   return b as unknown as FsBackend;
 }
 
 export function remoteBackend(host: string, mesh: Mesh, timeoutMs: number): FsBackend {
   const b = { local: false, host } as Record<string, unknown>;
-  for (const op of REMOTE_OPS) b[op] = (...args: unknown[]) => mesh.call(host, 'fs', { op, args }, timeoutMs);
+  for (const op of [...REMOTE_OPS, ...DEVICE_OPS]) b[op] = (...args: unknown[]) => mesh.call(host, 'fs', { op, args }, timeoutMs);
+  // A device read or write waits on the owner for a bounded time (its waitMs): give the RPC that much more.
+  b.readDevice = async (handle: number, size: number, waitMs: number) =>
+    Buffer.concat((await mesh.call(host, 'fs', { op: 'readDevice', args: [handle, size, waitMs] }, timeoutMs + waitMs)) as Buffer[]);
+  b.writeDevice = (handle: number, data: Buffer, waitMs: number) => mesh.call(host, 'fs', { op: 'writeDevice', args: [handle, data, waitMs] }, timeoutMs + waitMs);
   b.write = (handle: number, offset: number, data: Buffer) => mesh.call(host, 'fs', { op: 'write', args: [handle, offset] }, timeoutMs, data);
   return b as unknown as FsBackend;
 }
 
-/** The owner's side: serves `fs` RPCs from other hosts with the local ExportServer. */
-export function serveExports(mesh: Mesh, server: ExportServer): void {
-  const allowed = new Set<string>(REMOTE_OPS);
+/** The owner's side: serves `fs` RPCs from other hosts with the local servers. */
+export function serveExports(mesh: Mesh, server: ExportServer, devices: DeviceServer): void {
+  const fileOps = new Set<string>(REMOTE_OPS);
+  const deviceOps = new Set<string>(DEVICE_OPS);
   mesh.handle('fs', (req: { op: string; args: unknown[] }, ctx) => {
-    if (!req || !allowed.has(req.op) || !Array.isArray(req.args)) throw new PjError(codes.USAGE, `bad fs request '${req?.op}'`);
+    if (!req || !Array.isArray(req.args)) throw new PjError(codes.USAGE, 'bad fs request');
     if (req.op === 'write' && ctx.attachment) return server.writev(req.args[0] as number, req.args[1] as number, ctx.attachment);
-    return (server[req.op as RemoteOp] as (...a: unknown[]) => unknown)(...req.args);
+    if (fileOps.has(req.op)) return (server[req.op as RemoteOp] as (...a: unknown[]) => unknown)(...req.args);
+    if (deviceOps.has(req.op)) return (devices[req.op as DeviceOp] as (...a: unknown[]) => unknown)(...req.args);
+    throw new PjError(codes.USAGE, `bad fs request '${req.op}'`);
   });
 }

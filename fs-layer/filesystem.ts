@@ -28,6 +28,8 @@ export interface FilesystemOptions {
   device: () => { fd: number; passthrough: boolean };
   /** The real fd behind a local handle, for passthrough. */
   localFd: (handle: number) => number;
+  /** Sends an unsolicited notification to the kernel (FUSE_NOTIFY_POLL). */
+  notify: (code: number, body: Buffer) => void;
   attrTimeoutS: number;
   log: Log;
 }
@@ -45,12 +47,23 @@ interface OpenFile {
   nextOffset: number;
   /** Whether a POSIX lock was ever taken through this open file (then close must drop the closer's locks). */
   locked: boolean;
+  /** An exported device: reads wait for data, nothing is cached or written behind. */
+  device: boolean;
+  closed?: boolean;
 }
 
 /** Remote writes a file may have in flight before WRITE waits; their errors surface at the next WRITE, FLUSH or FSYNC. */
 const WRITE_BEHIND = 8;
 /** Blocks fetched ahead of a sequential remote reader. */
 const READ_AHEAD = 8;
+/** How long the owner waits for a device to have data before the read is asked again. */
+const DEVICE_WAIT_MS = 1000;
+const POLL_WATCH_MS = 20;
+const FUSE_NOTIFY_POLL = 1;
+const FUSE_POLL_SCHEDULE_NOTIFY = 1;
+const FOPEN_DIRECT_IO = 1 << 0;
+const FOPEN_NONSEEKABLE = 1 << 2;
+const FOPEN_STREAM = 1 << 4;
 
 export class PjFilesystem {
   readonly nodes = new InodeTable();
@@ -61,6 +74,9 @@ export class PjFilesystem {
   /** Requests that wait for a lock, and those of them the kernel has interrupted. */
   #waiting = new Set<bigint>();
   #interrupted = new Set<bigint>();
+  /** Poll handles the kernel asked to be woken for, watched until their device is ready. */
+  #pollWatch = new Map<bigint, { f: OpenFile; events: number }>();
+  #pollTimer: NodeJS.Timeout | undefined;
   #started = BigInt(Date.now()) * 1_000_000n;
 
   constructor(o: FilesystemOptions) {
@@ -111,7 +127,12 @@ export class PjFilesystem {
         const attr = await this.#o.backend(n.host).link(n.exp, old.rel, rel);
         return [this.#reply(this.nodes.lookup('entry', n.host, n.exp, rel, attr.ino), attr)];
       }
-      case Op.OPEN: return this.#open(this.#entry(h.nodeid), body.readUInt32LE(0));
+      case Op.OPEN: {
+        const n = this.nodes.get(h.nodeid);
+        if (n.kind === 'device') return this.#openDevice(n, body.readUInt32LE(0));
+        return this.#open(this.#entry(h.nodeid), body.readUInt32LE(0));
+      }
+      case Op.POLL: return [await this.#poll(this.#file(body.readBigUInt64LE(0)), body.readBigUInt64LE(8), body.readUInt32LE(16), body.readUInt32LE(20))];
       case Op.CREATE: {
         const flags = body.readUInt32LE(0);
         const mode = body.readUInt32LE(4) & ~body.readUInt32LE(8);
@@ -123,6 +144,7 @@ export class PjFilesystem {
       }
       case Op.READ: {
         const f = this.#file(body.readBigUInt64LE(0));
+        if (f.device) return [await this.#interruptible(h.unique, () => f.backend.readDevice(f.handle, body.readUInt32LE(16), DEVICE_WAIT_MS))];
         return this.#read(f, Number(body.readBigUInt64LE(8)), body.readUInt32LE(16));
       }
       case Op.WRITE: {
@@ -131,6 +153,10 @@ export class PjFilesystem {
         const data = body.subarray(40, 40 + size);
         const offset = Number(body.readBigUInt64LE(8));
         const out = Buffer.alloc(8);
+        if (f.device) {
+          out.writeUInt32LE(await f.backend.writeDevice(f.handle, data, DEVICE_WAIT_MS), 0);
+          return [out];
+        }
         if (f.backend.local) {
           out.writeUInt32LE(await f.backend.write(f.handle, offset, data), 0);
           return [out];
@@ -143,12 +169,14 @@ export class PjFilesystem {
         // Close-to-open: every write is on the owner before close returns. A close also drops the
         // closing process's POSIX locks on the file, as on a local file.
         const f = this.#file(body.readBigUInt64LE(0));
+        if (f.device) return [];
         await this.#drain(f);
         if (f.locked) await f.backend.setlk(f.handle, `${this.#o.self}:${body.readBigUInt64LE(16)}`, { type: F_UNLCK, start: 0, end: LOCK_TO_EOF }, false);
         return [];
       }
       case Op.FSYNC: {
         const f = this.#file(body.readBigUInt64LE(0));
+        if (f.device) return [];
         await this.#drain(f);
         await f.backend.fsync(f.handle, (body.readUInt32LE(8) & 1) === 1);
         return [];
@@ -175,7 +203,8 @@ export class PjFilesystem {
         const { f, owner, lk, isFlock } = this.#lockRequest(body);
         f.locked ||= !isFlock;
         if (h.opcode === Op.SETLK || lk.type === F_UNLCK) { await f.backend.setlk(f.handle, owner, lk, isFlock); return []; }
-        return this.#waitForLock(h.unique, () => f.backend.setlk(f.handle, owner, lk, isFlock));
+        await this.#interruptible(h.unique, () => f.backend.setlk(f.handle, owner, lk, isFlock));
+        return [];
       }
       case Op.MKNOD: {
         const mode = body.readUInt32LE(0) & ~body.readUInt32LE(8);
@@ -253,16 +282,16 @@ export class PjFilesystem {
   }
 
   /**
-   * SETLKW: the owner never blocks a thread on a lock, so we retry until it is ours, backing off
-   * to 50 ms; a signal to the waiting process arrives as INTERRUPT and ends the wait with EINTR.
+   * Requests that may wait without end (SETLKW, a device read): the owner never blocks a thread,
+   * so we ask again while it says EAGAIN, backing off to 50 ms; a signal to the waiting process
+   * arrives as INTERRUPT and ends the wait with EINTR.
    */
-  async #waitForLock(unique: bigint, attempt: () => Promise<void>): Promise<Buffer[]> {
+  async #interruptible<T>(unique: bigint, attempt: () => Promise<T>): Promise<T> {
     this.#waiting.add(unique);
     try {
       for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
         try {
-          await attempt();
-          return [];
+          return await attempt();
         } catch (e) {
           if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
         }
@@ -343,6 +372,7 @@ export class PjFilesystem {
 
   async #attr(n: Node): Promise<Attr> {
     if (n.kind === 'root' || n.kind === 'host') return this.#dirAttr(n);
+    if (n.kind === 'device') return { ...(await this.#o.backend(n.host).deviceStat(n.exp)), ino: Number(n.id) };
     await this.#drainNode(n);
     return { ...(await this.#o.backend(n.host).lstat(n.exp, n.rel)), ino: Number(n.id) };
   }
@@ -359,9 +389,11 @@ export class PjFilesystem {
     }
     if (parent.kind === 'host') {
       const host = (await this.#o.hosts()).find((h) => h.name === parent.host);
-      if (!host?.exports.some((e) => e.name === name && e.kind === 'dir')) throw errnoError('ENOENT');
-      const attr = await this.#o.backend(parent.host).lstat(name, '');
-      return [this.#reply(this.nodes.lookup('export', parent.host, name, '', 0), attr)];
+      const exp = host?.exports.find((e) => e.name === name);
+      if (!exp) throw errnoError('ENOENT');
+      const b = this.#o.backend(parent.host);
+      if (exp.kind === 'device') return [this.#reply(this.nodes.lookup('device', parent.host, name, '', 0), await b.deviceStat(name))];
+      return [this.#reply(this.nodes.lookup('export', parent.host, name, '', 0), await b.lstat(name, ''))];
     }
     const { n, rel } = this.#child(parent, name);
     const attr = await this.#o.backend(n.host).lstat(n.exp, rel);
@@ -376,6 +408,7 @@ export class PjFilesystem {
 
   async #setattr(n: Node, b: Buffer): Promise<Attr> {
     if (n.kind === 'root' || n.kind === 'host') throw errnoError('EPERM');
+    if (n.kind === 'device') return this.#attr(n); // truncating a device (shell '>') changes nothing
     const valid = b.readUInt32LE(0);
     const ns = (sec: bigint, nsec: number) => sec * 1_000_000_000n + BigInt(nsec);
     const changes = {
@@ -391,6 +424,42 @@ export class PjFilesystem {
     for (const open of this.#files.values()) if (open.node === n) open.ahead.clear();
     const attr = await this.#o.backend(n.host).setattr(n.exp, n.rel, changes, f?.handle);
     return { ...attr, ino: Number(n.id) };
+  }
+
+  /** A device opens as a stream: direct I/O, no file position, nothing cached. */
+  async #openDevice(n: Node, flags: number): Promise<Buffer[]> {
+    const backend = this.#o.backend(n.host);
+    const { handle } = await backend.openDevice(n.exp, flags);
+    const fh = this.#nextFh++;
+    this.#files.set(fh, { node: n, backend, handle, passthrough: false, writes: new Set(), ahead: new Map(), nextOffset: 0, locked: false, device: true });
+    return [openOut(fh, FOPEN_DIRECT_IO | FOPEN_NONSEEKABLE | FOPEN_STREAM)];
+  }
+
+  /** fuse_poll_out; a device not ready yet is watched, and the kernel woken (NOTIFY_POLL) once it is. */
+  async #poll(f: OpenFile, kh: bigint, flags: number, events: number): Promise<Buffer> {
+    const revents = f.device ? await f.backend.pollDevice(f.handle, events) : events; // files are always ready
+    if (revents === 0 && flags & FUSE_POLL_SCHEDULE_NOTIFY) {
+      this.#pollWatch.set(kh, { f, events });
+      this.#pollTimer ??= setInterval(() => void this.#checkPolls(), POLL_WATCH_MS);
+    }
+    const out = Buffer.alloc(8);
+    out.writeUInt32LE(revents, 0);
+    return out;
+  }
+
+  async #checkPolls(): Promise<void> {
+    for (const [kh, w] of this.#pollWatch) {
+      const ready = w.f.closed || (await w.f.backend.pollDevice(w.f.handle, w.events).catch(() => 1)) !== 0;
+      if (!ready || !this.#pollWatch.has(kh)) continue;
+      this.#pollWatch.delete(kh);
+      const b = Buffer.alloc(8);
+      b.writeBigUInt64LE(kh, 0);
+      this.#o.notify(FUSE_NOTIFY_POLL, b);
+    }
+    if (this.#pollWatch.size === 0 && this.#pollTimer) {
+      clearInterval(this.#pollTimer);
+      this.#pollTimer = undefined;
+    }
   }
 
   async #open(n: Node, flags: number): Promise<Buffer[]> {
@@ -416,7 +485,7 @@ export class PjFilesystem {
         this.#o.log.warn({ op: 'fuse-passthrough', path: node.rel, err: (e as Error).message }, 'passthrough unavailable; serving reads in the daemon');
       }
     }
-    this.#files.set(fh, { node, backend, handle, passthrough: backingId !== 0, writes: new Set(), ahead: new Map(), nextOffset: 0, locked: false });
+    this.#files.set(fh, { node, backend, handle, passthrough: backingId !== 0, writes: new Set(), ahead: new Map(), nextOffset: 0, locked: false, device: false });
     return openOut(fh, backingId ? FOPEN_PASSTHROUGH : 0, backingId);
   }
 
@@ -431,6 +500,8 @@ export class PjFilesystem {
     if (!f) return;
     await this.#drain(f).catch(() => {}); // FLUSH already reported write errors to the closer
     this.#files.delete(fh);
+    f.closed = true;
+    if (f.device) return f.backend.releaseDevice(f.handle);
     if (f.passthrough && f.node.backing && --f.node.backing.refs === 0) {
       const id = f.node.backing.id;
       f.node.backing = undefined;
@@ -446,7 +517,12 @@ export class PjFilesystem {
   async #opendir(n: Node): Promise<Buffer[]> {
     let list: Array<{ name: string; ino: number; type: number }>;
     if (n.kind === 'root') list = (await this.#o.hosts()).map((h) => ({ name: h.name, ino: 1, type: 4 }));
-    else if (n.kind === 'host') list = ((await this.#o.hosts()).find((h) => h.name === n.host)?.exports ?? []).filter((e) => e.kind === 'dir').map((e) => ({ name: e.name, ino: 1, type: 4 }));
+    else if (n.kind === 'host') {
+      // A device that is not there (unplugged) is not listed.
+      const exports = (await this.#o.hosts()).find((h) => h.name === n.host)?.exports ?? [];
+      const present = await Promise.all(exports.map((e) => e.kind === 'dir' || this.#o.backend(n.host).deviceStat(e.name).then(() => true, () => false)));
+      list = exports.filter((_, i) => present[i]).map((e) => ({ name: e.name, ino: 1, type: e.kind === 'dir' ? 4 : 8 }));
+    }
     else list = (await this.#o.backend(n.host).readdir(n.exp, n.rel)).map((e: DirEntry) => ({ name: e.name, ino: e.attr.ino, type: (e.attr.mode >> 12) & 15 }));
     const fh = this.#nextFh++;
     this.#dirs.set(fh, [{ name: '.', ino: Number(n.id), type: 4 }, { name: '..', ino: 1, type: 4 }, ...list]);

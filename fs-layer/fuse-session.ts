@@ -85,6 +85,11 @@ export class FuseSession {
     else this.#reply(header, result);
   }
 
+  /** An unsolicited message to the kernel (e.g. FUSE_NOTIFY_POLL): unique 0, the code in the error field. */
+  notify(code: number, body: Buffer): void {
+    this.#write([outHeader(OUT_HEADER + body.length, code, 0n), body]);
+  }
+
   #reply(h: RequestHeader, parts: Buffer[] | null): void {
     if (parts === null) return;
     const len = OUT_HEADER + parts.reduce((n, p) => n + p.length, 0);

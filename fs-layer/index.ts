@@ -4,6 +4,7 @@ import type { Log } from '../common/log.js';
 import type { ExportInfo, HostView } from '../manager/cluster-state.js';
 import type { Mesh } from '../manager/mesh/mesh.js';
 import { localBackend, remoteBackend, serveExports, type FsBackend } from './backend.js';
+import { DeviceServer } from './device-server.js';
 import { ExportServer } from './export-server.js';
 import { PjFilesystem } from './filesystem.js';
 import { FuseSession } from './fuse-session.js';
@@ -30,12 +31,13 @@ const HOSTS_CACHE_MS = 1000;
 
 export async function startFsLayer(o: FsLayerOptions): Promise<FsLayer> {
   const server = new ExportServer(o.exports);
-  serveExports(o.mesh, server);
+  const devices = new DeviceServer(o.exports);
+  serveExports(o.mesh, server, devices);
   const backends = new Map<string, FsBackend>();
   const backend = (host: string): FsBackend => {
     let b = backends.get(host);
     if (!b) {
-      b = host === o.self ? localBackend(host, server) : remoteBackend(host, o.mesh, o.rpcTimeoutMs ?? 5000);
+      b = host === o.self ? localBackend(host, server, devices) : remoteBackend(host, o.mesh, o.rpcTimeoutMs ?? 5000);
       backends.set(host, b);
     }
     return b;
@@ -48,6 +50,7 @@ export async function startFsLayer(o: FsLayerOptions): Promise<FsLayer> {
   let session: FuseSession | undefined;
   const fs = new PjFilesystem({
     self: o.self, hosts, backend, log: o.log, attrTimeoutS: o.attrTimeoutS ?? 1,
+    notify: (code, body) => session?.notify(code, body),
     device: () => ({ fd: session?.devFd ?? -1, passthrough: session?.info.passthrough ?? false }),
     localFd: (handle) => server.fd(handle),
   });
@@ -62,6 +65,7 @@ export async function startFsLayer(o: FsLayerOptions): Promise<FsLayer> {
     async stop() {
       await session?.unmount();
       server.close();
+      devices.close();
     },
   };
 }

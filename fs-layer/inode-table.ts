@@ -5,7 +5,8 @@
 // operations on the owner. Nodes live while the kernel holds lookups on them.
 import { FUSE_ROOT_ID } from './protocol.js';
 
-export type NodeKind = 'root' | 'host' | 'export' | 'entry';
+/** `device`: an exported character device, shown as a file; its `exp` is the device's name. */
+export type NodeKind = 'root' | 'host' | 'export' | 'entry' | 'device';
 
 export interface Node {
   id: bigint;
@@ -38,7 +39,7 @@ export class InodeTable {
 
   /** The node for a key, created if new; counts one kernel lookup. */
   lookup(kind: NodeKind, host: string, exp: string, rel: string, ownerIno: number): Node {
-    const key = kind === 'host' ? `h/${host}` : kind === 'export' ? `e/${host}/${exp}` : `f/${host}/${exp}/${ownerIno}`;
+    const key = kind === 'host' ? `h/${host}` : kind === 'export' ? `e/${host}/${exp}` : kind === 'device' ? `d/${host}/${exp}` : `f/${host}/${exp}/${ownerIno}`;
     let n = this.#byKey.get(key);
     if (!n) {
       n = { id: this.#next++, key, kind, host, exp, rel, lookups: 0 };

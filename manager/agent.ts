@@ -29,10 +29,14 @@ export interface RunningAgent { stop(): Promise<void> }
 export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
   const secret = readSecretFile(opts.secretFile);
   checkUniqueNames(opts.exports);
-  opts.exports.forEach(checkExport);
+  opts.exports.filter((e) => e.kind === 'dir').forEach(checkExport);
   mkdirSync(opts.stateDir, { recursive: true });
   mkdirSync(dirname(opts.controlSocket), { recursive: true });
   const log = createLog({ host: opts.host, file: join(opts.stateDir, 'agent.log') });
+  for (const d of opts.exports.filter((e) => e.kind === 'device')) {
+    // A device may come and go (a USB serial adapter): it is served whenever it is there.
+    try { checkExport(d); } catch (e) { log.warn({ op: 'device-missing', device: d.name, err: (e as Error).message }, 'device not there yet'); }
+  }
 
   const state = new ClusterState(opts.etcd, log);
   await state.waitReady(10_000);

@@ -45,4 +45,6 @@ export interface NativeBinding {
   listxattr(path: string, ctx: SyscallContext): Buffer | undefined;
   setxattr(path: string, name: string, value: Buffer, flags: number, ctx: SyscallContext): true | undefined;
   removexattr(path: string, name: string, ctx: SyscallContext): true | undefined;
+  /** poll(2) of one fd with a zero timeout: the revents now. */
+  pollNow(fd: number, events: number, ctx: SyscallContext): number | undefined;
 }

@@ -20,12 +20,13 @@ export function register(program: Command): void {
     .description('build hosts h1..hN (namespaces), one etcd, one agent per host')
     .option('--hosts <n>', 'number of hosts', (v) => parseInt(v, 10), 3)
     .option('--export <name=path[:ro]>', 'export on every host (default data=/srv/data; repeatable)', collect, [])
+    .option('--device <name=path>', 'a character device every host offers as /pj/<host>/<name>, when it is there (repeatable)', collect, [])
     .option('--name <name>', 'prefix of the namespaces', 'pj')
     .option(...dirOption)
     .option('--json', 'print the cluster as JSON')
     .action(action(async (o) => {
       const t0 = Date.now();
-      const c = await clusterUp({ dir: clusterDir(o.clusterDir), name: o.name, hosts: o.hosts, exports: o.export });
+      const c = await clusterUp({ dir: clusterDir(o.clusterDir), name: o.name, hosts: o.hosts, exports: o.export, devices: o.device });
       if (o.json) return printJson(c);
       process.stdout.write(`cluster ${c.name} up in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${c.hosts.map((h) => `${h.name} ${h.address}`).join(', ')}\n`);
     }));

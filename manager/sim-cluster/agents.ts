@@ -20,7 +20,7 @@ export function processAlive(pid: number | undefined): boolean {
 
 export function startAgent(c: ClusterFile, host: SimHost): number {
   const p = paths(c.dir);
-  const exportFlags = c.exports.flatMap((e) => ['--export', e]);
+  const exportFlags = [...c.exports.flatMap((e) => ['--export', e]), ...(c.devices ?? []).flatMap((d) => ['--device', d])];
   const args = [
     ...nsenterArgs(host.netns, p.mountNs(host.name)),
     process.execPath, pjCli(), 'agent',

@@ -20,6 +20,7 @@ export interface ClusterFile {
   etcd: { netns: string; address: string; pid?: number };
   switchNetns: string;
   exports: string[];
+  devices: string[];
   createdAt: string;
 }
 

@@ -11,7 +11,7 @@ import { parseExportSpec } from '../exports.js';
 import { ETCD_ADDRESS, hostAddress, paths, writeClusterFile, type ClusterFile } from './layout.js';
 import { addBridge, addMountNs, addNetns, listNetns, makePrivateMount, nsenterArgs, plugIn } from './namespaces.js';
 
-export interface UpOptions { dir: string; name: string; hosts: number; exports: string[] }
+export interface UpOptions { dir: string; name: string; hosts: number; exports: string[]; devices?: string[] }
 
 const NAME = /^[a-z][a-z0-9]{0,11}$/;
 
@@ -27,6 +27,7 @@ export async function clusterUp(o: UpOptions): Promise<ClusterFile> {
     etcd: { netns: `${o.name}-etcd`, address: ETCD_ADDRESS },
     hosts: Array.from({ length: o.hosts }, (_, i) => ({ name: `h${i + 1}`, address: hostAddress(i + 1), netns: `${o.name}-h${i + 1}` })),
     exports: o.exports.length ? o.exports : ['data=/srv/data'],
+    devices: o.devices ?? [],
     createdAt: new Date().toISOString(),
   };
   const taken = new Set(await listNetns());

@@ -25,6 +25,7 @@ Napi::Value Getxattr(const Napi::CallbackInfo& info);
 Napi::Value Listxattr(const Napi::CallbackInfo& info);
 Napi::Value Setxattr(const Napi::CallbackInfo& info);
 Napi::Value Removexattr(const Napi::CallbackInfo& info);
+Napi::Value PollNow(const Napi::CallbackInfo& info);
 }
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -50,6 +51,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("listxattr", Napi::Function::New(env, pj::Listxattr, "listxattr"));
   exports.Set("setxattr", Napi::Function::New(env, pj::Setxattr, "setxattr"));
   exports.Set("removexattr", Napi::Function::New(env, pj::Removexattr, "removexattr"));
+  exports.Set("pollNow", Napi::Function::New(env, pj::PollNow, "pollNow"));
   return exports;
 }
 

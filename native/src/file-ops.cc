@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <poll.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 #include <cerrno>
@@ -95,6 +96,19 @@ Napi::Value Setxattr(const Napi::CallbackInfo& info) {
 Napi::Value Removexattr(const Napi::CallbackInfo& info) {
   if (lremovexattr(Str(info, 0).c_str(), Str(info, 1).c_str()) != 0) return FailWith(info, 2, errno, "removexattr");
   return Napi::Boolean::New(info.Env(), true);
+}
+
+}  // namespace pj
+
+namespace pj {
+
+// pollNow(fd, events, ctx) -> revents : poll(2) with a zero timeout, never waiting.
+Napi::Value PollNow(const Napi::CallbackInfo& info) {
+  struct pollfd p{};
+  p.fd = static_cast<int>(info[0].As<Napi::Number>().Int32Value());
+  p.events = static_cast<short>(info[1].As<Napi::Number>().Int32Value());
+  if (poll(&p, 1, 0) < 0) return FailWith(info, 2, errno, "poll");
+  return Napi::Number::New(info.Env(), p.revents);
 }
 
 }  // namespace pj

@@ -11,7 +11,7 @@ import type { HostView } from '../../manager/cluster-state.js';
 import { paths } from '../../manager/sim-cluster/layout.js';
 import { startCluster, waitFor } from '../helpers/cluster.js';
 
-const c = await startCluster(t, { hosts: 2, exports: ['data=/srv/data', 'pub=/srv/pub:ro'] });
+const c = await startCluster(t, { hosts: 2, exports: ['data=/srv/data', 'pub=/srv/pub:ro'], devices: ['tty0=/srv/tty0'] });
 const posixScript = join(repoRoot(), 'test', 'helpers', 'posix-check.py');
 const sh = (host: string, script: string, timeoutMs = 60_000) => c.exec(host, ['sh', '-c', script], { timeoutMs });
 const agentPid = (h: string) => c.file().hosts.find((x) => x.name === h)!.agentPid!;
@@ -172,4 +172,25 @@ t = time.time(); fcntl.lockf(f, fcntl.LOCK_EX, 10, 0); print('waited', time.time
   const killed = await sh('h2', 'flock -x /pj/h2/data/lockf -c "echo never" & p=$!; sleep 0.5; kill -9 $p; wait $p; echo "exit $?"');
   t.equal(killed.stdout, 'exit 137\n', 'a process blocked on a remote lock dies when killed');
   await hold;
+});
+
+t.test('a device exported by h2 (a real pty) is a file on h1: writes, blocking reads, poll, and a blocked reader can be killed', async (t) => {
+  t.equal((await sh('h1', 'cat /pj/h2/tty0')).code, 1, 'no device yet: an error, not a hang');
+  const pty = spawn('nsenter', [`--net=/run/netns/${c.name}-h2`, `--mount=${paths(c.dir).mountNs('h2')}`, '--',
+    'socat', 'PTY,link=/srv/tty0,raw,echo=0', 'EXEC:tr a-z A-Z,pty,raw,echo=0'], { stdio: 'ignore' });
+  t.teardown(() => { pty.kill('SIGKILL'); });
+  await waitFor(async () => (await sh('h2', 'test -e /srv/tty0')).code === 0, 5000);
+  t.match((await sh('h1', 'stat -c %F /pj/h2/tty0')).stdout, /regular (empty )?file/, 'it shows as a file on h1');
+  const r = await sh('h1', `python3 -c "
+import os, select, time
+fd = os.open('/pj/h2/tty0', os.O_RDWR | os.O_NOCTTY)
+p = select.poll(); p.register(fd, select.POLLIN)
+print('idle', p.poll(500))
+os.write(fd, b'ping\\n')
+t = time.time(); ready = p.poll(5000)
+print('ready', ready[0][1] & select.POLLIN != 0, time.time() - t < 2)
+print('read', os.read(fd, 100))"`);
+  t.equal(r.stdout, "idle []\nready True True\nread b'PING\\n'\n", r.stderr);
+  const killed = await sh('h1', 'python3 -c "import os; os.read(os.open(\'/pj/h2/tty0\', os.O_RDONLY | os.O_NOCTTY), 10)" & p=$!; sleep 0.7; kill -9 $p; wait $p; echo "exit $?"');
+  t.equal(killed.stdout, 'exit 137\n', 'a read blocked on the remote device ends when its process is killed');
 });
