@@ -6,6 +6,7 @@ import { register as agent } from './commands/agent.js';
 import { register as cluster } from './commands/cluster.js';
 import { register as doctor } from './commands/doctor.js';
 import { register as hosts } from './commands/hosts.js';
+import { register as ledger } from './commands/ledger.js';
 import { register as ping } from './commands/ping.js';
 import { reportError } from './output.js';
 
@@ -14,7 +15,7 @@ const program = new Command('pj')
   .version(VERSION, '-V, --version')
   .showHelpAfterError()
   .exitOverride();
-for (const reg of [agent, cluster, hosts, ping, doctor]) reg(program);
+for (const reg of [agent, cluster, hosts, ping, ledger, doctor]) reg(program);
 
 program.parseAsync(process.argv).catch((e: { code?: string; exitCode?: number }) => {
   if (typeof e.code === 'string' && e.code.startsWith('commander.')) {

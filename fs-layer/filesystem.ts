@@ -10,6 +10,7 @@ import type { FsBackend } from './backend.js';
 import { LOCK_TO_EOF, type DirEntry, type LockRange } from './export-server.js';
 import type { FuseRequest } from './fuse-session.js';
 import { InodeTable, type Node } from './inode-table.js';
+import type { TrafficLedger } from '../migrator/index.js';
 import {
   FATTR, FOPEN_PASSTHROUGH, Op, attrOut, cStrings, dirent, entryOut, lkOut, openOut, statfsOut, type Attr,
 } from './protocol.js';
@@ -32,6 +33,7 @@ export interface FilesystemOptions {
   notify: (code: number, body: Buffer) => void;
   attrTimeoutS: number;
   log: Log;
+  ledger: TrafficLedger;
 }
 
 interface OpenFile {
@@ -43,13 +45,24 @@ interface OpenFile {
   writes: Set<Promise<void>>;
   writeError?: Error;
   /** Remote read-ahead: blocks fetched ahead of a sequential reader, by offset. */
-  ahead: Map<number, Promise<Buffer[]>>;
+  ahead: Map<number, { size: number; data: Promise<Buffer[]> }>;
   nextOffset: number;
   /** Whether a POSIX lock was ever taken through this open file (then close must drop the closer's locks). */
   locked: boolean;
   /** An exported device: reads wait for data, nothing is cached or written behind. */
   device: boolean;
   closed?: boolean;
+}
+
+/** The first `n` bytes of pieces, uncopied. */
+function firstBytes(pieces: Buffer[], n: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (const p of pieces) {
+    if (n <= 0) break;
+    out.push(p.length <= n ? p : p.subarray(0, n));
+    n -= p.length;
+  }
+  return out;
 }
 
 /** Remote writes a file may have in flight before WRITE waits; their errors surface at the next WRITE, FLUSH or FSYNC. */
@@ -83,7 +96,19 @@ export class PjFilesystem {
     this.#o = o;
   }
 
-  handle = async ({ header: h, body }: FuseRequest): Promise<Buffer[] | null> => {
+  /** Serves one request and records it in the ledger against the host that owns its node. */
+  handle = async (req: FuseRequest): Promise<Buffer[] | null> => {
+    const reply = await this.#serve(req);
+    const { header: h, body } = req;
+    const node = this.nodes.peek(h.nodeid);
+    if (node && node.kind !== 'root') {
+      const bytes = h.opcode === Op.READ ? (reply ?? []).reduce((n, b) => n + b.length, 0) : h.opcode === Op.WRITE ? body.readUInt32LE(16) : 0;
+      this.#o.ledger.record(this.#o.ledger.jobOf(h.pid), node.host, 'fs', 1, bytes);
+    }
+    return reply;
+  };
+
+  async #serve({ header: h, body }: FuseRequest): Promise<Buffer[] | null> {
     switch (h.opcode) {
       case Op.LOOKUP: return this.#lookup(this.nodes.get(h.nodeid), cStrings(body, 1)[0]);
       case Op.FORGET: this.nodes.forget(h.nodeid, Number(body.readBigUInt64LE(0))); return null;
@@ -271,7 +296,7 @@ export class PjFilesystem {
       }
       default: throw errnoError('ENOSYS');
     }
-  };
+  }
 
   /** fuse_lk_in: fh, owner, { start, end, type, pid }, lk_flags. */
   #lockRequest(b: Buffer) {
@@ -345,24 +370,28 @@ export class PjFilesystem {
     f.writes.add(p);
   }
 
-  /** A read, as reply parts; remote files read sequentially are fetched READ_AHEAD blocks ahead, in parallel. */
+  /**
+   * A read, as reply parts. Remote files read sequentially are fetched READ_AHEAD blocks ahead,
+   * in parallel. A block fetched ahead serves a READ at its offset only if it holds at least the
+   * bytes asked for: a short reply would tell the kernel the file ends there.
+   */
   async #read(f: OpenFile, offset: number, size: number): Promise<Buffer[]> {
     if (f.backend.local) return f.backend.read(f.handle, offset, size);
     if (f.writes.size) await this.#drain(f);
     const sequential = offset === f.nextOffset;
     f.nextOffset = offset + size;
-    let block: Promise<Buffer[]> | undefined = f.ahead.get(offset);
+    const ahead = f.ahead.get(offset);
     f.ahead.delete(offset);
     if (!sequential) f.ahead.clear();
+    let block = ahead && ahead.size >= size ? ahead.data.then((d) => firstBytes(d, size)) : undefined;
     block ??= f.backend.read(f.handle, offset, size);
     if (sequential) {
       for (let i = 1; i <= READ_AHEAD; i++) {
         const at = offset + i * size;
-        if (!f.ahead.has(at)) {
-          const p = f.backend.read(f.handle, at, size);
-          p.catch(() => {}); // a failed read-ahead is retried by the read that needs it
-          f.ahead.set(at, p);
-        }
+        if (f.ahead.has(at)) continue;
+        const data = f.backend.read(f.handle, at, size);
+        data.catch(() => {}); // a failed read-ahead is retried by the read that needs it
+        f.ahead.set(at, { size, data });
       }
     }
     const data = await block;

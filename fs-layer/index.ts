@@ -3,6 +3,7 @@
 import type { Log } from '../common/log.js';
 import type { ExportInfo, HostView } from '../manager/cluster-state.js';
 import type { Mesh } from '../manager/mesh/mesh.js';
+import type { TrafficLedger } from '../migrator/index.js';
 import { localBackend, remoteBackend, serveExports, type FsBackend } from './backend.js';
 import { DeviceServer } from './device-server.js';
 import { ExportServer } from './export-server.js';
@@ -18,6 +19,7 @@ export interface FsLayerOptions {
   log: Log;
   rpcTimeoutMs?: number;
   attrTimeoutS?: number;
+  ledger: TrafficLedger;
 }
 
 export interface FsLayer {
@@ -51,6 +53,7 @@ export async function startFsLayer(o: FsLayerOptions): Promise<FsLayer> {
   const fs = new PjFilesystem({
     self: o.self, hosts, backend, log: o.log, attrTimeoutS: o.attrTimeoutS ?? 1,
     notify: (code, body) => session?.notify(code, body),
+    ledger: o.ledger,
     device: () => ({ fd: session?.devFd ?? -1, passthrough: session?.info.passthrough ?? false }),
     localFd: (handle) => server.fd(handle),
   });

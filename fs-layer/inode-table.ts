@@ -37,6 +37,11 @@ export class InodeTable {
     return n;
   }
 
+  /** The node, or undefined when the kernel has forgotten it. */
+  peek(id: bigint): Node | undefined {
+    return this.#byId.get(id);
+  }
+
   /** The node for a key, created if new; counts one kernel lookup. */
   lookup(kind: NodeKind, host: string, exp: string, rel: string, ownerIno: number): Node {
     const key = kind === 'host' ? `h/${host}` : kind === 'export' ? `e/${host}/${exp}` : kind === 'device' ? `d/${host}/${exp}` : `f/${host}/${exp}/${ownerIno}`;

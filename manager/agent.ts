@@ -12,6 +12,7 @@ import { Mesh } from './mesh/mesh.js';
 import { pingPeer, registerDiagnosticMethods, streamToPeer } from './mesh-diagnostics.js';
 import { readSecretFile } from './secret.js';
 import { startFsLayer } from '../fs-layer/index.js';
+import { TrafficLedger } from '../migrator/index.js';
 
 export interface AgentOptions {
   host: string;
@@ -64,12 +65,13 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     version: VERSION,
     startedAt: new Date().toISOString(),
   };
-  const fsLayer = await startFsLayer({ self: opts.host, mount: opts.mount, exports: opts.exports, mesh, hosts: () => state.hosts(), log });
+  const ledger = new TrafficLedger();
+  const fsLayer = await startFsLayer({ self: opts.host, mount: opts.mount, exports: opts.exports, mesh, hosts: () => state.hosts(), log, ledger });
   record.capabilities.fuse = fsLayer.mounted;
   record.capabilities.passthrough = fsLayer.passthrough;
   await state.register(record);
 
-  const control = new ControlServer(opts.controlSocket, (req) => serveControl(req, { state, mesh, record }), log);
+  const control = new ControlServer(opts.controlSocket, (req) => serveControl(req, { state, mesh, record, ledger }), log);
   await control.listen();
   log.info({ op: 'agent-start', address: `${record.address}:${record.port}`, exports: opts.exports.map((e) => e.name), pid: process.pid }, 'agent up');
 
@@ -85,17 +87,19 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
   };
 }
 
-interface AgentParts { state: ClusterState; mesh: Mesh; record: HostRecord }
+interface AgentParts { state: ClusterState; mesh: Mesh; record: HostRecord; ledger: TrafficLedger }
 
 const num = (v: unknown, dflt: number): number => (typeof v === 'number' && Number.isFinite(v) ? v : dflt);
 
-async function serveControl(req: ControlRequest, { state, mesh, record }: AgentParts): Promise<unknown> {
+async function serveControl(req: ControlRequest, { state, mesh, record, ledger }: AgentParts): Promise<unknown> {
   const a = req.args ?? {};
   switch (req.op) {
     case 'status':
       return { ...record, uptimeS: Math.round(process.uptime()) };
     case 'hosts':
       return state.hosts();
+    case 'ledger':
+      return ledger.snapshot();
     case 'ping': {
       const host = String(a.host ?? '');
       return pingPeer(mesh, host, num(a.count, 1), num(a.size, 0), num(a.timeoutMs, 5000));

@@ -74,6 +74,12 @@ print(open('m', 'rb').read()[4096:4100].decode(), open('m', 'rb').read()[-4:].de
   t.equal(r.stdout, 'ok\n1000|row999\ntar-ok\n0\npage tail\n');
   const owner = await sh('h2', 'sqlite3 /srv/data/prog/db.sqlite "SELECT count(*) FROM t" && cat /srv/data/prog/src/a/b/y');
   t.equal(owner.stdout, '1000\ntwo\n', 'the owner sees the same data on its disk');
+  await sh('h2', 'dd if=/dev/urandom of=/srv/data/prog/big bs=1M count=24 status=none');
+  const sums = await sh('h2', 'md5sum < /srv/data/prog/big');
+  for (const reader of ['cat /pj/h2/data/prog/big | md5sum', 'md5sum < /pj/h2/data/prog/big', 'dd if=/pj/h2/data/prog/big bs=1M status=none | md5sum', 'dd if=/pj/h2/data/prog/big bs=4k status=none | md5sum',
+    'python3 -c "import sys; f=open(\'/pj/h2/data/prog/big\',\'rb\'); sys.stdout.buffer.write(b\'\'.join(iter(lambda: f.read(77777), b\'\')))" | md5sum']) {
+    t.equal((await sh('h1', reader)).stdout, sums.stdout, `a 24 MiB remote file read whole: ${reader}`);
+  }
 });
 
 t.test('local files go through kernel passthrough: reads never reach the agent', async (t) => {
@@ -193,4 +199,16 @@ print('read', os.read(fd, 100))"`);
   t.equal(r.stdout, "idle []\nready True True\nread b'PING\\n'\n", r.stderr);
   const killed = await sh('h1', 'python3 -c "import os; os.read(os.open(\'/pj/h2/tty0\', os.O_RDONLY | os.O_NOCTTY), 10)" & p=$!; sleep 0.7; kill -9 $p; wait $p; echo "exit $?"');
   t.equal(killed.stdout, 'exit 137\n', 'a read blocked on the remote device ends when its process is killed');
+});
+
+t.test('the traffic ledger counts bytes and operations per job (PID namespace) and target host', async (t) => {
+  await sh('h2', 'dd if=/dev/urandom of=/srv/data/ledger bs=1M count=6 status=none');
+  const r = await sh('h1', "unshare --pid --fork sh -c 'readlink /proc/self/ns/pid; cat /pj/h2/data/ledger > /dev/null; echo x > /pj/h2/data/ledger-w'");
+  const job = `pidns:${/\[(\d+)\]/.exec(r.stdout)?.[1]}`;
+  const rows = JSON.parse((await c.pj(['ledger', '--json', '--host', 'h1'])).stdout) as Array<{ job: string; target: string; layer: string; ops: number; bytes: number; bytesPerS: number }>;
+  const mine = rows.find((x) => x.job === job && x.target === 'h2');
+  t.ok(mine, `a row for ${job} -> h2`);
+  t.ok(mine!.bytes >= 6 * 1024 * 1024 + 2, `it counts the bytes read and written (${mine!.bytes})`);
+  t.ok(mine!.ops > 5 && mine!.bytesPerS > 0, 'and the operations, with a recent rate');
+  t.match((await c.pj(['ledger', '--host', 'h1'])).stdout, /^JOB\s+COMMAND\s+TARGET\s+LAYER\s+OPS\s+BYTES/);
 });
