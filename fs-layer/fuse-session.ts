@@ -1,7 +1,7 @@
 // One FUSE connection: mount(2) of our own /dev/fuse, the INIT handshake
 // (passthrough, 1 MiB writes, max_stack_depth 1), and the loop that hands each
-// request to the filesystem and writes its reply. A native thread reads the
-// device; replies are one writev each from this thread.
+// request to the filesystem and writes its reply. Requests are read from the
+// non-blocking device on this thread's event loop; replies are one writev each.
 import { mkdirSync, readFileSync, writeFileSync, statSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { constants } from 'node:os';

@@ -26,7 +26,7 @@ export interface NativeBinding {
   fuseBackingClose(devFd: number, id: number, ctx: SyscallContext): true | undefined;
   /** One reply in one writev(2). */
   fuseWrite(fd: number, parts: Buffer[], ctx: SyscallContext): number | undefined;
-  /** A native thread reads requests from `fd` and calls `onRequest` with each; `onEnd(errno)` when the connection ends (it closes `fd`). */
+  /** Reads requests from `fd` (made non-blocking) on this thread's event loop and calls `onRequest` with each; `onEnd(errno)` when the connection ends (it closes `fd`). */
   fuseStartReader(fd: number, bufferSize: number, onRequest: (request: Buffer) => void, onEnd: (errno: number) => void): void;
   /** openat2(2): `resolve` is RESOLVE_* bits; O_CLOEXEC is always added. */
   openat2(dirfd: number, path: string, flags: number, mode: number, resolve: number, ctx: SyscallContext): number | undefined;
