@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { clusterDown } from '../manager/sim-cluster/down.js';
 import { clusterUp } from '../manager/sim-cluster/up.js';
 import { runClient, startServer } from './host-process.js';
-import { printRows, writeResult, type Row } from './report.js';
+import { percentile, printRows, writeResult, type Row } from './report.js';
 import { mountSshfs, type SshfsMount } from './sshfs.js';
 
 const MiB = 1 << 20;
@@ -20,6 +20,7 @@ export async function fsBench(argv: string[]): Promise<void> {
   const fileMiB = quick ? 512 : 1024;
   const randOps = quick ? 20_000 : 100_000;
   const metaOps = quick ? 2_000 : 10_000;
+  const rounds = quick ? 2 : 3;
   const log = (s: string) => { if (!json) process.stdout.write(s + '\n'); };
   const dir = mkdtempSync(join(tmpdir(), 'pj-bench-fs-'));
   let sshfs: SshfsMount | undefined;
@@ -33,16 +34,24 @@ export async function fsBench(argv: string[]): Promise<void> {
     const op = (args: string[]) => runClient(dir, 'h1', 'peers/fs-ops.py', args) as Promise<Rate>;
     const mibps = (r: Rate) => r.bytes! / MiB / r.seconds;
     const opsps = (r: Rate) => r.ops! / r.seconds;
-    const figures: Record<string, Record<string, number>> = {};
+    // Rounds alternate between the targets so that all of them see the same disk and the
+    // same machine; each figure is the median of its rounds (single runs of a write with
+    // fsync move by 2x on this virtual disk).
     await op(['write', targets.native, String(fileMiB)]); // the first write to a fresh disk file allocates its blocks: not what we compare
-    for (const [name, path] of Object.entries(targets)) {
-      log(`${name} (${path}): write ${fileMiB} MiB, read it, ${randOps} random 4 KiB reads${name === 'remote' || name === 'sshfs' ? `, ${metaOps} create+stat+unlink` : ''}`);
-      figures[name] = {
-        seq_write_mib_s: mibps(await op(['write', path, String(fileMiB)])),
-        seq_read_mib_s: mibps(await op(['read', path, String(fileMiB)])),
-        rand_read_iops: opsps(await op(['rand', path, String(fileMiB), String(randOps)])),
-      };
-      if (name === 'remote' || name === 'sshfs') figures[name].meta_ops_s = opsps(await op(['meta', path, String(metaOps)]));
+    const runs: Record<string, Record<string, number[]>> = {};
+    for (let round = 1; round <= rounds; round++) {
+      for (const [name, path] of Object.entries(targets)) {
+        log(`round ${round}/${rounds}, ${name} (${path}): write ${fileMiB} MiB + fsync, read it, ${randOps} random 4 KiB reads${name === 'remote' || name === 'sshfs' ? `, ${metaOps} create+stat+unlink` : ''}`);
+        const r = (runs[name] ??= { seq_write_mib_s: [], seq_read_mib_s: [], rand_read_iops: [], meta_ops_s: [] });
+        r.seq_write_mib_s.push(mibps(await op(['write', path, String(fileMiB)])));
+        r.seq_read_mib_s.push(mibps(await op(['read', path, String(fileMiB)])));
+        r.rand_read_iops.push(opsps(await op(['rand', path, String(fileMiB), String(randOps)])));
+        if (name === 'remote' || name === 'sshfs') r.meta_ops_s.push(opsps(await op(['meta', path, String(metaOps)])));
+      }
+    }
+    const figures: Record<string, Record<string, number>> = {};
+    for (const [name, r] of Object.entries(runs)) {
+      figures[name] = Object.fromEntries(Object.entries(r).filter(([, xs]) => xs.length).map(([k, xs]) => [k, percentile(xs, 50)]));
     }
     log('raw TCP h1 -> h2');
     servers.push(await startServer(dir, 'h2', 'peers/raw-tcp.js', ['server', h2.address, '7171']));
@@ -76,7 +85,7 @@ export async function fsBench(argv: string[]): Promise<void> {
         row('remote create+stat+unlink vs sshfs', f.remote.meta_ops_s, f.sshfs.meta_ops_s, 'ops/s', '>= 2x'),
       ]);
     }
-    writeResult('fs', { bench: 'fs', quick, file_mib: fileMiB, rand_ops: randOps, meta_ops: metaOps, figures, ratios, goals }, json);
+    writeResult('fs', { bench: 'fs', quick, rounds, file_mib: fileMiB, rand_ops: randOps, meta_ops: metaOps, figures, ratios, goals }, json);
   } finally {
     for (const s of servers) s.kill('SIGKILL');
     await sshfs?.unmount().catch(() => {});
