@@ -12,7 +12,7 @@ import type { FuseRequest } from './fuse-session.js';
 import { InodeTable, type Node } from './inode-table.js';
 import type { TrafficLedger } from '../migrator/index.js';
 import {
-  FATTR, FOPEN_PASSTHROUGH, Op, attrOut, cStrings, dirent, entryOut, lkOut, openOut, statfsOut, type Attr,
+  FATTR, FOPEN_KEEP_CACHE, FOPEN_PASSTHROUGH, Op, attrOut, cStrings, dirent, entryOut, lkOut, openOut, statfsOut, type Attr,
 } from './protocol.js';
 
 const S_IFDIR = 0o040000;
@@ -165,7 +165,7 @@ export class PjFilesystem {
         const backend = this.#o.backend(n.host);
         const r = await backend.create(n.exp, rel, flags, mode);
         const node = this.nodes.lookup('entry', n.host, n.exp, rel, r.attr.ino);
-        return [this.#reply(node, r.attr), this.#opened(node, backend, r.handle)];
+        return [this.#reply(node, r.attr), this.#opened(node, backend, r.handle, r.attr)];
       }
       case Op.READ: {
         const f = this.#file(body.readBigUInt64LE(0));
@@ -494,12 +494,19 @@ export class PjFilesystem {
   async #open(n: Node, flags: number): Promise<Buffer[]> {
     const backend = this.#o.backend(n.host);
     const r = await backend.open(n.exp, n.rel, flags);
-    return [this.#opened(n, backend, r.handle)];
+    return [this.#opened(n, backend, r.handle, r.attr)];
   }
 
-  /** Registers an open file; a local one gets the node's passthrough backing file. */
-  #opened(node: Node, backend: FsBackend, handle: number): Buffer {
+  /**
+   * Registers an open file; a local one gets the node's passthrough backing file. A remote one
+   * keeps the kernel's cached pages when the owner's version is the one seen at the last open
+   * (close-to-open: a change made anywhere before this open is seen by it).
+   */
+  #opened(node: Node, backend: FsBackend, handle: number, attr: Attr): Buffer {
     const fh = this.#nextFh++;
+    const version = `${attr.mtimeNs}:${attr.ctimeNs}:${attr.size}`;
+    const keepCache = !backend.local && node.version === version;
+    node.version = version;
     const dev = this.#o.device();
     let backingId = 0;
     if (backend.local && dev.passthrough) {
@@ -515,7 +522,7 @@ export class PjFilesystem {
       }
     }
     this.#files.set(fh, { node, backend, handle, passthrough: backingId !== 0, writes: new Set(), ahead: new Map(), nextOffset: 0, locked: false, device: false });
-    return openOut(fh, backingId ? FOPEN_PASSTHROUGH : 0, backingId);
+    return openOut(fh, (backingId ? FOPEN_PASSTHROUGH : 0) | (keepCache ? FOPEN_KEEP_CACHE : 0), backingId);
   }
 
   #file(fh: bigint): OpenFile {

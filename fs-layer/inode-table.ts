@@ -16,6 +16,8 @@ export interface Node {
   exp: string;
   rel: string;
   lookups: number;
+  /** The owner's version (mtime, ctime, size) at the last open: unchanged, the kernel may keep its cached pages. */
+  version?: string;
   /** Passthrough backing file shared by every open of this node (one id per inode). */
   backing?: { id: number; refs: number };
 }

@@ -212,3 +212,17 @@ t.test('the traffic ledger counts bytes and operations per job (PID namespace) a
   t.ok(mine!.ops > 5 && mine!.bytesPerS > 0, 'and the operations, with a recent rate');
   t.match((await c.pj(['ledger', '--host', 'h1'])).stdout, /^JOB\s+COMMAND\s+TARGET\s+LAYER\s+OPS\s+BYTES/);
 });
+
+t.test('close-to-open caching: an unchanged remote file is read again from the page cache; a change on the owner is seen at the next open', async (t) => {
+  await sh('h2', 'dd if=/dev/urandom of=/srv/data/cached bs=1M count=16 status=none');
+  const bytesFromH2 = async () => (JSON.parse((await c.pj(['ledger', '--json', '--host', 'h1'])).stdout) as Array<{ target: string; bytes: number }>)
+    .filter((r) => r.target === 'h2').reduce((n, r) => n + r.bytes, 0);
+  const sum = (await sh('h2', 'md5sum < /srv/data/cached')).stdout;
+  t.equal((await sh('h1', 'md5sum < /pj/h2/data/cached')).stdout, sum);
+  const before = await bytesFromH2();
+  t.equal((await sh('h1', 'md5sum < /pj/h2/data/cached')).stdout, sum);
+  const again = (await bytesFromH2()) - before;
+  t.ok(again < 1024 * 1024, `the second read fetched ${again} bytes from h2, not 16 MiB`);
+  await sh('h2', 'printf CHANGED | dd of=/srv/data/cached conv=notrunc status=none');
+  t.equal((await sh('h1', 'head -c 7 /pj/h2/data/cached')).stdout, 'CHANGED', "the owner's change is seen at the next open");
+});
