@@ -7,11 +7,11 @@ import { nsenterFor } from '../manager/sim-cluster/exec.js';
 import { run } from '../common/run.js';
 
 /** `script` is a compiled bench script (run with node) or, ending in .py, a Python one. */
-function start(dir: string, host: string, script: string, args: string[], cpu?: number): ChildProcess {
+function start(dir: string, host: string, script: string, args: string[], cpu?: number, env?: Record<string, string>): ChildProcess {
   const path = join(repoRoot(), script.endsWith('.py') ? 'bench' : join('dist', 'bench'), script);
   const argv = ['nsenter', ...nsenterFor(dir, host), ...(script.endsWith('.py') ? ['python3'] : [process.execPath]), path, ...args];
   const pinned = cpu === undefined ? argv : ['taskset', '-c', String(cpu), ...argv];
-  return spawn(pinned[0], pinned.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
+  return spawn(pinned[0], pinned.slice(1), { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
 }
 
 /** Pins every thread of a running process to one CPU. */
@@ -39,6 +39,6 @@ export async function startServer(dir: string, host: string, script: string, arg
   return child;
 }
 
-export function runClient(dir: string, host: string, script: string, args: string[], cpu?: number, timeoutMs = 300_000): Promise<any> {
-  return firstJsonLine(start(dir, host, script, args, cpu), `${script} client on ${host}`, timeoutMs);
+export function runClient(dir: string, host: string, script: string, args: string[], cpu?: number, env?: Record<string, string>, timeoutMs = 300_000): Promise<any> {
+  return firstJsonLine(start(dir, host, script, args, cpu, env), `${script} client on ${host}`, timeoutMs);
 }

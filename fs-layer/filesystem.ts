@@ -10,6 +10,7 @@ import type { FsBackend } from './backend.js';
 import { LOCK_TO_EOF, type DirEntry, type LockRange } from './export-server.js';
 import type { FuseRequest } from './fuse-session.js';
 import { InodeTable, type Node } from './inode-table.js';
+import { OpenFile } from './open-file.js';
 import type { TrafficLedger } from '../migrator/index.js';
 import {
   FATTR, FOPEN_KEEP_CACHE, FOPEN_PASSTHROUGH, Op, attrOut, cStrings, dirent, entryOut, lkOut, openOut, statfsOut, type Attr,
@@ -36,39 +37,6 @@ export interface FilesystemOptions {
   ledger: TrafficLedger;
 }
 
-interface OpenFile {
-  node: Node;
-  backend: FsBackend;
-  handle: number;
-  passthrough: boolean;
-  /** Remote writes answered to the kernel but still on their way to the owner (write-behind). */
-  writes: Set<Promise<void>>;
-  writeError?: Error;
-  /** Remote read-ahead: blocks fetched ahead of a sequential reader, by offset. */
-  ahead: Map<number, { size: number; data: Promise<Buffer[]> }>;
-  nextOffset: number;
-  /** Whether a POSIX lock was ever taken through this open file (then close must drop the closer's locks). */
-  locked: boolean;
-  /** An exported device: reads wait for data, nothing is cached or written behind. */
-  device: boolean;
-  closed?: boolean;
-}
-
-/** The first `n` bytes of pieces, uncopied. */
-function firstBytes(pieces: Buffer[], n: number): Buffer[] {
-  const out: Buffer[] = [];
-  for (const p of pieces) {
-    if (n <= 0) break;
-    out.push(p.length <= n ? p : p.subarray(0, n));
-    n -= p.length;
-  }
-  return out;
-}
-
-/** Remote writes a file may have in flight before WRITE waits; their errors surface at the next WRITE, FLUSH or FSYNC. */
-const WRITE_BEHIND = 8;
-/** Blocks fetched ahead of a sequential remote reader. */
-const READ_AHEAD = 8;
 /** How long the owner waits for a device to have data before the read is asked again. */
 const DEVICE_WAIT_MS = 1000;
 const POLL_WATCH_MS = 20;
@@ -170,7 +138,7 @@ export class PjFilesystem {
       case Op.READ: {
         const f = this.#file(body.readBigUInt64LE(0));
         if (f.device) return [await this.#interruptible(h.unique, () => f.backend.readDevice(f.handle, body.readUInt32LE(16), DEVICE_WAIT_MS))];
-        return this.#read(f, Number(body.readBigUInt64LE(8)), body.readUInt32LE(16));
+        return f.read(Number(body.readBigUInt64LE(8)), body.readUInt32LE(16));
       }
       case Op.WRITE: {
         const f = this.#file(body.readBigUInt64LE(0));
@@ -182,12 +150,7 @@ export class PjFilesystem {
           out.writeUInt32LE(await f.backend.writeDevice(f.handle, data, DEVICE_WAIT_MS), 0);
           return [out];
         }
-        if (f.backend.local) {
-          out.writeUInt32LE(await f.backend.write(f.handle, offset, data), 0);
-          return [out];
-        }
-        await this.#writeBehind(f, offset, data);
-        out.writeUInt32LE(size, 0);
+        out.writeUInt32LE(await f.write(offset, data), 0);
         return [out];
       }
       case Op.FLUSH: {
@@ -195,14 +158,14 @@ export class PjFilesystem {
         // closing process's POSIX locks on the file, as on a local file.
         const f = this.#file(body.readBigUInt64LE(0));
         if (f.device) return [];
-        await this.#drain(f);
+        await f.drain();
         if (f.locked) await f.backend.setlk(f.handle, `${this.#o.self}:${body.readBigUInt64LE(16)}`, { type: F_UNLCK, start: 0, end: LOCK_TO_EOF }, false);
         return [];
       }
       case Op.FSYNC: {
         const f = this.#file(body.readBigUInt64LE(0));
         if (f.device) return [];
-        await this.#drain(f);
+        await f.drain();
         await f.backend.fsync(f.handle, (body.readUInt32LE(8) & 1) === 1);
         return [];
       }
@@ -238,14 +201,14 @@ export class PjFilesystem {
       }
       case Op.FALLOCATE: {
         const f = this.#file(body.readBigUInt64LE(0));
-        await this.#drain(f);
-        f.ahead.clear();
+        await f.drain();
+        f.dropReadAhead();
         await f.backend.fallocate(f.handle, body.readUInt32LE(24), Number(body.readBigUInt64LE(8)), Number(body.readBigUInt64LE(16)));
         return [];
       }
       case Op.LSEEK: {
         const f = this.#file(body.readBigUInt64LE(0));
-        await this.#drain(f);
+        await f.drain();
         const out = Buffer.alloc(8);
         out.writeBigUInt64LE(BigInt(await f.backend.lseek(f.handle, Number(body.readBigUInt64LE(8)), body.readUInt32LE(16))), 0);
         return [out];
@@ -254,9 +217,9 @@ export class PjFilesystem {
         const src = this.#file(body.readBigUInt64LE(0));
         const dst = this.#file(body.readBigUInt64LE(24));
         if (src.backend !== dst.backend) throw errnoError('EXDEV'); // the kernel then copies through read and write
-        await this.#drain(src);
-        await this.#drain(dst);
-        dst.ahead.clear();
+        await src.drain();
+        await dst.drain();
+        dst.dropReadAhead();
         const n = await src.backend.copyFileRange(src.handle, Number(body.readBigUInt64LE(8)), dst.handle, Number(body.readBigUInt64LE(32)), Number(body.readBigUInt64LE(40)));
         const out = Buffer.alloc(8);
         out.writeUInt32LE(n, 0);
@@ -347,56 +310,8 @@ export class PjFilesystem {
     return { ino: Number(n.id), size: 0, blocks: 0, atimeNs: t, mtimeNs: t, ctimeNs: t, mode: S_IFDIR | 0o555, nlink: 2, uid: 0, gid: 0, rdev: 0, blksize: 4096 };
   }
 
-  /** Waits for a file's write-behind; reports (once) the first write that failed. */
-  async #drain(f: OpenFile): Promise<void> {
-    while (f.writes.size) await Promise.all(f.writes);
-    const e = f.writeError;
-    f.writeError = undefined;
-    if (e) throw e;
-  }
-
   async #drainNode(n: Node): Promise<void> {
-    for (const f of this.#files.values()) if (f.node === n && f.writes.size) await Promise.all(f.writes);
-  }
-
-  async #writeBehind(f: OpenFile, offset: number, data: Buffer): Promise<void> {
-    if (f.writeError) await this.#drain(f);
-    f.ahead.clear();
-    while (f.writes.size >= WRITE_BEHIND) await Promise.race(f.writes);
-    const p: Promise<void> = f.backend.write(f.handle, offset, data).then(
-      () => { f.writes.delete(p); },
-      (e: Error) => { f.writes.delete(p); f.writeError ??= e; },
-    );
-    f.writes.add(p);
-  }
-
-  /**
-   * A read, as reply parts. Remote files read sequentially are fetched READ_AHEAD blocks ahead,
-   * in parallel. A block fetched ahead serves a READ at its offset only if it holds at least the
-   * bytes asked for: a short reply would tell the kernel the file ends there.
-   */
-  async #read(f: OpenFile, offset: number, size: number): Promise<Buffer[]> {
-    if (f.backend.local) return f.backend.read(f.handle, offset, size);
-    if (f.writes.size) await this.#drain(f);
-    const sequential = offset === f.nextOffset;
-    f.nextOffset = offset + size;
-    const ahead = f.ahead.get(offset);
-    f.ahead.delete(offset);
-    if (!sequential) f.ahead.clear();
-    let block = ahead && ahead.size >= size ? ahead.data.then((d) => firstBytes(d, size)) : undefined;
-    block ??= f.backend.read(f.handle, offset, size);
-    if (sequential) {
-      for (let i = 1; i <= READ_AHEAD; i++) {
-        const at = offset + i * size;
-        if (f.ahead.has(at)) continue;
-        const data = f.backend.read(f.handle, at, size);
-        data.catch(() => {}); // a failed read-ahead is retried by the read that needs it
-        f.ahead.set(at, { size, data });
-      }
-    }
-    const data = await block;
-    if (data.reduce((n, b) => n + b.length, 0) < size) f.ahead.clear(); // end of file
-    return data;
+    for (const f of this.#files.values()) if (f.node === n && f.writing) await f.settled();
   }
 
   async #attr(n: Node): Promise<Attr> {
@@ -450,7 +365,7 @@ export class PjFilesystem {
     };
     const f = valid & FATTR.FH ? this.#files.get(b.readBigUInt64LE(8)) : undefined;
     await this.#drainNode(n);
-    for (const open of this.#files.values()) if (open.node === n) open.ahead.clear();
+    for (const open of this.#files.values()) if (open.node === n) open.dropReadAhead();
     const attr = await this.#o.backend(n.host).setattr(n.exp, n.rel, changes, f?.handle);
     return { ...attr, ino: Number(n.id) };
   }
@@ -460,7 +375,7 @@ export class PjFilesystem {
     const backend = this.#o.backend(n.host);
     const { handle } = await backend.openDevice(n.exp, flags);
     const fh = this.#nextFh++;
-    this.#files.set(fh, { node: n, backend, handle, passthrough: false, writes: new Set(), ahead: new Map(), nextOffset: 0, locked: false, device: true });
+    this.#files.set(fh, new OpenFile(n, backend, handle, false, true));
     return [openOut(fh, FOPEN_DIRECT_IO | FOPEN_NONSEEKABLE | FOPEN_STREAM)];
   }
 
@@ -521,7 +436,7 @@ export class PjFilesystem {
         this.#o.log.warn({ op: 'fuse-passthrough', path: node.rel, err: (e as Error).message }, 'passthrough unavailable; serving reads in the daemon');
       }
     }
-    this.#files.set(fh, { node, backend, handle, passthrough: backingId !== 0, writes: new Set(), ahead: new Map(), nextOffset: 0, locked: false, device: false });
+    this.#files.set(fh, new OpenFile(node, backend, handle, backingId !== 0, false));
     return openOut(fh, (backingId ? FOPEN_PASSTHROUGH : 0) | (keepCache ? FOPEN_KEEP_CACHE : 0), backingId);
   }
 
@@ -534,7 +449,7 @@ export class PjFilesystem {
   async #release(fh: bigint): Promise<void> {
     const f = this.#files.get(fh);
     if (!f) return;
-    await this.#drain(f).catch(() => {}); // FLUSH already reported write errors to the closer
+    await f.drain().catch(() => {}); // FLUSH already reported write errors to the closer
     this.#files.delete(fh);
     f.closed = true;
     if (f.device) return f.backend.releaseDevice(f.handle);

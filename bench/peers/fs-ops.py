@@ -3,6 +3,9 @@
   fs-ops.py write DIR MIB        sequential 1 MiB writes + fsync -> {"bytes", "seconds"}
   fs-ops.py read DIR MIB         sequential 1 MiB reads (second pass)  -> {"bytes", "seconds"}
   fs-ops.py rand DIR MIB COUNT   random 4 KiB preads                    -> {"ops", "seconds"}
+With PJ_BENCH_COLD_CLIENT=1 (remote paths), this host's page cache of the file
+is dropped before each measured pass, so that the data crosses the network
+(the owner's cache stays warm, as it does for a local path's file).
   fs-ops.py meta DIR COUNT       create + stat + unlink small files     -> {"ops", "seconds"}
 Each reads or writes DIR/bench-file (made by write)."""
 import json, os, random, sys, time
@@ -12,6 +15,9 @@ path = os.path.join(d, "bench-file")
 MiB = 1 << 20
 
 def out(**kw): print(json.dumps(kw))
+
+def cold(fd):
+    if os.environ.get("PJ_BENCH_COLD_CLIENT") == "1": os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 if op == "write":
     n = int(sys.argv[3]); block = os.urandom(MiB)
@@ -24,6 +30,7 @@ elif op == "read":
     n = int(sys.argv[3])
     def once():
         fd = os.open(path, os.O_RDONLY); total = 0
+        cold(fd)
         while True:
             b = os.read(fd, MiB)
             if not b: break
@@ -38,6 +45,7 @@ elif op == "rand":
     fd = os.open(path, os.O_RDONLY)
     offs = [rng.randrange(blocks) * 4096 for _ in range(count)]
     for o in offs[: count // 10]: os.pread(fd, 4096, o)  # warm-up
+    cold(fd)
     t = time.perf_counter()
     for o in offs: os.pread(fd, 4096, o)
     out(ops=count, seconds=time.perf_counter() - t); os.close(fd)
