@@ -47,7 +47,7 @@ export function serveExports(mesh: Mesh, server: ExportServer, devices: DeviceSe
   const deviceOps = new Set<string>(DEVICE_OPS);
   mesh.handle('fs', (req: { op: string; args: unknown[] }, ctx) => {
     if (!req || !Array.isArray(req.args)) throw new PjError(codes.USAGE, 'bad fs request');
-    if (req.op === 'write' && ctx.attachment) return server.writev(req.args[0] as number, req.args[1] as number, ctx.attachment);
+    if (req.op === 'write' && ctx.attachment) return server.writePieces(req.args[0] as number, req.args[1] as number, ctx.attachment);
     if (fileOps.has(req.op)) return (server[req.op as RemoteOp] as (...a: unknown[]) => unknown)(...req.args);
     if (deviceOps.has(req.op)) return (devices[req.op as DeviceOp] as (...a: unknown[]) => unknown)(...req.args);
     throw new PjError(codes.USAGE, `bad fs request '${req.op}'`);

