@@ -53,7 +53,9 @@ export class FuseSession {
     const fd = call((ctx) => b.fuseOpen(ctx));
     call((ctx) => b.fuseMount(fd, target, 'pj', 'allow_other,default_permissions', ctx), target);
     const s = new FuseSession(fd, target, handler, log);
-    const info = await Promise.race([s.#ready, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('FUSE INIT did not arrive within 5 s')), 5000))]);
+    let timer: NodeJS.Timeout | undefined;
+    const info = await Promise.race([s.#ready, new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new Error('FUSE INIT did not arrive within 5 s')), 5000)))])
+      .finally(() => clearTimeout(timer));
     await raiseReadAhead(target, log);
     log.info({ op: 'fuse-mount', target, passthrough: info.passthrough, protocol: `7.${info.minor}` }, 'mounted /pj');
     return s;

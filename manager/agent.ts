@@ -23,6 +23,10 @@ export interface AgentOptions {
   exports: ExportInfo[];
   mount: string;
   controlSocket: string;
+  /** How long the kernel may trust names and attributes of /pj (NFS's actimeo). */
+  attrTimeoutS: number;
+  /** The deadline of every /pj RPC to another host. */
+  rpcTimeoutMs: number;
 }
 
 export interface RunningAgent { stop(): Promise<void> }
@@ -66,7 +70,8 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     startedAt: new Date().toISOString(),
   };
   const ledger = new TrafficLedger();
-  const fsLayer = await startFsLayer({ self: opts.host, mount: opts.mount, exports: opts.exports, mesh, hosts: () => state.hosts(), log, ledger });
+  const fsLayer = await startFsLayer({ self: opts.host, mount: opts.mount, exports: opts.exports, mesh, hosts: () => state.hosts(), log, ledger,
+    attrTimeoutS: opts.attrTimeoutS, rpcTimeoutMs: opts.rpcTimeoutMs });
   record.capabilities.fuse = fsLayer.mounted;
   record.capabilities.passthrough = fsLayer.passthrough;
   await state.register(record);

@@ -15,6 +15,11 @@ function parseListen(s: string): { address: string; port: number } {
   return { address: s.slice(0, i), port };
 }
 
+function checkedNumber(flag: string, v: number, min: number, max: number): number {
+  if (!Number.isFinite(v) || v < min || v > max) throw new PjError(codes.USAGE, `${flag} must be a number from ${min} to ${max}`);
+  return v;
+}
+
 export function register(program: Command): void {
   program
     .command('agent')
@@ -28,6 +33,8 @@ export function register(program: Command): void {
     .option('--device <name=path>', 'offer a character device as /pj/<host>/<name> (repeatable)', collect, [])
     .option('--mount <dir>', 'where the /pj tree is mounted', '/pj')
     .option('--control-socket <path>', 'the CLI\'s socket', '/run/pj/agent.sock')
+    .option('--attr-timeout <seconds>', 'how long the kernel trusts /pj names and attributes', parseFloat, 1)
+    .option('--rpc-timeout <ms>', 'deadline of each /pj request to another host', (v) => parseInt(v, 10), 5000)
     .action(action(async (o) => {
       const exports: ExportInfo[] = [
         ...(o.export as string[]).map((s) => parseExportSpec(s, 'dir')),
@@ -36,6 +43,7 @@ export function register(program: Command): void {
       const agent = await runAgent({
         host: o.host, listen: parseListen(o.listen), etcd: o.etcd, secretFile: o.secretFile,
         stateDir: o.stateDir, exports, mount: o.mount, controlSocket: o.controlSocket,
+        attrTimeoutS: checkedNumber('--attr-timeout', o.attrTimeout, 0, 3600), rpcTimeoutMs: checkedNumber('--rpc-timeout', o.rpcTimeout, 1, 3_600_000),
       });
       let stopping = false;
       const stop = () => {

@@ -62,6 +62,9 @@ t.test('pj agent refuses a world-readable secret and bad exports before starting
   t.match(e.stderr, /PJ_ERR_USAGE: export data: ENOENT/);
   const rel = pj([...base, '--export', 'data=relative/path']);
   t.match(rel.stderr, /PJ_ERR_USAGE: export data: path 'relative\/path' must be absolute/);
+  const timeout = pj([...base, '--attr-timeout', '-1']);
+  t.equal(timeout.status, 2);
+  t.match(timeout.stderr, /PJ_ERR_USAGE: --attr-timeout must be a number from 0 to 3600/);
 });
 
 t.test('pj-mv says plainly that migration is not built yet', async (t) => {
