@@ -1,5 +1,6 @@
 // Where an export's operations run: on this host (the ExportServer and
 // DeviceServer directly) or on the owner host (the same servers there, over the mesh).
+import type { Log } from '../common/log.js';
 import type { Mesh } from '../manager/mesh/mesh.js';
 import { PjError, codes } from '../common/errors.js';
 import type { DeviceServer } from './device-server.js';
@@ -41,15 +42,30 @@ export function remoteBackend(host: string, mesh: Mesh, timeoutMs: number): FsBa
   return b as unknown as FsBackend;
 }
 
-/** The owner's side: serves `fs` RPCs from other hosts with the local servers. */
-export function serveExports(mesh: Mesh, server: ExportServer, devices: DeviceServer): void {
+/**
+ * The owner's side: serves `fs` RPCs from other hosts with the local servers. What a host opens is
+ * held for it; when its manager goes away, its files are closed and its locks dropped.
+ */
+export function serveExports(mesh: Mesh, server: ExportServer, devices: DeviceServer, log: Log): void {
   const fileOps = new Set<string>(REMOTE_OPS);
   const deviceOps = new Set<string>(DEVICE_OPS);
   mesh.handle('fs', (req: { op: string; args: unknown[] }, ctx) => {
     if (!req || !Array.isArray(req.args)) throw new PjError(codes.USAGE, 'bad fs request');
     if (req.op === 'write' && ctx.attachment) return server.writePieces(req.args[0] as number, req.args[1] as number, ctx.attachment);
-    if (fileOps.has(req.op)) return (server[req.op as RemoteOp] as (...a: unknown[]) => unknown)(...req.args);
-    if (deviceOps.has(req.op)) return (devices[req.op as DeviceOp] as (...a: unknown[]) => unknown)(...req.args);
+    if (fileOps.has(req.op)) {
+      const r = (server[req.op as RemoteOp] as (...a: unknown[]) => unknown)(...req.args);
+      if (req.op === 'open' || req.op === 'create') server.adopt((r as { handle: number }).handle, ctx.from);
+      return r;
+    }
+    if (deviceOps.has(req.op)) {
+      const r = (devices[req.op as DeviceOp] as (...a: unknown[]) => unknown)(...req.args);
+      if (req.op === 'openDevice') devices.adopt((r as { handle: number }).handle, ctx.from);
+      return r;
+    }
     throw new PjError(codes.USAGE, `bad fs request '${req.op}'`);
+  });
+  mesh.onPeerGone((host) => {
+    const released = server.releaseClient(host) + devices.releaseClient(host);
+    if (released) log.warn({ op: 'fs-peer-gone', peer: host, released }, 'closed the files a vanished host held open');
   });
 }

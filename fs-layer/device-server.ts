@@ -18,6 +18,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export class DeviceServer {
   #devices = new Map<string, ExportInfo>();
   #handles = new Map<number, number>();
+  #clients = new Map<number, string>();
   #next = 1;
 
   constructor(exports: ExportInfo[]) {
@@ -91,7 +92,20 @@ export class DeviceServer {
     const fd = this.#handles.get(handle);
     if (fd === undefined) return;
     this.#handles.delete(handle);
+    this.#clients.delete(handle);
     fs.closeSync(fd);
+  }
+
+  /** Marks a handle as held for another host (see releaseClient). */
+  adopt(handle: number, client: string): void {
+    if (this.#handles.has(handle)) this.#clients.set(handle, client);
+  }
+
+  /** A host went away: close the devices it held open. */
+  releaseClient(client: string): number {
+    const mine = [...this.#clients].filter(([, c]) => c === client).map(([h]) => h);
+    mine.forEach((h) => this.releaseDevice(h));
+    return mine.length;
   }
 
   close(): void {

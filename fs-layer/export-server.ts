@@ -83,7 +83,7 @@ class Export {
 
 export class ExportServer {
   #exports = new Map<string, Export>();
-  #handles = new Map<number, { fd: number; exp: Export; inode: string }>();
+  #handles = new Map<number, { fd: number; exp: Export; inode: string; client?: string }>();
   /** POSIX locks: one fd per (inode, lock owner), so that an owner's locks merge and other owners' conflict (OFD semantics). */
   #lockFds = new Map<string, { fd: number; inode: string }>();
   #nextHandle = 1;
@@ -344,6 +344,24 @@ export class ExportServer {
   statfs(exp: string): StatfsInfo {
     const s = fs.statfsSync(proc(this.#exp(exp).root));
     return { blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, bsize: s.bsize, namelen: 255, frsize: s.bsize };
+  }
+
+  /** Marks a handle as held for another host, so that it can be let go if that host goes away. */
+  adopt(handle: number, client: string): void {
+    const h = this.#handles.get(handle);
+    if (h) h.client = client;
+  }
+
+  /** A host went away: close what it held open and drop its locks, so that nobody waits on a dead host. */
+  releaseClient(client: string): number {
+    const mine = [...this.#handles].filter(([, h]) => h.client === client).map(([id]) => id);
+    mine.forEach((id) => this.release(id));
+    for (const [key, l] of this.#lockFds) {
+      if (!key.includes(`|${client}:`)) continue;
+      fs.closeSync(l.fd);
+      this.#lockFds.delete(key);
+    }
+    return mine.length;
   }
 
   close(): void {

@@ -34,7 +34,7 @@ const HOSTS_CACHE_MS = 1000;
 export async function startFsLayer(o: FsLayerOptions): Promise<FsLayer> {
   const server = new ExportServer(o.exports);
   const devices = new DeviceServer(o.exports);
-  serveExports(o.mesh, server, devices);
+  serveExports(o.mesh, server, devices, o.log);
   const backends = new Map<string, FsBackend>();
   const backend = (host: string): FsBackend => {
     let b = backends.get(host);

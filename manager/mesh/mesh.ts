@@ -30,6 +30,7 @@ export class Mesh {
   #outbound = new Map<string, Promise<PeerConnection>>();
   #inbound = new Set<PeerConnection>();
   #server: net.Server | undefined;
+  #peerGone: Array<(host: string) => void> = [];
 
   constructor(opts: MeshOptions) {
     this.#opts = { handshakeTimeoutMs: 3000, ...opts };
@@ -37,6 +38,11 @@ export class Mesh {
 
   handle(method: string, handler: Handler): void {
     this.#handlers.set(method, handler);
+  }
+
+  /** Called when the last connection a host opened to us closes (its manager died or restarted). */
+  onPeerGone(fn: (host: string) => void): void {
+    this.#peerGone.push(fn);
   }
 
   listen(address: string, port: number): Promise<AddressInfo> {
@@ -78,6 +84,7 @@ export class Mesh {
         this.#opts.log.debug({ op: 'mesh-accept', peer: peerName, remote }, 'peer connected');
         conn.once('close', (reason: string) => {
           this.#inbound.delete(conn);
+          if (reason !== 'shutting down' && ![...this.#inbound].some((c) => c.peer === peerName)) for (const fn of this.#peerGone) fn(peerName);
           const level = reason === 'connection closed by peer' || reason === 'shutting down' ? 'debug' : 'warn';
           this.#opts.log[level]({ op: 'mesh-close', peer: peerName, remote, reason }, 'mesh connection closed');
         });

@@ -226,3 +226,15 @@ t.test('close-to-open caching: an unchanged remote file is read again from the p
   await sh('h2', 'printf CHANGED | dd of=/srv/data/cached conv=notrunc status=none');
   t.equal((await sh('h1', 'head -c 7 /pj/h2/data/cached')).stdout, 'CHANGED', "the owner's change is seen at the next open");
 });
+
+t.test('locks held by a host whose manager dies are dropped by the owner: nobody waits on a dead host', async (t) => {
+  await sh('h2', 'echo x > /srv/data/orphan');
+  const holder = sh('h1', "flock -x /pj/h2/data/orphan -c 'echo held; sleep 30'", 60_000);
+  await waitFor(async () => (await sh('h2', 'flock -n -x /srv/data/orphan true')).code !== 0, 5000);
+  t.equal((await c.pj(['cluster', 'stop', 'h1', '--signal', 'KILL'])).code, 0);
+  const freed = await waitFor(async () => (await sh('h2', 'flock -n -x /srv/data/orphan true')).code === 0, 5000);
+  t.pass(`the lock was free ${freed} ms after h1's manager died`);
+  t.equal((await c.pj(['cluster', 'start', 'h1'])).code, 0);
+  await holder;
+  t.match(readFileSync(`${paths(c.dir).hostState('h2')}/agent.log`, 'utf8'), /"op":"fs-peer-gone","peer":"h1"/);
+});
