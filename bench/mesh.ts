@@ -22,9 +22,9 @@ export async function meshBench(argv: string[]): Promise<void> {
   const json = argv.includes('--json');
   // Measurements alternate between ours and the baselines, in rounds, so that
   // both see the same machine (on 2 cores, scheduling moves single runs by 2x).
-  const rounds = quick ? 3 : 8;
+  const rounds = quick ? 5 : 8;
   const pings = quick ? 2000 : 10000;
-  const streamBytes = quick ? 384 * MiB : 512 * MiB;
+  const streamBytes = quick ? 256 * MiB : 512 * MiB;
   const chunks = [64 * 1024, 256 * 1024, MiB];
   const dir = mkdtempSync(join(tmpdir(), 'pj-bench-'));
   const log = (s: string) => { if (!json) process.stdout.write(s + '\n'); };
@@ -58,6 +58,7 @@ export async function meshBench(argv: string[]): Promise<void> {
     const mibps = (r: { bytes: number; seconds: number }) => r.bytes / MiB / r.seconds;
     const median = (xs: number[]) => percentile(xs, 50);
     const stream: Record<string, { mesh: number; raw: number; netIpc: number }> = {};
+    await agent('stream', { host: 'h2', bytes: 128 * MiB, chunk: MiB, timeoutMs: 30_000 }); // warm-up: JIT and socket buffers
     for (const chunk of chunks) {
       log(`streaming ${streamBytes / MiB} MiB in ${chunk / 1024} KiB chunks, ${rounds} rounds`);
       const runs = { mesh: [] as number[], raw: [] as number[], netIpc: [] as number[] };
