@@ -50,7 +50,8 @@ export class PjFilesystem {
   readonly nodes = new InodeTable();
   #o: FilesystemOptions;
   #files = new Map<bigint, OpenFile>();
-  #dirs = new Map<bigint, Array<{ name: string; ino: number; type: number }>>();
+  /** Directory listings taken at OPENDIR; entries inside an export carry their attributes (for READDIRPLUS). */
+  #dirs = new Map<bigint, { dir: Node; list: Array<{ name: string; ino: number; type: number; attr?: Attr }> }>();
   #nextFh = 1n;
   /** Requests that wait for a lock, and those of them the kernel has interrupted. */
   #waiting = new Set<bigint>();
@@ -180,7 +181,8 @@ export class PjFilesystem {
         return [statfsOut(await this.#o.backend(n.host).statfs(n.exp))];
       }
       case Op.OPENDIR: return this.#opendir(this.nodes.get(h.nodeid));
-      case Op.READDIR: return this.#readdir(body.readBigUInt64LE(0), Number(body.readBigUInt64LE(8)), body.readUInt32LE(16));
+      case Op.READDIR: case Op.READDIRPLUS:
+        return this.#readdir(body.readBigUInt64LE(0), Number(body.readBigUInt64LE(8)), body.readUInt32LE(16), h.opcode === Op.READDIRPLUS);
       case Op.RELEASEDIR: this.#dirs.delete(body.readBigUInt64LE(0)); return [];
       case Op.GETLK: {
         const { f, owner, lk } = this.#lockRequest(body);
@@ -466,7 +468,7 @@ export class PjFilesystem {
   }
 
   async #opendir(n: Node): Promise<Buffer[]> {
-    let list: Array<{ name: string; ino: number; type: number }>;
+    let list: Array<{ name: string; ino: number; type: number; attr?: Attr }>;
     if (n.kind === 'root') list = (await this.#o.hosts()).map((h) => ({ name: h.name, ino: 1, type: 4 }));
     else if (n.kind === 'host') {
       // A device that is not there (unplugged) is not listed.
@@ -474,22 +476,35 @@ export class PjFilesystem {
       const present = await Promise.all(exports.map((e) => e.kind === 'dir' || this.#o.backend(n.host).deviceStat(e.name).then(() => true, () => false)));
       list = exports.filter((_, i) => present[i]).map((e) => ({ name: e.name, ino: 1, type: e.kind === 'dir' ? 4 : 8 }));
     }
-    else list = (await this.#o.backend(n.host).readdir(n.exp, n.rel)).map((e: DirEntry) => ({ name: e.name, ino: e.attr.ino, type: (e.attr.mode >> 12) & 15 }));
+    else list = (await this.#o.backend(n.host).readdir(n.exp, n.rel)).map((e: DirEntry) => ({ name: e.name, ino: e.attr.ino, type: (e.attr.mode >> 12) & 15, attr: e.attr }));
     const fh = this.#nextFh++;
-    this.#dirs.set(fh, [{ name: '.', ino: Number(n.id), type: 4 }, { name: '..', ino: 1, type: 4 }, ...list]);
+    this.#dirs.set(fh, { dir: n, list: [{ name: '.', ino: Number(n.id), type: 4 }, { name: '..', ino: 1, type: 4 }, ...list] });
     return [openOut(fh, 0)];
   }
 
-  #readdir(fh: bigint, offset: number, size: number): Buffer[] {
-    const list = this.#dirs.get(fh);
-    if (!list) throw errnoError('EBADF');
+  /**
+   * READDIR, or READDIRPLUS: each entry inside an export then comes with its node and attributes,
+   * sparing the kernel a LOOKUP per name (`ls -l`, `find`, `tar`). An entry counts as a lookup only
+   * if it fits in the reply; the others (".", "..", the fixed levels) go with node id 0.
+   */
+  #readdir(fh: bigint, offset: number, size: number, plus: boolean): Buffer[] {
+    const d = this.#dirs.get(fh);
+    if (!d) throw errnoError('EBADF');
     const out: Buffer[] = [];
     let room = size;
-    for (let i = offset; i < list.length; i++) {
-      const d = dirent(list[i].name, list[i].ino, i + 1, list[i].type, room);
-      if (!d) break;
-      out.push(d);
-      room -= d.length;
+    for (let i = offset; i < d.list.length; i++) {
+      const e = d.list[i];
+      const withNode = plus && e.attr !== undefined && e.name !== '.' && e.name !== '..';
+      const entry = plus ? entryOut(0n, { ...(e.attr ?? this.#dirAttr(d.dir)), ino: e.ino }, 0) : undefined;
+      const buf = dirent(e.name, e.ino, i + 1, e.type, room, entry);
+      if (!buf) break;
+      if (withNode) {
+        const { n, rel } = this.#child(d.dir, e.name);
+        const node = this.nodes.lookup('entry', n.host, n.exp, rel, e.attr!.ino);
+        entryOut(node.id, { ...e.attr!, ino: Number(node.id) }, this.#o.attrTimeoutS).copy(buf, 0);
+      }
+      out.push(buf);
+      room -= buf.length;
     }
     return out;
   }

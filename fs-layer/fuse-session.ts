@@ -130,7 +130,8 @@ export class FuseSession {
       return this.#write([outHeader(OUT_HEADER, -constants.errno.EPROTO, h.unique)]);
     }
     const want = InitFlag.ASYNC_READ | InitFlag.BIG_WRITES | InitFlag.MAX_PAGES | InitFlag.INIT_EXT | InitFlag.PARALLEL_DIROPS
-      | InitFlag.ATOMIC_O_TRUNC | InitFlag.ASYNC_DIO | InitFlag.AUTO_INVAL_DATA | InitFlag.POSIX_LOCKS | InitFlag.FLOCK_LOCKS;
+      | InitFlag.ATOMIC_O_TRUNC | InitFlag.ASYNC_DIO | InitFlag.AUTO_INVAL_DATA | InitFlag.POSIX_LOCKS | InitFlag.FLOCK_LOCKS
+      | InitFlag.DO_READDIRPLUS | InitFlag.READDIRPLUS_AUTO;
     // Passthrough needs protocol 7.40; asking for FUSE_WRITEBACK_CACHE would switch it off, so we never do.
     const passthrough = minor >= 40 && (flags2 & InitFlag2.PASSTHROUGH) !== 0;
     const out = Buffer.alloc(64);
