@@ -19,6 +19,8 @@ import {
 const S_IFDIR = 0o040000;
 const F_UNLCK = 2;
 const FUSE_LK_FLOCK = 1;
+/** Requests the kernel makes for its own bookkeeping, not on a program's behalf. */
+const NOT_TRAFFIC = new Set<number>([Op.FORGET, Op.BATCH_FORGET, Op.INTERRUPT, Op.DESTROY]);
 const RENAME_EXCHANGE = 2;
 
 export interface FilesystemOptions {
@@ -65,16 +67,20 @@ export class PjFilesystem {
     this.#o = o;
   }
 
-  /** Serves one request and records it in the ledger against the host that owns its node. */
+  /** Serves one request and records it, failed or not, in the ledger against the host that owns its node. */
   handle = async (req: FuseRequest): Promise<Buffer[] | null> => {
-    const reply = await this.#serve(req);
     const { header: h, body } = req;
-    const node = this.nodes.peek(h.nodeid);
-    if (node && node.kind !== 'root') {
-      const bytes = h.opcode === Op.READ ? (reply ?? []).reduce((n, b) => n + b.length, 0) : h.opcode === Op.WRITE ? body.readUInt32LE(16) : 0;
-      this.#o.ledger.record(this.#o.ledger.jobOf(h.pid), node.host, 'fs', 1, bytes);
+    const node = NOT_TRAFFIC.has(h.opcode) ? undefined : this.nodes.peek(h.nodeid);
+    let reply: Buffer[] | null = null;
+    try {
+      reply = await this.#serve(req);
+      return reply;
+    } finally {
+      if (node && node.kind !== 'root') {
+        const bytes = h.opcode === Op.READ ? (reply ?? []).reduce((n, b) => n + b.length, 0) : h.opcode === Op.WRITE ? body.readUInt32LE(16) : 0;
+        this.#o.ledger.record(this.#o.ledger.jobOf(h.pid), node.host, 'fs', 1, bytes);
+      }
     }
-    return reply;
   };
 
   async #serve({ header: h, body }: FuseRequest): Promise<Buffer[] | null> {
