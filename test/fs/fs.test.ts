@@ -229,7 +229,7 @@ t.test('close-to-open caching: an unchanged remote file is read again from the p
 
 t.test('locks held by a host whose manager dies are dropped by the owner: nobody waits on a dead host', async (t) => {
   await sh('h2', 'echo x > /srv/data/orphan');
-  const holder = sh('h1', "flock -x /pj/h2/data/orphan -c 'echo held; sleep 30'", 60_000);
+  const holder = sh('h1', "flock -x /pj/h2/data/orphan -c 'echo held; sleep 8'", 60_000);
   await waitFor(async () => (await sh('h2', 'flock -n -x /srv/data/orphan true')).code !== 0, 5000);
   t.equal((await c.pj(['cluster', 'stop', 'h1', '--signal', 'KILL'])).code, 0);
   const freed = await waitFor(async () => (await sh('h2', 'flock -n -x /srv/data/orphan true')).code === 0, 5000);
