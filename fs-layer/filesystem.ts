@@ -348,7 +348,15 @@ export class PjFilesystem {
       return [this.#reply(this.nodes.lookup('export', parent.host, name, '', 0), await b.lstat(name, ''))];
     }
     const { n, rel } = this.#child(parent, name);
-    const attr = await this.#o.backend(n.host).lstat(n.exp, rel);
+    let attr: Attr;
+    try {
+      attr = await this.#o.backend(n.host).lstat(n.exp, rel);
+    } catch (e) {
+      // A missing name is remembered by the kernel for the attribute timeout (node id 0), as NFS
+      // does: a program probing for files (PATH, imports) costs one round trip per name, not per probe.
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [entryOut(0n, this.#dirAttr(parent), this.#o.attrTimeoutS)];
+      throw e;
+    }
     return [this.#reply(this.nodes.lookup('entry', n.host, n.exp, rel, attr.ino), attr)];
   }
 

@@ -238,3 +238,16 @@ t.test('locks held by a host whose manager dies are dropped by the owner: nobody
   await holder;
   t.match(readFileSync(`${paths(c.dir).hostState('h2')}/agent.log`, 'utf8'), /"op":"fs-peer-gone","peer":"h1"/);
 });
+
+t.test('a missing remote name is remembered for the attribute timeout, then seen once it exists', async (t) => {
+  const opsToH2 = async () => (JSON.parse((await c.pj(['ledger', '--json', '--host', 'h1'])).stdout) as Array<{ target: string; ops: number }>)
+    .filter((r) => r.target === 'h2').reduce((n, r) => n + r.ops, 0);
+  const before = await opsToH2();
+  const probe = await sh('h1', 'for i in $(seq 1 200); do test -e /pj/h2/data/not-yet && echo found; done; echo done');
+  t.equal(probe.stdout, 'done\n');
+  const spent = (await opsToH2()) - before;
+  t.ok(spent < 20, `200 probes of a missing name cost ${spent} requests to h2`);
+  await sh('h2', 'touch /srv/data/not-yet');
+  const seenMs = await waitFor(async () => (await sh('h1', 'test -e /pj/h2/data/not-yet')).code === 0, 3000, 50);
+  t.ok(seenMs <= 1500, `a name created on the owner is seen on h1 within the 1 s timeout (${seenMs} ms)`);
+});
