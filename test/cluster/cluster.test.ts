@@ -86,3 +86,12 @@ t.test('two managers racing to claim the same job-table keys: exactly one wins e
   for (const id of b.won) t.equal(a.owners[id], 'h2');
   t.same(a.owners, b.owners, 'both see the same owners');
 });
+
+t.test('the job table changes only by compare-and-swap on the revision a manager read', async (t) => {
+  const r = await c.helper('h1', 'job-table-cas', ['http://10.66.0.2:2379']);
+  t.equal(r.code, 0, r.stderr);
+  t.same(JSON.parse(r.stdout), {
+    created: true, createdAgain: false, moved: true, staleMove: false, now: { host: 'h2', moves: 1 }, listed: ['h2'],
+    staleDelete: false, deleted: true, gone: true,
+  });
+});
