@@ -18,8 +18,6 @@ export interface NativeBinding {
   fuseMount(fd: number, target: string, fsname: string, extraOptions: string, ctx: SyscallContext): true | undefined;
   /** umount2(2), MNT_DETACH when `lazy`. */
   fuseUnmount(target: string, lazy: boolean, ctx: SyscallContext): true | undefined;
-  /** A second channel of the same connection (FUSE_DEV_IOC_CLONE). */
-  fuseClone(fd: number, ctx: SyscallContext): number | undefined;
   /** FUSE_DEV_IOC_BACKING_OPEN: a backing id for FOPEN_PASSTHROUGH. */
   fuseBackingOpen(devFd: number, fileFd: number, ctx: SyscallContext): number | undefined;
   /** FUSE_DEV_IOC_BACKING_CLOSE. */

@@ -8,7 +8,6 @@ Napi::Value UffdProbe(const Napi::CallbackInfo& info);
 Napi::Value FuseOpen(const Napi::CallbackInfo& info);
 Napi::Value FuseMount(const Napi::CallbackInfo& info);
 Napi::Value FuseUnmount(const Napi::CallbackInfo& info);
-Napi::Value FuseClone(const Napi::CallbackInfo& info);
 Napi::Value FuseBackingOpen(const Napi::CallbackInfo& info);
 Napi::Value FuseBackingClose(const Napi::CallbackInfo& info);
 Napi::Value FuseWrite(const Napi::CallbackInfo& info);
@@ -34,7 +33,6 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("fuseOpen", Napi::Function::New(env, pj::FuseOpen, "fuseOpen"));
   exports.Set("fuseMount", Napi::Function::New(env, pj::FuseMount, "fuseMount"));
   exports.Set("fuseUnmount", Napi::Function::New(env, pj::FuseUnmount, "fuseUnmount"));
-  exports.Set("fuseClone", Napi::Function::New(env, pj::FuseClone, "fuseClone"));
   exports.Set("fuseBackingOpen", Napi::Function::New(env, pj::FuseBackingOpen, "fuseBackingOpen"));
   exports.Set("fuseBackingClose", Napi::Function::New(env, pj::FuseBackingClose, "fuseBackingClose"));
   exports.Set("fuseWrite", Napi::Function::New(env, pj::FuseWrite, "fuseWrite"));

@@ -1,7 +1,8 @@
 // The /dev/fuse side of the FUSE engine: open the device, mount(2) it, read
-// requests on threads of our own and hand each to JavaScript through a
-// ThreadSafeFunction, write replies, clone channels, and the passthrough
-// ioctls. What each request means is decided in TypeScript (fs-layer/).
+// requests on the event loop and hand each to JavaScript, write replies, and
+// the passthrough ioctls. What each request means is decided in TypeScript
+// (fs-layer/). One channel is enough: requests are decided on one JavaScript
+// thread, so FUSE_DEV_IOC_CLONE'd channels would only add hand-offs.
 // See fuse(4), mount(2), and the kernel's include/uapi/linux/fuse.h.
 #include <napi.h>
 #include <uv.h>
@@ -45,21 +46,6 @@ Napi::Value FuseUnmount(const Napi::CallbackInfo& info) {
   bool lazy = info[1].As<Napi::Boolean>();
   if (umount2(target.c_str(), lazy ? MNT_DETACH : 0) != 0) return FailWith(info, 2, errno, "umount2");
   return Napi::Boolean::New(info.Env(), true);
-}
-
-// fuseClone(fd, ctx) -> fd : another channel of the same connection, so that
-// several threads can each read requests (FUSE_DEV_IOC_CLONE).
-Napi::Value FuseClone(const Napi::CallbackInfo& info) {
-  if (!RequireInt(info, 0, "fd")) return info.Env().Undefined();
-  uint32_t src = info[0].As<Napi::Number>().Uint32Value();
-  int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
-  if (fd < 0) return FailWith(info, 1, errno, "open");
-  if (ioctl(fd, FUSE_DEV_IOC_CLONE, &src) != 0) {
-    int err = errno;
-    close(fd);
-    return FailWith(info, 1, err, "ioctl");
-  }
-  return Napi::Number::New(info.Env(), fd);
 }
 
 // fuseBackingOpen(devFd, fileFd, ctx) -> backing id for FOPEN_PASSTHROUGH
