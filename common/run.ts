@@ -4,9 +4,9 @@ import { execFile, spawn } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
 import { PjError, codes } from './errors.js';
 
-export function run(cmd: string, args: string[], opts: { allowFail?: boolean; input?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+export function run(cmd: string, args: string[], opts: { allowFail?: boolean } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = execFile(cmd, args, { maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+    execFile(cmd, args, { maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as NodeJS.ErrnoException).code === 'number' ? Number((err as NodeJS.ErrnoException).code) : 1) : 0;
       if (err && (err as NodeJS.ErrnoException).code === 'ENOENT') {
         return reject(new PjError(codes.CLUSTER, `'${cmd}' is not installed (run scripts/setup)`));
@@ -16,7 +16,6 @@ export function run(cmd: string, args: string[], opts: { allowFail?: boolean; in
       }
       resolve({ code, stdout, stderr });
     });
-    if (opts.input !== undefined) child.stdin?.end(opts.input);
   });
 }
 

@@ -3,7 +3,8 @@
 // layers record into it; the migrator's policy reads it.
 // A job is known here by its PID namespace (jobs get one each; processes of
 // the host itself share the host's), named by the command first seen in it.
-import { readFileSync, readlinkSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { namespaceOf } from '../common/process-ns.js';
 
 export interface LedgerRow {
   job: string;
@@ -32,11 +33,13 @@ export class TrafficLedger {
     const now = Date.now();
     const hit = this.#pidCache.get(pid);
     if (hit && now - hit.at < PID_CACHE_MS) return hit.job;
-    let job = 'unknown';
-    try {
-      job = `pidns:${/\[(\d+)\]/.exec(readlinkSync(`/proc/${pid}/ns/pid`))?.[1]}`;
-      if (!this.#commands.has(job)) this.#commands.set(job, readFileSync(`/proc/${pid}/comm`, 'utf8').trim());
-    } catch { /* the process is gone already */ }
+    const ns = namespaceOf(pid, 'pid');
+    const job = ns === undefined ? 'unknown' : `pidns:${ns}`;
+    if (ns !== undefined && !this.#commands.has(job)) {
+      try {
+        this.#commands.set(job, readFileSync(`/proc/${pid}/comm`, 'utf8').trim());
+      } catch { /* the process is gone already */ }
+    }
     if (this.#pidCache.size > 10_000) this.#pidCache.clear();
     this.#pidCache.set(pid, { job, at: now });
     return job;

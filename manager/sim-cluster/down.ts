@@ -2,8 +2,9 @@
 // mount namespaces, the network namespaces (their veths go with them). Works
 // from whatever is left (agents or etcd killed with SIGKILL, a half-made
 // cluster) and is safe to run twice.
-import { existsSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { namespaceOf } from '../../common/process-ns.js';
 import { run, sleep } from '../../common/run.js';
 import { processAlive } from './agents.js';
 import { paths, readClusterFile, type ClusterFile } from './layout.js';
@@ -25,11 +26,9 @@ function processesIn(netInodes: Set<number>, mntInodes: Set<number>): number[] {
   for (const entry of readdirSync('/proc')) {
     const pid = Number(entry);
     if (!Number.isInteger(pid) || pid === process.pid) continue;
-    try {
-      const net = /\[(\d+)\]/.exec(readlinkSync(`/proc/${pid}/ns/net`))?.[1];
-      const mnt = /\[(\d+)\]/.exec(readlinkSync(`/proc/${pid}/ns/mnt`))?.[1];
-      if (netInodes.has(Number(net)) || mntInodes.has(Number(mnt))) pids.push(pid);
-    } catch { /* gone meanwhile */ }
+    const net = namespaceOf(pid, 'net');
+    const mnt = namespaceOf(pid, 'mnt');
+    if ((net !== undefined && netInodes.has(net)) || (mnt !== undefined && mntInodes.has(mnt))) pids.push(pid);
   }
   return pids;
 }

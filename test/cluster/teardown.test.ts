@@ -1,7 +1,8 @@
 // `pj cluster down` leaves nothing behind: no namespace, mount, veth or
 // process, also after agents and etcd were killed with SIGKILL; twice is fine.
 import t from 'tap';
-import { readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { namespaceOf } from '../../common/process-ns.js';
 import { processAlive } from '../../manager/sim-cluster/agents.js';
 import { clusterNetns } from '../../manager/sim-cluster/down.js';
 import { paths } from '../../manager/sim-cluster/layout.js';
@@ -9,13 +10,8 @@ import { netnsPath } from '../../manager/sim-cluster/namespaces.js';
 import { netnsWithPrefix, startCluster } from '../helpers/cluster.js';
 
 function pidsInNamespaces(inodes: Set<number>): number[] {
-  return readdirSync('/proc').filter((p) => /^\d+$/.test(p)).map(Number).filter((pid) => {
-    try {
-      return ['net', 'mnt'].some((ns) => inodes.has(Number(/\[(\d+)\]/.exec(readlinkSync(`/proc/${pid}/ns/${ns}`))?.[1])));
-    } catch {
-      return false;
-    }
-  });
+  return readdirSync('/proc').filter((p) => /^\d+$/.test(p)).map(Number)
+    .filter((pid) => (['net', 'mnt'] as const).some((ns) => inodes.has(namespaceOf(pid, ns) ?? -1)));
 }
 
 t.test('down after kill -9 of an agent and of etcd removes everything', async (t) => {

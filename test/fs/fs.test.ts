@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { repoRoot } from '../../common/repo-root.js';
 import type { HostView } from '../../manager/cluster-state.js';
+import { nsenterFor } from '../../manager/sim-cluster/exec.js';
 import { paths } from '../../manager/sim-cluster/layout.js';
 import { startCluster, waitFor } from '../helpers/cluster.js';
 
@@ -93,7 +94,7 @@ t.test('local files go through kernel passthrough: reads never reach the agent',
 
 t.test('no path sent to the owner leaves its export, even while a directory is swapped for a symlink', async (t) => {
   await sh('h2', 'cd /srv/data && ln -sfn /etc abs-link && ln -sfn ../../.. rel-link && mkdir -p swap sub');
-  const swapper = spawn('nsenter', [`--net=/run/netns/${c.name}-h2`, `--mount=${paths(c.dir).mountNs('h2')}`, '--', 'sh', '-c',
+  const swapper = spawn('nsenter', [...nsenterFor(c.dir, 'h2'), 'sh', '-c',
     'cd /srv/data && end=$(($(date +%s)+4)); while [ $(date +%s) -lt $end ]; do rm -rf swap; mkdir swap; rmdir swap; ln -s /etc swap; rm swap; done'], { stdio: 'ignore' });
   const r = await c.helper('h1', 'fs-escape', ['10.66.0.12:7070', 'h2', paths(c.dir).secret, 'data', '3'], { timeoutMs: 60_000 });
   swapper.kill('SIGKILL');
@@ -182,7 +183,7 @@ t = time.time(); fcntl.lockf(f, fcntl.LOCK_EX, 10, 0); print('waited', time.time
 
 t.test('a device exported by h2 (a real pty) is a file on h1: writes, blocking reads, poll, and a blocked reader can be killed', async (t) => {
   t.equal((await sh('h1', 'cat /pj/h2/tty0')).code, 1, 'no device yet: an error, not a hang');
-  const pty = spawn('nsenter', [`--net=/run/netns/${c.name}-h2`, `--mount=${paths(c.dir).mountNs('h2')}`, '--',
+  const pty = spawn('nsenter', [...nsenterFor(c.dir, 'h2'),
     'socat', 'PTY,link=/srv/tty0,raw,echo=0', 'EXEC:tr a-z A-Z,pty,raw,echo=0'], { stdio: 'ignore' });
   t.teardown(() => { pty.kill('SIGKILL'); });
   await waitFor(async () => (await sh('h2', 'test -e /srv/tty0')).code === 0, 5000);
