@@ -8,6 +8,7 @@ import { register as doctor } from './commands/doctor.js';
 import { register as hosts } from './commands/hosts.js';
 import { register as ledger } from './commands/ledger.js';
 import { register as ping } from './commands/ping.js';
+import { register as status } from './commands/status.js';
 import { reportError } from './output.js';
 
 const program = new Command('pj')
@@ -15,7 +16,7 @@ const program = new Command('pj')
   .version(VERSION, '-V, --version')
   .showHelpAfterError()
   .exitOverride();
-for (const reg of [agent, cluster, hosts, ping, ledger, doctor]) reg(program);
+for (const reg of [agent, cluster, hosts, status, ping, ledger, doctor]) reg(program);
 
 program.parseAsync(process.argv).catch((e: { code?: string; exitCode?: number }) => {
   if (typeof e.code === 'string' && e.code.startsWith('commander.')) {

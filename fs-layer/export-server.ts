@@ -14,6 +14,14 @@ import type { Attr, StatfsInfo } from './protocol.js';
 
 export interface DirEntry { name: string; attr: Attr }
 export interface OpenResult { handle: number; attr: Attr }
+// Changes answer with the attributes they left behind (as NFS's post-op attributes do), so that the
+// client's attribute cache stays right without asking again: the file's, and its directory's.
+export interface Made { attr: Attr; dir: Attr }
+export interface Created extends OpenResult { dir: Attr }
+/** `ino`: what the name named, so that the client can forget that inode's cached attributes. */
+export interface Removed { dir: Attr; ino: number }
+export interface Renamed { fromDir: Attr; toDir: Attr }
+export interface Written { size: number; attr: Attr }
 /** A byte-range lock as FUSE describes it: `end` inclusive, LOCK_TO_EOF for "to the end". type: F_RDLCK 0, F_WRLCK 1, F_UNLCK 2. */
 export interface LockRange { type: number; start: number; end: number }
 export const LOCK_TO_EOF = Number.MAX_SAFE_INTEGER;
@@ -46,6 +54,7 @@ const OPEN_FLAGS = C.O_ACCMODE | C.O_CREAT | C.O_EXCL | C.O_NOCTTY | C.O_TRUNC |
   | C.O_DIRECT | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_NOATIME;
 const openFlags = (flags: number) => flags & OPEN_FLAGS;
 
+const statFd = (fd: number) => attrFromStats(fs.fstatSync(fd, { bigint: true }));
 const proc = (fd: number, name?: string) => (name === undefined ? `/proc/self/fd/${fd}` : `/proc/self/fd/${fd}/${name}`);
 
 class Export {
@@ -55,6 +64,13 @@ class Export {
   }
   writable(): void {
     if (this.info.readOnly) throw errnoError('EROFS', `export ${this.info.name} is read-only`);
+  }
+  /** Runs `fn` in `rel`'s parent (see inParent); answers with the directory's attributes after it. */
+  change(rel: string, fn: (dirfd: number, name: string) => void): Attr {
+    return this.inParent(rel, (d, n) => {
+      fn(d, n);
+      return statFd(d);
+    });
   }
   /** Runs `fn` with an O_PATH fd of `rel`'s parent directory and `rel`'s last name. */
   inParent<T>(rel: string, fn: (dirfd: number, name: string) => T): T {
@@ -71,10 +87,10 @@ class Export {
   }
   lstat(rel: string): Attr {
     const clean = cleanRel(rel);
-    if (clean === '') return attrFromStats(fs.fstatSync(this.root, { bigint: true }));
+    if (clean === '') return statFd(this.root);
     const fd = openBeneath(this.root, clean, C.O_PATH | C.O_NOFOLLOW);
     try {
-      return attrFromStats(fs.fstatSync(fd, { bigint: true }));
+      return statFd(fd);
     } finally {
       fs.closeSync(fd);
     }
@@ -104,7 +120,7 @@ export class ExportServer {
   }
   #register(fd: number, exp: Export): OpenResult {
     const handle = this.#nextHandle++;
-    const attr = attrFromStats(fs.fstatSync(fd, { bigint: true }));
+    const attr = statFd(fd);
     this.#handles.set(handle, { fd, exp, inode: `${exp.info.name}:${attr.ino}` });
     return { handle, attr };
   }
@@ -175,11 +191,12 @@ export class ExportServer {
   /** The real fd behind a handle, for local passthrough and fsync. */
   fd(handle: number): number { return this.#handle(handle).fd; }
 
-  create(exp: string, rel: string, flags: number, mode: number): OpenResult {
+  create(exp: string, rel: string, flags: number, mode: number): Created {
     const e = this.#exp(exp);
     e.writable();
-    const fd = openBeneath(e.root, cleanRel(rel), (openFlags(flags) & ~C.O_DIRECT) | C.O_CREAT | C.O_NOFOLLOW, mode & 0o7777);
-    return this.#register(fd, e);
+    let fd = -1;
+    const dir = e.change(rel, (d, n) => { fd = openBeneath(d, n, (openFlags(flags) & ~C.O_DIRECT) | C.O_CREAT | C.O_NOFOLLOW, mode & 0o7777); });
+    return { ...this.#register(fd, e), dir };
   }
 
   read(handle: number, offset: number, size: number): Buffer {
@@ -189,10 +206,11 @@ export class ExportServer {
     return n === size ? buf : buf.subarray(0, n);
   }
 
-  write(handle: number, offset: number, data: Buffer): number {
+  write(handle: number, offset: number, data: Buffer): Written {
     const { fd, exp } = this.#handle(handle);
     exp.writable();
-    return fs.writeSync(fd, data, 0, data.length, offset);
+    const size = fs.writeSync(fd, data, 0, data.length, offset);
+    return { size, attr: statFd(fd) };
   }
 
   /**
@@ -200,7 +218,7 @@ export class ExportServer {
    * joined first: one copy costs less than writev(2) over hundreds of small segments (measured:
    * 1.35 ms per MiB), and a segment count past IOV_MAX would fail.
    */
-  writePieces(handle: number, offset: number, pieces: Buffer[]): number {
+  writePieces(handle: number, offset: number, pieces: Buffer[]): Written {
     return this.write(handle, offset, pieces.length === 1 ? pieces[0] : Buffer.concat(pieces));
   }
 
@@ -223,40 +241,50 @@ export class ExportServer {
     }
   }
 
-  mkdir(exp: string, rel: string, mode: number): Attr {
+  mkdir(exp: string, rel: string, mode: number): Made {
     const e = this.#exp(exp);
     e.writable();
-    e.inParent(rel, (d, n) => fs.mkdirSync(proc(d, n), { mode }));
-    return e.lstat(rel);
+    const dir = e.change(rel, (d, n) => fs.mkdirSync(proc(d, n), { mode }));
+    return { attr: e.lstat(rel), dir };
   }
 
-  unlink(exp: string, rel: string): void {
-    const e = this.#exp(exp);
-    e.writable();
-    e.inParent(rel, (d, n) => fs.unlinkSync(proc(d, n)));
+  unlink(exp: string, rel: string): Removed {
+    return this.#remove(exp, rel, fs.unlinkSync);
   }
 
-  rmdir(exp: string, rel: string): void {
+  rmdir(exp: string, rel: string): Removed {
+    return this.#remove(exp, rel, fs.rmdirSync);
+  }
+
+  #remove(exp: string, rel: string, remove: (path: string) => void): Removed {
     const e = this.#exp(exp);
     e.writable();
-    e.inParent(rel, (d, n) => fs.rmdirSync(proc(d, n)));
+    let ino = 0;
+    const dir = e.change(rel, (d, n) => {
+      ino = Number(fs.lstatSync(proc(d, n), { bigint: true }).ino);
+      remove(proc(d, n));
+    });
+    return { dir, ino };
   }
 
   /** rename, with RENAME_NOREPLACE (1) and RENAME_EXCHANGE (2) as renameat2(2) has them. */
-  rename(exp: string, from: string, to: string, flags: number): void {
+  rename(exp: string, from: string, to: string, flags: number): Renamed {
     const e = this.#exp(exp);
     e.writable();
-    e.inParent(from, (d1, n1) => e.inParent(to, (d2, n2) => call((ctx) => loadBinding().renameat2(d1, n1, d2, n2, flags, ctx))));
+    return e.inParent(from, (d1, n1) => e.inParent(to, (d2, n2) => {
+      call((ctx) => loadBinding().renameat2(d1, n1, d2, n2, flags, ctx));
+      return { fromDir: statFd(d1), toDir: statFd(d2) };
+    }));
   }
 
   /** FIFOs, sockets and empty regular files; device nodes are refused (EPERM): an export is not a way to make them. */
-  mknod(exp: string, rel: string, mode: number, rdev: number): Attr {
+  mknod(exp: string, rel: string, mode: number, rdev: number): Made {
     const e = this.#exp(exp);
     e.writable();
     const type = mode & 0o170000;
     if (type !== 0o010000 && type !== 0o140000 && type !== 0o100000) throw errnoError('EPERM', 'device nodes cannot be made in an export');
-    e.inParent(rel, (d, n) => call((ctx) => loadBinding().mknodat(d, n, mode, rdev, ctx)));
-    return e.lstat(rel);
+    const dir = e.change(rel, (d, n) => call((ctx) => loadBinding().mknodat(d, n, mode, rdev, ctx)));
+    return { attr: e.lstat(rel), dir };
   }
 
   fallocate(handle: number, mode: number, offset: number, length: number): void {
@@ -302,22 +330,22 @@ export class ExportServer {
     this.#xattrPath(exp, rel, (p) => call((ctx) => loadBinding().removexattr(p, name, ctx)));
   }
 
-  symlink(exp: string, rel: string, target: string): Attr {
+  symlink(exp: string, rel: string, target: string): Made {
     const e = this.#exp(exp);
     e.writable();
-    e.inParent(rel, (d, n) => fs.symlinkSync(target, proc(d, n)));
-    return e.lstat(rel);
+    const dir = e.change(rel, (d, n) => fs.symlinkSync(target, proc(d, n)));
+    return { attr: e.lstat(rel), dir };
   }
 
   readlink(exp: string, rel: string): string {
     return this.#exp(exp).inParent(rel, (d, n) => fs.readlinkSync(proc(d, n)));
   }
 
-  link(exp: string, from: string, to: string): Attr {
+  link(exp: string, from: string, to: string): Made {
     const e = this.#exp(exp);
     e.writable();
-    e.inParent(from, (d1, n1) => e.inParent(to, (d2, n2) => fs.linkSync(proc(d1, n1), proc(d2, n2))));
-    return e.lstat(to);
+    const dir = e.inParent(from, (d1, n1) => e.change(to, (d2, n2) => fs.linkSync(proc(d1, n1), proc(d2, n2))));
+    return { attr: e.lstat(to), dir };
   }
 
   setattr(exp: string, rel: string, ch: AttrChanges, handle?: number): Attr {
@@ -335,7 +363,7 @@ export class ExportServer {
         const sec = (t: bigint | 'now' | undefined, keep: bigint) => (t === 'now' ? Date.now() / 1000 : Number(t ?? keep) / 1e9);
         fs.utimesSync(target, sec(ch.atimeNs, cur.atimeNs), sec(ch.mtimeNs, cur.mtimeNs));
       }
-      return attrFromStats(fs.statSync(target, { bigint: true }));
+      return statFd(own ?? this.#handle(handle!).fd);
     } finally {
       if (own !== undefined) fs.closeSync(own);
     }

@@ -7,7 +7,7 @@ import type { Log } from '../common/log.js';
 import type { HostView } from '../manager/cluster-state.js';
 import { call, loadBinding } from '../native/loader.js';
 import type { FsBackend } from './backend.js';
-import { LOCK_TO_EOF, type DirEntry, type LockRange } from './export-server.js';
+import { LOCK_TO_EOF, type DirEntry, type LockRange, type Made } from './export-server.js';
 import type { FuseRequest } from './fuse-session.js';
 import { InodeTable, type Node } from './inode-table.js';
 import { OpenFile } from './open-file.js';
@@ -22,6 +22,7 @@ const FUSE_LK_FLOCK = 1;
 /** Requests the kernel makes for its own bookkeeping, not on a program's behalf. */
 const NOT_TRAFFIC = new Set<number>([Op.FORGET, Op.BATCH_FORGET, Op.INTERRUPT, Op.DESTROY]);
 const RENAME_EXCHANGE = 2;
+const SECURITY_CAPABILITY = 'security.capability';
 
 export interface FilesystemOptions {
   self: string;
@@ -49,7 +50,7 @@ const FOPEN_NONSEEKABLE = 1 << 2;
 const FOPEN_STREAM = 1 << 4;
 
 export class PjFilesystem {
-  readonly nodes = new InodeTable();
+  readonly nodes: InodeTable;
   #o: FilesystemOptions;
   #files = new Map<bigint, OpenFile>();
   /** Directory listings taken at OPENDIR; entries inside an export carry their attributes (for READDIRPLUS). */
@@ -65,6 +66,7 @@ export class PjFilesystem {
 
   constructor(o: FilesystemOptions) {
     this.#o = o;
+    this.nodes = new InodeTable(o.self, o.attrTimeoutS * 1000);
   }
 
   /** Serves one request and records it, failed or not, in the ledger against the host that owns its node. */
@@ -104,28 +106,35 @@ export class PjFilesystem {
         return this.#made(this.nodes.get(h.nodeid), cStrings(body.subarray(8), 1)[0], (b, exp, rel) => b.mkdir(exp, rel, mode));
       }
       case Op.UNLINK: case Op.RMDIR: {
-        const { n, rel } = this.#child(this.nodes.get(h.nodeid), cStrings(body, 1)[0]);
+        const parent = this.nodes.get(h.nodeid);
+        const { n, rel } = this.#child(parent, cStrings(body, 1)[0]);
         const b = this.#o.backend(n.host);
-        await (h.opcode === Op.UNLINK ? b.unlink(n.exp, rel) : b.rmdir(n.exp, rel));
+        const r = await (h.opcode === Op.UNLINK ? b.unlink(n.exp, rel) : b.rmdir(n.exp, rel));
+        this.nodes.remember(parent, r.dir);
+        this.nodes.stale(this.nodes.byInode(n.host, n.exp, r.ino)); // its link count changed
         return [];
       }
       case Op.RENAME: case Op.RENAME2: {
         const newdir = body.readBigUInt64LE(0);
         const flags = h.opcode === Op.RENAME2 ? body.readUInt32LE(8) : 0;
         const [from, to] = cStrings(body.subarray(h.opcode === Op.RENAME2 ? 16 : 8), 2);
-        const a = this.#child(this.nodes.get(h.nodeid), from);
-        const b = this.#child(this.nodes.get(newdir), to);
+        const fromDir = this.nodes.get(h.nodeid);
+        const toDir = this.nodes.get(newdir);
+        const a = this.#child(fromDir, from);
+        const b = this.#child(toDir, to);
         if (a.n.host !== b.n.host || a.n.exp !== b.n.exp) throw errnoError('EXDEV');
-        await this.#o.backend(a.n.host).rename(a.n.exp, a.rel, b.rel, flags);
+        const r = await this.#o.backend(a.n.host).rename(a.n.exp, a.rel, b.rel, flags);
+        this.nodes.remember(fromDir, r.fromDir);
+        this.nodes.remember(toDir, r.toDir);
         this.nodes.moved(a.n.host, a.n.exp, a.rel, b.rel, (flags & RENAME_EXCHANGE) !== 0);
         return [];
       }
       case Op.LINK: {
         const old = this.#entry(body.readBigUInt64LE(0));
-        const { n, rel } = this.#child(this.nodes.get(h.nodeid), cStrings(body.subarray(8), 1)[0]);
-        if (old.host !== n.host || old.exp !== n.exp) throw errnoError('EXDEV');
-        const attr = await this.#o.backend(n.host).link(n.exp, old.rel, rel);
-        return [this.#reply(this.nodes.lookup('entry', n.host, n.exp, rel, attr.ino), attr)];
+        return this.#made(this.nodes.get(h.nodeid), cStrings(body.subarray(8), 1)[0], (b, exp, rel) => {
+          if (old.host !== b.host || old.exp !== exp) throw errnoError('EXDEV');
+          return b.link(exp, old.rel, rel);
+        });
       }
       case Op.OPEN: {
         const n = this.nodes.get(h.nodeid);
@@ -136,10 +145,13 @@ export class PjFilesystem {
       case Op.CREATE: {
         const flags = body.readUInt32LE(0);
         const mode = body.readUInt32LE(4) & ~body.readUInt32LE(8);
-        const { n, rel } = this.#child(this.nodes.get(h.nodeid), cStrings(body.subarray(16), 1)[0]);
+        const parent = this.nodes.get(h.nodeid);
+        const { n, rel } = this.#child(parent, cStrings(body.subarray(16), 1)[0]);
         const backend = this.#o.backend(n.host);
         const r = await backend.create(n.exp, rel, flags, mode);
+        this.nodes.remember(parent, r.dir);
         const node = this.nodes.lookup('entry', n.host, n.exp, rel, r.attr.ino);
+        this.nodes.absentXattr(node, SECURITY_CAPABILITY); // a new file has none
         return [this.#reply(node, r.attr), this.#opened(node, backend, r.handle, r.attr)];
       }
       case Op.READ: {
@@ -211,6 +223,7 @@ export class PjFilesystem {
         const f = this.#file(body.readBigUInt64LE(0));
         await f.drain();
         f.dropReadAhead();
+        this.nodes.stale(f.node);
         await f.backend.fallocate(f.handle, body.readUInt32LE(24), Number(body.readBigUInt64LE(8)), Number(body.readBigUInt64LE(16)));
         return [];
       }
@@ -228,6 +241,7 @@ export class PjFilesystem {
         await src.drain();
         await dst.drain();
         dst.dropReadAhead();
+        this.nodes.stale(dst.node);
         const n = await src.backend.copyFileRange(src.handle, Number(body.readBigUInt64LE(8)), dst.handle, Number(body.readBigUInt64LE(32)), Number(body.readBigUInt64LE(40)));
         const out = Buffer.alloc(8);
         out.writeUInt32LE(n, 0);
@@ -241,7 +255,12 @@ export class PjFilesystem {
         }
         const size = body.readUInt32LE(0);
         const b = this.#o.backend(n.host);
-        const { value } = h.opcode === Op.GETXATTR ? await b.getxattr(n.exp, n.rel, cStrings(body.subarray(8), 1)[0]) : await b.listxattr(n.exp, n.rel);
+        const name = h.opcode === Op.GETXATTR ? cStrings(body.subarray(8), 1)[0] : '';
+        if (name && this.nodes.xattrAbsent(n, name)) throw errnoError('ENODATA');
+        const { value } = await (name ? b.getxattr(n.exp, n.rel, name) : b.listxattr(n.exp, n.rel)).catch((e: NodeJS.ErrnoException) => {
+          if (e.code === 'ENODATA') this.nodes.absentXattr(n, name);
+          throw e;
+        });
         if (size === 0) { const out = Buffer.alloc(8); out.writeUInt32LE(value.length, 0); return [out]; }
         if (value.length > size) throw errnoError('ERANGE');
         return [value];
@@ -251,11 +270,13 @@ export class PjFilesystem {
         const size = body.readUInt32LE(0);
         const [name] = cStrings(body.subarray(8), 1);
         const valueAt = 8 + Buffer.byteLength(name) + 1;
+        this.#xattrsChanging(n);
         await this.#o.backend(n.host).setxattr(n.exp, n.rel, name, body.subarray(valueAt, valueAt + size), body.readUInt32LE(4));
         return [];
       }
       case Op.REMOVEXATTR: {
         const n = this.#entry(h.nodeid);
+        this.#xattrsChanging(n);
         await this.#o.backend(n.host).removexattr(n.exp, n.rel, cStrings(body, 1)[0]);
         return [];
       }
@@ -326,11 +347,21 @@ export class PjFilesystem {
     if (n.kind === 'root' || n.kind === 'host') return this.#dirAttr(n);
     if (n.kind === 'device') return { ...(await this.#o.backend(n.host).deviceStat(n.exp)), ino: Number(n.id) };
     await this.#drainNode(n);
-    return { ...(await this.#o.backend(n.host).lstat(n.exp, n.rel)), ino: Number(n.id) };
+    const attr = this.nodes.cached(n) ?? (await this.#o.backend(n.host).lstat(n.exp, n.rel));
+    this.nodes.remember(n, attr);
+    return { ...attr, ino: Number(n.id) };
   }
 
+  /** An entry reply; the attributes are remembered for the node. */
   #reply(n: Node, attr: Attr): Buffer {
+    this.nodes.remember(n, attr);
     return entryOut(n.id, { ...attr, ino: Number(n.id) }, this.#o.attrTimeoutS);
+  }
+
+  /** Before a change of extended attributes: they and the ctime are no longer known. */
+  #xattrsChanging(n: Node): void {
+    this.nodes.stale(n);
+    this.nodes.absentXattr(n);
   }
 
   async #lookup(parent: Node, name: string): Promise<Buffer[]> {
@@ -360,9 +391,10 @@ export class PjFilesystem {
     return [this.#reply(this.nodes.lookup('entry', n.host, n.exp, rel, attr.ino), attr)];
   }
 
-  async #made(parent: Node, name: string, make: (b: FsBackend, exp: string, rel: string) => Promise<Attr>): Promise<Buffer[]> {
+  async #made(parent: Node, name: string, make: (b: FsBackend, exp: string, rel: string) => Promise<Made>): Promise<Buffer[]> {
     const { n, rel } = this.#child(parent, name);
-    const attr = await make(this.#o.backend(n.host), n.exp, rel);
+    const { attr, dir } = await make(this.#o.backend(n.host), n.exp, rel);
+    this.nodes.remember(parent, dir);
     return [this.#reply(this.nodes.lookup('entry', n.host, n.exp, rel, attr.ino), attr)];
   }
 
@@ -383,6 +415,7 @@ export class PjFilesystem {
     await this.#drainNode(n);
     for (const open of this.#files.values()) if (open.node === n) open.dropReadAhead();
     const attr = await this.#o.backend(n.host).setattr(n.exp, n.rel, changes, f?.handle);
+    this.nodes.remember(n, attr);
     return { ...attr, ino: Number(n.id) };
   }
 
@@ -391,7 +424,7 @@ export class PjFilesystem {
     const backend = this.#o.backend(n.host);
     const { handle } = await backend.openDevice(n.exp, flags);
     const fh = this.#nextFh++;
-    this.#files.set(fh, new OpenFile(n, backend, handle, false, true));
+    this.#files.set(fh, new OpenFile({ node: n, backend, handle, device: true, nodes: this.nodes }));
     return [openOut(fh, FOPEN_DIRECT_IO | FOPEN_NONSEEKABLE | FOPEN_STREAM)];
   }
 
@@ -438,6 +471,7 @@ export class PjFilesystem {
     const version = `${attr.mtimeNs}:${attr.ctimeNs}:${attr.size}`;
     const keepCache = !backend.local && node.version === version;
     node.version = version;
+    this.nodes.remember(node, attr);
     const dev = this.#o.device();
     let backingId = 0;
     if (backend.local && dev.passthrough) {
@@ -452,7 +486,7 @@ export class PjFilesystem {
         this.#o.log.warn({ op: 'fuse-passthrough', path: node.rel, err: (e as Error).message }, 'passthrough unavailable; serving reads in the daemon');
       }
     }
-    this.#files.set(fh, new OpenFile(node, backend, handle, backingId !== 0, false));
+    this.#files.set(fh, new OpenFile({ node, backend, handle, passthrough: backingId !== 0, nodes: this.nodes }));
     return openOut(fh, (backingId ? FOPEN_PASSTHROUGH : 0) | (keepCache ? FOPEN_KEEP_CACHE : 0), backingId);
   }
 
@@ -515,6 +549,7 @@ export class PjFilesystem {
       if (withNode) {
         const { n, rel } = this.#child(d.dir, e.name);
         const node = this.nodes.lookup('entry', n.host, n.exp, rel, e.attr!.ino);
+        this.nodes.remember(node, e.attr!);
         entryOut(node.id, { ...e.attr!, ino: Number(node.id) }, this.#o.attrTimeoutS).copy(buf, 0);
       }
       out.push(buf);

@@ -3,7 +3,7 @@
 // (host, export, the owner's inode number) so that hard links share a node and
 // a rename keeps it. Each node remembers its last known path for path-based
 // operations on the owner. Nodes live while the kernel holds lookups on them.
-import { FUSE_ROOT_ID } from './protocol.js';
+import { FUSE_ROOT_ID, type Attr } from './protocol.js';
 
 /** `device`: an exported character device, shown as a file; its `exp` is the device's name. */
 export type NodeKind = 'root' | 'host' | 'export' | 'entry' | 'device';
@@ -20,15 +20,26 @@ export interface Node {
   version?: string;
   /** Passthrough backing file shared by every open of this node (one id per inode). */
   backing?: { id: number; refs: number };
+  /** The owner's last word on the attributes, and until when (ms) it is trusted. */
+  attr?: Attr;
+  attrUntil?: number;
+  /** Extended attributes the owner said are absent, and until when (ms): the kernel asks for security.capability before every write. */
+  absentXattrs?: Map<string, number>;
 }
 
+/**
+ * The owner's answers about remote nodes (attributes, absent xattrs) are kept for the attribute
+ * timeout, as the kernel keeps them: the kernel drops its copy after each change it makes (a write,
+ * a create in a directory), and the owner's post-op attributes answer its next GETATTR without a
+ * round trip. Nodes of this host are never cached: passthrough changes them unseen.
+ */
 export class InodeTable {
   #byId = new Map<bigint, Node>();
   #byKey = new Map<string, Node>();
   #next = BigInt(FUSE_ROOT_ID) + 1n;
   readonly root: Node;
 
-  constructor() {
+  constructor(readonly self: string, readonly ttlMs: number) {
     this.root = { id: BigInt(FUSE_ROOT_ID), key: '/', kind: 'root', host: '', exp: '', rel: '', lookups: 1 };
     this.#byId.set(this.root.id, this.root);
   }
@@ -58,6 +69,37 @@ export class InodeTable {
     return n;
   }
 
+  /** The node of an owner's inode, if the kernel knows it. */
+  byInode(host: string, exp: string, ownerIno: number): Node | undefined {
+    return this.#byKey.get(`f/${host}/${exp}/${ownerIno}`);
+  }
+
+  remember(n: Node | undefined, attr: Attr): void {
+    if (!n || n.host === this.self || n.kind === 'root' || n.kind === 'host') return;
+    n.attr = attr;
+    n.attrUntil = Date.now() + this.ttlMs;
+  }
+
+  /** The attributes the owner gave within the timeout, if any. */
+  cached(n: Node): Attr | undefined {
+    return n.attr && (n.attrUntil ?? 0) > Date.now() ? n.attr : undefined;
+  }
+
+  /** The node changed in a way whose result we were not told. */
+  stale(n: Node | undefined): void {
+    if (n) n.attrUntil = 0;
+  }
+
+  xattrAbsent(n: Node, name: string): boolean {
+    return (n.absentXattrs?.get(name) ?? 0) > Date.now();
+  }
+
+  /** `name` undefined: the node's extended attributes changed, forget what was absent. */
+  absentXattr(n: Node, name?: string): void {
+    if (name === undefined) n.absentXattrs = undefined;
+    else if (n.host !== this.self) (n.absentXattrs ??= new Map()).set(name, Date.now() + this.ttlMs);
+  }
+
   forget(id: bigint, count: number): void {
     const n = this.#byId.get(id);
     if (!n || n.kind === 'root') return;
@@ -72,6 +114,7 @@ export class InodeTable {
     const under = (rel: string, dir: string) => rel === dir || rel.startsWith(dir + '/');
     for (const n of this.#byId.values()) {
       if (n.kind !== 'entry' || n.host !== host || n.exp !== exp) continue;
+      if (n.rel === from || (exchange && n.rel === to)) this.stale(n); // a rename changes the ctime
       if (under(n.rel, from)) n.rel = to + n.rel.slice(from.length);
       else if (exchange && under(n.rel, to)) n.rel = from + n.rel.slice(to.length);
     }

@@ -3,7 +3,7 @@
 // sent behind (answered to the kernel at once, all on the owner before close
 // or fsync returns; a failure surfaces at the next write, flush or fsync, as on NFS).
 import type { FsBackend } from './backend.js';
-import type { Node } from './inode-table.js';
+import type { InodeTable, Node } from './inode-table.js';
 
 /** Remote writes a file may have in flight before a WRITE waits. */
 const WRITE_BEHIND = 8;
@@ -30,15 +30,24 @@ export class OpenFile {
   #ahead = new Map<number, { size: number; data: Promise<Buffer[]> }>();
   #nextOffset = 0;
 
-  constructor(
-    readonly node: Node,
-    readonly backend: FsBackend,
-    /** The owner's handle. */
-    readonly handle: number,
-    readonly passthrough: boolean,
-    /** An exported device: reads wait for data; nothing is cached or written behind. */
-    readonly device: boolean,
-  ) {}
+  readonly node: Node;
+  readonly backend: FsBackend;
+  /** The owner's handle. */
+  readonly handle: number;
+  readonly passthrough: boolean;
+  /** An exported device: reads wait for data; nothing is cached or written behind. */
+  readonly device: boolean;
+  /** Where a write's post-op attributes go. */
+  readonly #nodes: InodeTable;
+
+  constructor(o: { node: Node; backend: FsBackend; handle: number; passthrough?: boolean; device?: boolean; nodes: InodeTable }) {
+    this.node = o.node;
+    this.backend = o.backend;
+    this.handle = o.handle;
+    this.passthrough = o.passthrough ?? false;
+    this.device = o.device ?? false;
+    this.#nodes = o.nodes;
+  }
 
   get writing(): boolean { return this.#writes.size > 0; }
 
@@ -60,12 +69,13 @@ export class OpenFile {
 
   /** A write: local ones at once, remote ones sent behind. Resolves with the bytes accepted. */
   async write(offset: number, data: Buffer): Promise<number> {
-    if (this.backend.local) return this.backend.write(this.handle, offset, data);
+    if (this.backend.local) return (await this.backend.write(this.handle, offset, data)).size;
     if (this.#writeError) await this.drain();
     this.#ahead.clear();
+    this.#nodes.stale(this.node); // until the owner's answer says what the file is now
     while (this.#writes.size >= WRITE_BEHIND) await Promise.race(this.#writes);
     const p: Promise<void> = this.backend.write(this.handle, offset, data).then(
-      () => { this.#writes.delete(p); },
+      (r) => { this.#writes.delete(p); if (!this.#writes.size) this.#nodes.remember(this.node, r.attr); },
       (e: Error) => { this.#writes.delete(p); this.#writeError ??= e; },
     );
     this.#writes.add(p);

@@ -100,7 +100,7 @@ async function serveControl(req: ControlRequest, { state, mesh, record, ledger }
   const a = req.args ?? {};
   switch (req.op) {
     case 'status':
-      return { ...record, uptimeS: Math.round(process.uptime()) };
+      return { ...record, uptimeS: Math.round(process.uptime()), calls: mesh.callCounts() };
     case 'hosts':
       return state.hosts();
     case 'ledger':

@@ -31,6 +31,8 @@ export class Mesh {
   #inbound = new Set<PeerConnection>();
   #server: net.Server | undefined;
   #peerGone: Array<(host: string) => void> = [];
+  /** Calls made, by "host method" (`pj status`): what the caches spare shows here. */
+  #calls = new Map<string, number>();
 
   constructor(opts: MeshOptions) {
     this.#opts = { handshakeTimeoutMs: 3000, ...opts };
@@ -57,13 +59,28 @@ export class Mesh {
   /** An RPC; bulk bytes go in `attachment` (the handler sees ctx.attachment), uncopied. */
   async call(host: string, method: string, args: unknown, timeoutMs = DEFAULT_RPC_TIMEOUT_MS, attachment?: Buffer): Promise<unknown> {
     const deadline = Date.now() + timeoutMs;
+    this.#count(host, method);
     const conn = await this.#connection(host, timeoutMs);
     return conn.call(method, args, Math.max(1, deadline - Date.now()), timeoutMs, attachment);
   }
 
   async upload(host: string, method: string, args: unknown, source: AsyncIterable<Buffer>, timeoutMs = DEFAULT_RPC_TIMEOUT_MS): Promise<unknown> {
+    this.#count(host, method);
     const conn = await this.#connection(host, timeoutMs);
     return conn.upload(method, args, source, timeoutMs);
+  }
+
+  #count(host: string, method: string): void {
+    const key = `${host} ${method}`;
+    this.#calls.set(key, (this.#calls.get(key) ?? 0) + 1);
+  }
+
+  /** How many calls this manager made to each host, per method. */
+  callCounts(): Array<{ host: string; method: string; calls: number }> {
+    return [...this.#calls].map(([key, calls]) => {
+      const [host, method] = key.split(' ');
+      return { host, method, calls };
+    });
   }
 
   async close(): Promise<void> {

@@ -252,3 +252,31 @@ t.test('a missing remote name is remembered for the attribute timeout, then seen
   const seenMs = await waitFor(async () => (await sh('h1', 'test -e /pj/h2/data/not-yet')).code === 0, 3000, 50);
   t.ok(seenMs <= 1500, `a name created on the owner is seen on h1 within the 1 s timeout (${seenMs} ms)`);
 });
+
+t.test("changes answer with the owner's attributes: a stat after create and write is right and costs no round trip", async (t) => {
+  const fsCalls = async () => (JSON.parse((await c.pj(['status', '--json', '--host', 'h1'])).stdout) as { calls: Array<{ host: string; method: string; calls: number }> })
+    .calls.filter((x) => x.host === 'h2' && x.method === 'fs').reduce((n, x) => n + x.calls, 0);
+  const files = 50;
+  const statAll = (dir: string, write: boolean) => `import json, os
+d = '${dir}'
+out = []
+for i in range(${files}):
+    p = os.path.join(d, f'f{i}')
+    if ${write ? 'True' : 'False'}:
+        with open(p, 'wb') as f: f.write(b'x' * i)
+    s = os.stat(p)
+    out.append([s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_nlink])
+s = os.stat(d)
+out.append([s.st_mtime_ns, s.st_ctime_ns, s.st_nlink])
+print(json.dumps(out))`;
+  await sh('h2', 'mkdir -p /srv/data/postop');
+  await sh('h1', 'ls /pj/h2/data/postop');
+  const before = await fsCalls();
+  const seen = await c.exec('h1', ['python3', '-c', statAll('/pj/h2/data/postop', true)]);
+  t.equal(seen.code, 0, seen.stderr);
+  const calls = (await fsCalls()) - before;
+  const truth = await c.exec('h2', ['python3', '-c', statAll('/srv/data/postop', false)]);
+  t.same(JSON.parse(seen.stdout), JSON.parse(truth.stdout), 'sizes, times and link counts seen on h1 are those on the owner');
+  // lookup, create, write, release per file; the stats of the file and its directory are answered here.
+  t.ok(calls <= files * 4 + 5, `${files} create+write+stat cost ${calls} calls to h2 (${(calls / files).toFixed(1)} per file)`);
+});
