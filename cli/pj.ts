@@ -3,6 +3,7 @@
 import { Command } from 'commander';
 import { VERSION } from '../common/version.js';
 import { register as agent } from './commands/agent.js';
+import { register as cache } from './commands/cache.js';
 import { register as cluster } from './commands/cluster.js';
 import { register as doctor } from './commands/doctor.js';
 import { register as hosts } from './commands/hosts.js';
@@ -16,7 +17,7 @@ const program = new Command('pj')
   .version(VERSION, '-V, --version')
   .showHelpAfterError()
   .exitOverride();
-for (const reg of [agent, cluster, hosts, status, ping, ledger, doctor]) reg(program);
+for (const reg of [agent, cluster, hosts, status, cache, ping, ledger, doctor]) reg(program);
 
 program.parseAsync(process.argv).catch((e: { code?: string; exitCode?: number }) => {
   if (typeof e.code === 'string' && e.code.startsWith('commander.')) {

@@ -7,6 +7,7 @@ import type { Log } from '../common/log.js';
 import type { HostView } from '../manager/cluster-state.js';
 import { call, loadBinding } from '../native/loader.js';
 import type { FsBackend } from './backend.js';
+import type { DataCache } from './data-cache.js';
 import { LOCK_TO_EOF, type DirEntry, type LockRange, type Made } from './export-server.js';
 import type { FuseRequest } from './fuse-session.js';
 import { InodeTable, type Node } from './inode-table.js';
@@ -36,6 +37,8 @@ export interface FilesystemOptions {
   /** Sends an unsolicited notification to the kernel (FUSE_NOTIFY_POLL). */
   notify: (code: number, body: Buffer) => void;
   attrTimeoutS: number;
+  /** Remote file data kept by this agent. */
+  cache: DataCache;
   log: Log;
   ledger: TrafficLedger;
 }
@@ -222,7 +225,7 @@ export class PjFilesystem {
       case Op.FALLOCATE: {
         const f = this.#file(body.readBigUInt64LE(0));
         await f.drain();
-        f.dropReadAhead();
+        f.changed();
         this.nodes.stale(f.node);
         await f.backend.fallocate(f.handle, body.readUInt32LE(24), Number(body.readBigUInt64LE(8)), Number(body.readBigUInt64LE(16)));
         return [];
@@ -240,7 +243,7 @@ export class PjFilesystem {
         if (src.backend !== dst.backend) throw errnoError('EXDEV'); // the kernel then copies through read and write
         await src.drain();
         await dst.drain();
-        dst.dropReadAhead();
+        dst.changed();
         this.nodes.stale(dst.node);
         const n = await src.backend.copyFileRange(src.handle, Number(body.readBigUInt64LE(8)), dst.handle, Number(body.readBigUInt64LE(32)), Number(body.readBigUInt64LE(40)));
         const out = Buffer.alloc(8);
@@ -413,7 +416,7 @@ export class PjFilesystem {
     };
     const f = valid & FATTR.FH ? this.#files.get(b.readBigUInt64LE(8)) : undefined;
     await this.#drainNode(n);
-    for (const open of this.#files.values()) if (open.node === n) open.dropReadAhead();
+    if (valid & FATTR.SIZE) this.#o.cache.changed(n);
     const attr = await this.#o.backend(n.host).setattr(n.exp, n.rel, changes, f?.handle);
     this.nodes.remember(n, attr);
     return { ...attr, ino: Number(n.id) };
@@ -424,7 +427,7 @@ export class PjFilesystem {
     const backend = this.#o.backend(n.host);
     const { handle } = await backend.openDevice(n.exp, flags);
     const fh = this.#nextFh++;
-    this.#files.set(fh, new OpenFile({ node: n, backend, handle, device: true, nodes: this.nodes }));
+    this.#files.set(fh, new OpenFile({ node: n, backend, handle, device: true, nodes: this.nodes, cache: this.#o.cache }));
     return [openOut(fh, FOPEN_DIRECT_IO | FOPEN_NONSEEKABLE | FOPEN_STREAM)];
   }
 
@@ -486,7 +489,7 @@ export class PjFilesystem {
         this.#o.log.warn({ op: 'fuse-passthrough', path: node.rel, err: (e as Error).message }, 'passthrough unavailable; serving reads in the daemon');
       }
     }
-    this.#files.set(fh, new OpenFile({ node, backend, handle, passthrough: backingId !== 0, nodes: this.nodes }));
+    this.#files.set(fh, new OpenFile({ node, backend, handle, passthrough: backingId !== 0, nodes: this.nodes, cache: this.#o.cache }));
     return openOut(fh, (backingId ? FOPEN_PASSTHROUGH : 0) | (keepCache ? FOPEN_KEEP_CACHE : 0), backingId);
   }
 

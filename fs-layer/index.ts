@@ -5,6 +5,7 @@ import type { ExportInfo, HostView } from '../manager/cluster-state.js';
 import type { Mesh } from '../manager/mesh/mesh.js';
 import type { TrafficLedger } from '../migrator/index.js';
 import { localBackend, remoteBackend, serveExports, type FsBackend } from './backend.js';
+import { DataCache } from './data-cache.js';
 import { DeviceServer } from './device-server.js';
 import { ExportServer } from './export-server.js';
 import { PjFilesystem } from './filesystem.js';
@@ -19,6 +20,8 @@ export interface FsLayerOptions {
   log: Log;
   rpcTimeoutMs?: number;
   attrTimeoutS?: number;
+  /** The byte limit of this agent's cache of remote file data (0: none). */
+  dataCacheBytes?: number;
   ledger: TrafficLedger;
 }
 
@@ -26,10 +29,12 @@ export interface FsLayer {
   /** Whether local files are opened with kernel passthrough. */
   readonly passthrough: boolean;
   readonly mounted: boolean;
+  readonly cache: DataCache;
   stop(): Promise<void>;
 }
 
 const HOSTS_CACHE_MS = 1000;
+export const DEFAULT_DATA_CACHE_BYTES = 256 << 20;
 
 export async function startFsLayer(o: FsLayerOptions): Promise<FsLayer> {
   const server = new ExportServer(o.exports);
@@ -50,8 +55,9 @@ export async function startFsLayer(o: FsLayerOptions): Promise<FsLayer> {
     return cached.hosts;
   };
   let session: FuseSession | undefined;
+  const cache = new DataCache(o.dataCacheBytes ?? DEFAULT_DATA_CACHE_BYTES);
   const fs = new PjFilesystem({
-    self: o.self, hosts, backend, log: o.log, attrTimeoutS: o.attrTimeoutS ?? 1,
+    self: o.self, hosts, backend, log: o.log, attrTimeoutS: o.attrTimeoutS ?? 1, cache,
     notify: (code, body) => session?.notify(code, body),
     ledger: o.ledger,
     device: () => ({ fd: session?.devFd ?? -1, passthrough: session?.info.passthrough ?? false }),
@@ -65,6 +71,7 @@ export async function startFsLayer(o: FsLayerOptions): Promise<FsLayer> {
   return {
     get passthrough() { return session?.info.passthrough ?? false; },
     get mounted() { return session !== undefined; },
+    cache,
     async stop() {
       await session?.unmount();
       server.close();

@@ -12,6 +12,7 @@ import { Mesh } from './mesh/mesh.js';
 import { pingPeer, registerDiagnosticMethods, streamToPeer } from './mesh-diagnostics.js';
 import { readSecretFile } from './secret.js';
 import { startFsLayer } from '../fs-layer/index.js';
+import type { DataCache } from '../fs-layer/data-cache.js';
 import { TrafficLedger } from '../migrator/index.js';
 
 export interface AgentOptions {
@@ -27,6 +28,8 @@ export interface AgentOptions {
   attrTimeoutS: number;
   /** The deadline of every /pj RPC to another host. */
   rpcTimeoutMs: number;
+  /** The byte limit of the cache of remote file data. */
+  dataCacheBytes?: number;
 }
 
 export interface RunningAgent { stop(): Promise<void> }
@@ -71,12 +74,12 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
   };
   const ledger = new TrafficLedger();
   const fsLayer = await startFsLayer({ self: opts.host, mount: opts.mount, exports: opts.exports, mesh, hosts: () => state.hosts(), log, ledger,
-    attrTimeoutS: opts.attrTimeoutS, rpcTimeoutMs: opts.rpcTimeoutMs });
+    attrTimeoutS: opts.attrTimeoutS, rpcTimeoutMs: opts.rpcTimeoutMs, dataCacheBytes: opts.dataCacheBytes });
   record.capabilities.fuse = fsLayer.mounted;
   record.capabilities.passthrough = fsLayer.passthrough;
   await state.register(record);
 
-  const control = new ControlServer(opts.controlSocket, (req) => serveControl(req, { state, mesh, record, ledger }), log);
+  const control = new ControlServer(opts.controlSocket, (req) => serveControl(req, { state, mesh, record, ledger, cache: fsLayer.cache }), log);
   await control.listen();
   log.info({ op: 'agent-start', address: `${record.address}:${record.port}`, exports: opts.exports.map((e) => e.name), pid: process.pid }, 'agent up');
 
@@ -92,11 +95,11 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
   };
 }
 
-interface AgentParts { state: ClusterState; mesh: Mesh; record: HostRecord; ledger: TrafficLedger }
+interface AgentParts { state: ClusterState; mesh: Mesh; record: HostRecord; ledger: TrafficLedger; cache: DataCache }
 
 const num = (v: unknown, dflt: number): number => (typeof v === 'number' && Number.isFinite(v) ? v : dflt);
 
-async function serveControl(req: ControlRequest, { state, mesh, record, ledger }: AgentParts): Promise<unknown> {
+async function serveControl(req: ControlRequest, { state, mesh, record, ledger, cache }: AgentParts): Promise<unknown> {
   const a = req.args ?? {};
   switch (req.op) {
     case 'status':
@@ -105,6 +108,9 @@ async function serveControl(req: ControlRequest, { state, mesh, record, ledger }
       return state.hosts();
     case 'ledger':
       return ledger.snapshot();
+    case 'cache':
+      if (a.drop === true) cache.drop();
+      return cache.stats();
     case 'ping': {
       const host = String(a.host ?? '');
       return pingPeer(mesh, host, num(a.count, 1), num(a.size, 0), num(a.timeoutMs, 5000));

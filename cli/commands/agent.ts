@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { PjError, codes } from '../../common/errors.js';
 import type { ExportInfo } from '../../manager/cluster-state.js';
 import { runAgent } from '../../manager/agent.js';
+import { DEFAULT_DATA_CACHE_BYTES } from '../../fs-layer/index.js';
 import { parseExportSpec } from '../../manager/exports.js';
 import { action, reportError } from '../output.js';
 
@@ -35,6 +36,7 @@ export function register(program: Command): void {
     .option('--control-socket <path>', 'the CLI\'s socket', '/run/pj/agent.sock')
     .option('--attr-timeout <seconds>', 'how long the kernel trusts /pj names and attributes', parseFloat, 1)
     .option('--rpc-timeout <ms>', 'deadline of each /pj request to another host', (v) => parseInt(v, 10), 5000)
+    .option('--data-cache-mib <n>', 'memory for remote file data kept by this agent (0: none)', parseFloat, DEFAULT_DATA_CACHE_BYTES / (1 << 20))
     .action(action(async (o) => {
       const exports: ExportInfo[] = [
         ...(o.export as string[]).map((s) => parseExportSpec(s, 'dir')),
@@ -44,6 +46,7 @@ export function register(program: Command): void {
         host: o.host, listen: parseListen(o.listen), etcd: o.etcd, secretFile: o.secretFile,
         stateDir: o.stateDir, exports, mount: o.mount, controlSocket: o.controlSocket,
         attrTimeoutS: checkedNumber('--attr-timeout', o.attrTimeout, 0, 3600), rpcTimeoutMs: checkedNumber('--rpc-timeout', o.rpcTimeout, 1, 3_600_000),
+        dataCacheBytes: Math.round(checkedNumber('--data-cache-mib', o.dataCacheMib, 0, 1 << 20) * (1 << 20)),
       });
       let stopping = false;
       const stop = () => {

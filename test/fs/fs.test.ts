@@ -280,3 +280,34 @@ print(json.dumps(out))`;
   // lookup, create, write, release per file; the stats of the file and its directory are answered here.
   t.ok(calls <= files * 4 + 5, `${files} create+write+stat cost ${calls} calls to h2 (${(calls / files).toFixed(1)} per file)`);
 });
+
+t.test("the agent's data cache serves reads the kernel does not keep (O_DIRECT), never past a change", async (t) => {
+  const fsCalls = async () => (JSON.parse((await c.pj(['status', '--json', '--host', 'h1'])).stdout) as { calls: Array<{ host: string; method: string; calls: number }> })
+    .calls.filter((x) => x.host === 'h2' && x.method === 'fs').reduce((n, x) => n + x.calls, 0);
+  const directRead = `import hashlib, mmap, os
+fd = os.open('/pj/h2/data/direct', os.O_RDONLY | os.O_DIRECT)
+buf = mmap.mmap(-1, 1 << 20)
+h = hashlib.md5()
+while True:
+    n = os.readv(fd, [buf])
+    if n == 0: break
+    h.update(buf[:n])
+os.close(fd)
+print(h.hexdigest())`;
+  await sh('h2', 'head -c 8388608 /dev/urandom > /srv/data/direct');
+  const sum = async () => (await sh('h2', 'md5sum < /srv/data/direct')).stdout.split(' ')[0];
+  const read = async () => (await c.exec('h1', ['python3', '-c', directRead])).stdout.trim();
+  t.equal((await c.pj(['cache', 'drop', '--host', 'h1'])).code, 0);
+  t.equal(await read(), await sum(), 'first O_DIRECT pass: the owner\'s bytes');
+  const before = await fsCalls();
+  t.equal(await read(), await sum(), 'second pass: the same bytes');
+  const calls = (await fsCalls()) - before;
+  t.ok(calls <= 4, `the second pass of 8 MiB cost ${calls} calls to h2 (open, release, no reads)`);
+  const stats = JSON.parse((await c.pj(['cache', '--json', '--host', 'h1'])).stdout) as { hits: number; bytes: number };
+  t.ok(stats.hits >= 8 && stats.bytes >= 8 << 20, `pj cache: ${stats.hits} hits, ${stats.bytes} bytes kept`);
+  await sh('h2', 'printf CHANGED | dd of=/srv/data/direct conv=notrunc status=none');
+  t.equal(await read(), await sum(), "after the owner's change, the next open reads the new bytes");
+  await sh('h1', 'printf AGAIN | dd of=/pj/h2/data/direct bs=1 seek=4096 conv=notrunc status=none');
+  t.equal(await read(), await sum(), 'after a change through this host too');
+  t.equal(JSON.parse((await c.pj(['cache', 'drop', '--json', '--host', 'h1'])).stdout).blocks, 0, 'pj cache drop empties it');
+});
