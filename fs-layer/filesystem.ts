@@ -99,7 +99,7 @@ export class PjFilesystem {
       }
       case Op.GETATTR: return [attrOut(await this.#attr(this.nodes.get(h.nodeid)), this.#o.attrTimeoutS)];
       case Op.SETATTR: return [attrOut(await this.#setattr(this.nodes.get(h.nodeid), body), this.#o.attrTimeoutS)];
-      case Op.READLINK: { const n = this.#entry(h.nodeid); return [Buffer.from(await this.#o.backend(n.host).readlink(n.exp, n.rel))]; }
+      case Op.READLINK: { const n = this.#entry(h.nodeid, 'EINVAL'); return [Buffer.from(await this.#o.backend(n.host).readlink(n.exp, n.rel))]; }
       case Op.SYMLINK: {
         const [name, target] = cStrings(body, 2);
         return this.#made(this.nodes.get(h.nodeid), name, (b, exp, rel) => b.symlink(exp, rel, target));
@@ -133,7 +133,7 @@ export class PjFilesystem {
         return [];
       }
       case Op.LINK: {
-        const old = this.#entry(body.readBigUInt64LE(0));
+        const old = this.#entry(body.readBigUInt64LE(0), 'EPERM');
         return this.#made(this.nodes.get(h.nodeid), cStrings(body.subarray(8), 1)[0], (b, exp, rel) => {
           if (old.host !== b.host || old.exp !== exp) throw errnoError('EXDEV');
           return b.link(exp, old.rel, rel);
@@ -269,7 +269,7 @@ export class PjFilesystem {
         return [value];
       }
       case Op.SETXATTR: {
-        const n = this.#entry(h.nodeid);
+        const n = this.#entry(h.nodeid, 'EPERM');
         const size = body.readUInt32LE(0);
         const [name] = cStrings(body.subarray(8), 1);
         const valueAt = 8 + Buffer.byteLength(name) + 1;
@@ -278,7 +278,7 @@ export class PjFilesystem {
         return [];
       }
       case Op.REMOVEXATTR: {
-        const n = this.#entry(h.nodeid);
+        const n = this.#entry(h.nodeid, 'EPERM');
         this.#xattrsChanging(n);
         await this.#o.backend(n.host).removexattr(n.exp, n.rel, cStrings(body, 1)[0]);
         return [];
@@ -325,9 +325,10 @@ export class PjFilesystem {
     }
   }
 
-  #entry(id: bigint): Node {
+  /** A node inside an export; `fixedLevel` is the answer for /pj and /pj/<host> (directories nobody can change). */
+  #entry(id: bigint, fixedLevel = 'EISDIR'): Node {
     const n = this.nodes.get(id);
-    if (n.kind !== 'entry' && n.kind !== 'export') throw errnoError(n.kind === 'root' || n.kind === 'host' ? 'EISDIR' : 'EINVAL');
+    if (n.kind !== 'entry' && n.kind !== 'export') throw errnoError(n.kind === 'root' || n.kind === 'host' ? fixedLevel : 'EINVAL');
     return n;
   }
 

@@ -24,6 +24,9 @@ t.test('every host mounts /pj with passthrough; /pj lists hosts and exports', as
   t.equal((await sh('h1', 'ls /pj')).stdout, 'h1\nh2\n');
   t.equal((await sh('h1', 'ls /pj/h2')).stdout, 'data\npub\n');
   t.equal((await sh('h1', 'mkdir /pj/h3')).code, 1, 'the host level is fixed');
+  t.equal((await sh('h1', `python3 -c "import os
+try: os.setxattr('/pj/h2', 'user.x', b'1')
+except OSError as e: print(e.strerror)"`)).stdout, 'Operation not permitted\n', 'the fixed levels refuse extended attributes with EPERM');
   const doctor = JSON.parse((await c.pj(['doctor', '--json', '--host', 'h2'])).stdout) as Array<{ name: string; status: string; detail: string }>;
   t.same(doctor.find((d) => d.name === 'pj-mount'), { name: 'pj-mount', status: 'ok', detail: 'agent h2: local files use kernel passthrough' }, 'pj doctor says which path local files take');
 });
