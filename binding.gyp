@@ -13,5 +13,10 @@
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
     "defines": ["NAPI_VERSION=9", "NAPI_DISABLE_CPP_EXCEPTIONS"],
     "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra"]
+  }, {
+    "target_name": "pj-init",
+    "type": "executable",
+    "sources": ["native/init/pj-init.c"],
+    "cflags": ["-O2", "-Wall", "-Wextra"]
   }]
 }

@@ -1,13 +1,24 @@
 #!/usr/bin/env node
-// `pj-mv <pid|job> <host>`: moves a running job. The migrator arrives with the
-// jobs issue; until then this says so plainly instead of pretending.
+// `pj-mv <pid|job> <host> [--json]`: moves the job a process belongs to (a pid as
+// this caller sees it), or a job by id or name, to another host.
 import { PjError, codes } from '../common/errors.js';
-import { reportError } from './output.js';
+import { namespaceOf } from '../common/process-ns.js';
+import type { JobRecord } from '../migrator/index.js';
+import { askAgent } from './agent-socket.js';
+import { moveJob } from './commands/mv.js';
+import { action } from './output.js';
 
-const [target, host] = process.argv.slice(2);
-if (!target || !host) {
-  process.stderr.write('usage: pj-mv <pid|job> <host>\n');
-  process.exitCode = 2;
-} else {
-  reportError(new PjError(codes.NOT_IMPLEMENTED, `cannot move ${target} to ${host}: job migration is not built yet (jobs and pj run come first)`));
-}
+const args = process.argv.slice(2);
+const json = args.includes('--json');
+const [target, host] = args.filter((a) => a !== '--json');
+
+await action(async () => {
+  if (!target || !host) throw new PjError(codes.USAGE, 'usage: pj-mv <pid|job> <host> [--json]');
+  let job = target;
+  if (/^\d+$/.test(target)) {
+    const ns = namespaceOf(Number(target), 'pid');
+    if (ns === undefined) throw new PjError(codes.NOT_A_JOB, `no process ${target} here`);
+    job = ((await askAgent({}, 'job-of-ns', { ns })) as JobRecord).id;
+  }
+  await moveJob({}, job, host, json);
+})();

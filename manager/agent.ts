@@ -13,7 +13,7 @@ import { pingPeer, registerDiagnosticMethods, streamToPeer } from './mesh-diagno
 import { readSecretFile } from './secret.js';
 import { startFsLayer } from '../fs-layer/index.js';
 import type { DataCache } from '../fs-layer/data-cache.js';
-import { TrafficLedger } from '../migrator/index.js';
+import { JOBS_EXPORT, TrafficLedger, jobsPath, startMigrator, type MigratorLayer } from '../migrator/index.js';
 
 export interface AgentOptions {
   host: string;
@@ -62,24 +62,30 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     throw new PjError(codes.USAGE, `cannot listen on ${opts.listen.address}:${opts.listen.port}: ${e.code ?? e.message}`);
   });
 
+  // The files of the jobs started here (their output and exit status) are an export of their own: /pj/<host>/.pj-jobs.
+  mkdirSync(jobsPath(opts.stateDir), { recursive: true });
+  const exports: ExportInfo[] = [...opts.exports, { name: JOBS_EXPORT, path: jobsPath(opts.stateDir), readOnly: false, kind: 'dir' }];
   const record: HostRecord = {
     name: opts.host,
     address: opts.listen.address,
     port: bound.port,
     pid: process.pid,
-    exports: opts.exports,
+    exports,
     capabilities: { fuse: false, passthrough: false, migration: false, pager: false, proxy: false },
     version: VERSION,
     startedAt: new Date().toISOString(),
   };
   const ledger = new TrafficLedger();
-  const fsLayer = await startFsLayer({ self: opts.host, mount: opts.mount, exports: opts.exports, mesh, hosts: () => state.hosts(), log, ledger,
+  const fsLayer = await startFsLayer({ self: opts.host, mount: opts.mount, exports, mesh, hosts: () => state.hosts(), log, ledger,
     attrTimeoutS: opts.attrTimeoutS, rpcTimeoutMs: opts.rpcTimeoutMs, dataCacheBytes: opts.dataCacheBytes });
   record.capabilities.fuse = fsLayer.mounted;
   record.capabilities.passthrough = fsLayer.passthrough;
+  const migrator = startMigrator({ self: opts.host, mount: opts.mount, stateDir: opts.stateDir, mesh, state, log });
+  record.capabilities.migration = fsLayer.mounted;
   await state.register(record);
+  migrator.start();
 
-  const control = new ControlServer(opts.controlSocket, (req) => serveControl(req, { state, mesh, record, ledger, cache: fsLayer.cache }), log);
+  const control = new ControlServer(opts.controlSocket, (req) => serveControl(req, { state, mesh, record, ledger, cache: fsLayer.cache, migrator }), log);
   await control.listen();
   log.info({ op: 'agent-start', address: `${record.address}:${record.port}`, exports: opts.exports.map((e) => e.name), pid: process.pid }, 'agent up');
 
@@ -87,6 +93,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     async stop() {
       log.info({ op: 'agent-stop' }, 'agent stopping');
       await control.close();
+      migrator.stop();
       await fsLayer.stop();
       await mesh.close();
       await state.close();
@@ -95,11 +102,11 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
   };
 }
 
-interface AgentParts { state: ClusterState; mesh: Mesh; record: HostRecord; ledger: TrafficLedger; cache: DataCache }
+interface AgentParts { state: ClusterState; mesh: Mesh; record: HostRecord; ledger: TrafficLedger; cache: DataCache; migrator: MigratorLayer }
 
 const num = (v: unknown, dflt: number): number => (typeof v === 'number' && Number.isFinite(v) ? v : dflt);
 
-async function serveControl(req: ControlRequest, { state, mesh, record, ledger, cache }: AgentParts): Promise<unknown> {
+async function serveControl(req: ControlRequest, { state, mesh, record, ledger, cache, migrator }: AgentParts): Promise<unknown> {
   const a = req.args ?? {};
   switch (req.op) {
     case 'status':
@@ -120,6 +127,6 @@ async function serveControl(req: ControlRequest, { state, mesh, record, ledger, 
       return streamToPeer(mesh, host, num(a.bytes, 64 << 20), num(a.chunk, 1 << 20), num(a.timeoutMs, 5000));
     }
     default:
-      throw new PjError(codes.USAGE, `unknown control op '${req.op}'`);
+      return migrator.control(req.op, a) ?? Promise.reject(new PjError(codes.USAGE, `unknown control op '${req.op}'`));
   }
 }

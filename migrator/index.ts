@@ -1,2 +1,103 @@
-// The migrator's surface. So far: the traffic ledger the layers record into.
+// The migrator's surface: jobs (run, ps, kill, logs, wait) and moving them
+// (pj mv), served to the CLI through this agent and to other agents over the
+// mesh; and the traffic ledger the layers record into.
+import { join } from 'node:path';
+import { PjError, codes } from '../common/errors.js';
+import type { Log } from '../common/log.js';
+import type { ClusterState } from '../manager/cluster-state.js';
+import type { Mesh } from '../manager/mesh/mesh.js';
+import { JobManager, type RunRequest } from './job-manager.js';
+import type { JobUsage } from './job-processes.js';
+import type { JobRecord } from './jobs.js';
+import { Migrator } from './migrate.js';
+
 export { TrafficLedger, type LedgerRow } from './ledger.js';
+export { JOBS_EXPORT, type JobRecord } from './jobs.js';
+export type { MoveProgress, MoveResult } from './migrate.js';
+
+export interface JobView extends JobRecord { usage?: JobUsage }
+
+const MOVE_TIMEOUT_MS = 15 * 60_000;
+
+export interface MigratorLayer {
+  /** A CLI request (`pj run`, `pj ps`, …); undefined when `op` is not the migrator's. */
+  control(op: string, a: Record<string, unknown>): Promise<unknown> | undefined;
+  start(): void;
+  stop(): void;
+}
+
+/** The real folder behind this host's jobs export. */
+export const jobsPath = (stateDir: string): string => join(stateDir, 'jobs');
+
+export function startMigrator(o: { self: string; mount: string; stateDir: string; mesh: Mesh; state: ClusterState; log: Log }): MigratorLayer {
+  const jobs = new JobManager(o.self, o.mount, jobsPath(o.stateDir), o.state.jobs, o.log);
+  const migrator = new Migrator(jobs, o.mesh, join(o.stateDir, 'migrations'));
+  const records = async () => (await o.state.jobs.list<JobRecord>()).map((j) => j.value);
+  /** Runs `op` where the job runs (here, or its host over the mesh). */
+  const atHost = async (host: string, op: string, args: Record<string, unknown>, timeoutMs?: number): Promise<unknown> =>
+    host === o.self ? local(op, args) : o.mesh.call(host, 'job', { op, ...args }, timeoutMs);
+
+  async function local(op: string, a: Record<string, unknown>): Promise<unknown> {
+    switch (op) {
+      case 'run': return jobs.run(a as unknown as RunRequest);
+      case 'usage': return jobs.usage(a.ids as string[], await records());
+      case 'kill': return jobs.kill((await jobs.find(String(a.id))).value, a.signal as NodeJS.Signals);
+      case 'by-ns': return jobs.byNamespace(Number(a.ns), await records()) ?? null;
+      case 'mv': return migrator.move(String(a.id), String(a.to));
+      case 'progress': return migrator.progress(String(a.id)) ?? null;
+      default: throw new PjError(codes.USAGE, `bad job request '${op}'`);
+    }
+  }
+
+  o.mesh.handle('job', (a: Record<string, unknown>, ctx) => {
+    switch (a?.op) {
+      case 'prepare': return migrator.prepare(a as never, ctx.from);
+      case 'restore': return migrator.restore(String(a.key));
+      case 'resume': return migrator.resume(String(a.key));
+      case 'abort': return migrator.abort(String(a.key));
+      default: return local(String(a?.op), a ?? {});
+    }
+  });
+  o.mesh.handle('job-images', (a: { key: string; files: [] }, ctx) => {
+    if (!ctx.stream) throw new PjError(codes.PROTOCOL, 'job-images is an upload');
+    return migrator.receive(a, ctx.stream);
+  });
+
+  async function ps(): Promise<JobView[]> {
+    const all = await records();
+    const byHost = new Map<string, string[]>();
+    for (const r of all) if (r.state === 'running') byHost.set(r.host, [...(byHost.get(r.host) ?? []), r.id]);
+    const usage: Record<string, JobUsage> = {};
+    await Promise.all([...byHost].map(async ([host, ids]) => {
+      Object.assign(usage, await (atHost(host, 'usage', { ids }) as Promise<Record<string, JobUsage>>).catch(() => ({})));
+    }));
+    return all.map((r) => ({ ...r, usage: usage[r.id] })).sort((a, b) => a.startedAt.localeCompare(b.startedAt));
+  }
+
+  async function jobOfNamespace(ns: number): Promise<JobRecord> {
+    const hosts = [...new Set((await records()).filter((r) => r.state === 'running').map((r) => r.host))];
+    for (const host of hosts) {
+      const r = (await atHost(host, 'by-ns', { ns }).catch(() => null)) as JobRecord | null;
+      if (r) return r;
+    }
+    throw new PjError(codes.NOT_A_JOB, 'that process is not in a job: start programs with `pj run -- CMD` to be able to move them');
+  }
+
+  return {
+    control(op, a) {
+      switch (op) {
+        case 'run': return atHost(String(a.on ?? o.self), 'run', a);
+        case 'ps': return ps();
+        case 'job': return jobs.find(String(a.id)).then((j) => j.value);
+        case 'job-of-ns': return jobOfNamespace(Number(a.ns));
+        case 'logs': return jobs.find(String(a.id)).then((j) => jobs.output(j.value, a.stream === 'stderr' ? 'stderr' : 'stdout', Number(a.offset ?? 0)));
+        case 'kill': return jobs.find(String(a.id)).then((j) => atHost(j.value.host, 'kill', { id: j.id, signal: a.signal ?? 'SIGTERM' }));
+        case 'mv': return jobs.find(String(a.id)).then((j) => atHost(j.value.host, 'mv', { id: j.id, to: String(a.to) }, MOVE_TIMEOUT_MS));
+        case 'mv-progress': return atHost(String(a.from), 'progress', { id: String(a.id) });
+        default: return undefined;
+      }
+    },
+    start: () => jobs.start(),
+    stop: () => jobs.stop(),
+  };
+}

@@ -1,0 +1,30 @@
+// `pj run [--on HOST] [--name NAME] [--cwd DIR] [--env K=V]… -- CMD…`: starts a job and prints its id.
+import type { Command } from 'commander';
+import { PjError, codes } from '../../common/errors.js';
+import type { JobRecord } from '../../migrator/index.js';
+import { askAgent, withAgentOptions } from '../agent-socket.js';
+import { action, printJson } from '../output.js';
+
+/** What a job gets of the caller's environment, before --env. */
+const PASSED_ENV = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'USER', 'LOGNAME'];
+
+export function register(program: Command): void {
+  withAgentOptions(program.command('run').description('start a program as a job, which can move between hosts').argument('<cmd...>', 'the program and its arguments (after --)'))
+    .option('--on <host>', 'the host to start it on (default: this one)')
+    .option('--name <name>', 'a name for pj ps (default: the program)')
+    .option('--cwd <dir>', 'its working directory (default: the current one)')
+    .option('--env <k=v>', 'an environment variable (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--json', 'print the job as JSON')
+    .action(action(async (cmd: string[], o) => {
+      const env: Record<string, string> = {};
+      for (const k of PASSED_ENV) if (process.env[k] !== undefined) env[k] = process.env[k]!;
+      for (const kv of o.env as string[]) {
+        const eq = kv.indexOf('=');
+        if (eq <= 0) throw new PjError(codes.USAGE, `--env '${kv}' must be K=V`);
+        env[kv.slice(0, eq)] = kv.slice(eq + 1);
+      }
+      const job = (await askAgent(o, 'run', { on: o.on, name: o.name, cmd, cwd: o.cwd ?? process.cwd(), env }, 30_000)) as JobRecord;
+      if (o.json) return printJson(job);
+      process.stdout.write(job.id + '\n');
+    }));
+}

@@ -1,0 +1,170 @@
+// The jobs of this host: starting them (pj-init in a PID namespace of its own),
+// their usage, signals, output, and the reconciliation that keeps exactly one
+// copy of each: every second, the copies /proc shows here are matched against
+// the job table. A stopped copy the table places elsewhere is ended; a stopped
+// copy the table places here (a move that never finished) is resumed; a job
+// whose first process is gone is marked exited with its status.
+import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { open, readFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { PjError, codes } from '../common/errors.js';
+import type { Log } from '../common/log.js';
+import { namespaceOf } from '../common/process-ns.js';
+import { repoRoot } from '../common/repo-root.js';
+import type { JobTable, Versioned } from '../manager/cluster-state.js';
+import { alive, jobPids, jobUsage, localJobInits, signalAll, startTime, stateOf, type JobUsage } from './job-processes.js';
+import { JOBS_EXPORT, jobDir, newJobId, type JobRecord } from './jobs.js';
+
+export interface RunRequest { name?: string; cmd: string[]; cwd: string; env: Record<string, string> }
+
+const RECONCILE_MS = 1000;
+const LOG_CHUNK = 1 << 20;
+
+export class JobManager {
+  /** Jobs a move is working on here (as source or destination): reconciliation leaves them alone. */
+  readonly busy = new Set<string>();
+  #timer: NodeJS.Timeout | undefined;
+  #reconciling = false;
+
+  constructor(
+    readonly self: string,
+    /** Where /pj is mounted. */
+    readonly mount: string,
+    /** The real folder behind this host's jobs export. */
+    readonly jobsPath: string,
+    readonly table: JobTable,
+    readonly log: Log,
+  ) {
+    mkdirSync(jobsPath, { recursive: true });
+  }
+
+  start(): void {
+    this.#timer = setInterval(() => void this.reconcile(), RECONCILE_MS);
+    void this.reconcile();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+
+  async run(req: RunRequest): Promise<JobRecord> {
+    if (!Array.isArray(req.cmd) || req.cmd.length === 0 || !req.cmd.every((a) => typeof a === 'string')) throw new PjError(codes.USAGE, 'pj run needs a command');
+    const id = newJobId();
+    mkdirSync(join(this.jobsPath, id));
+    const dir = jobDir(this.mount, this.self, id);
+    const pid = await launch(dir, req);
+    const rec: JobRecord = {
+      id, name: req.name || basename(req.cmd[0]), cmd: req.cmd, cwd: req.cwd, origin: this.self, dir,
+      host: this.self, pid, pidStart: startTime(pid) ?? 0, state: 'running', moves: 0, startedAt: new Date().toISOString(),
+    };
+    if (!(await this.table.create(id, rec))) {
+      signalAll(jobPids(pid), 'SIGKILL');
+      throw new PjError(codes.JOB_START, `job id ${id} is taken`);
+    }
+    this.log.info({ op: 'job-run', job: id, pid, cmd: req.cmd }, 'job started');
+    return rec;
+  }
+
+  /** The record of a job by id, unique id prefix or unique name. */
+  async find(ref: string): Promise<Versioned<JobRecord> & { id: string }> {
+    const all = await this.table.list<JobRecord>();
+    const exact = all.find((j) => j.id === ref);
+    if (exact) return exact;
+    const matches = all.filter((j) => j.id.startsWith(ref) || j.value.name === ref);
+    if (matches.length === 1) return matches[0];
+    if (matches.length > 1) throw new PjError(codes.USAGE, `'${ref}' names ${matches.length} jobs (${matches.map((j) => j.id).join(', ')}): give the id`);
+    throw new PjError(codes.NO_SUCH_JOB, `no job '${ref}' (pj ps lists them)`);
+  }
+
+  /** Usage of the jobs running here. */
+  usage(ids: string[], records: JobRecord[]): Record<string, JobUsage> {
+    const out: Record<string, JobUsage> = {};
+    for (const r of records) if (ids.includes(r.id) && r.host === this.self && alive(r.pid, r.pidStart)) out[r.id] = jobUsage(r.pid);
+    return out;
+  }
+
+  /** A signal to a job running here: pj-init passes it on to the program (SIGKILL ends the whole job). */
+  kill(rec: JobRecord, signal: NodeJS.Signals): void {
+    if (rec.host !== this.self || !alive(rec.pid, rec.pidStart)) throw new PjError(codes.NO_SUCH_JOB, `job ${rec.id} is not running on ${this.self}`);
+    if (this.busy.has(rec.id)) throw new PjError(codes.JOB_BUSY, `job ${rec.id} is moving; signal it once it has`);
+    process.kill(rec.pid, signal);
+  }
+
+  /** The job whose PID namespace is `ns`, if it runs here. */
+  byNamespace(ns: number, records: JobRecord[]): JobRecord | undefined {
+    return records.find((r) => r.host === this.self && alive(r.pid, r.pidStart) && namespaceOf(r.pid, 'pid') === ns);
+  }
+
+  /** Output of a job from `offset` (its files are under /pj: read without blocking the loop that serves /pj). */
+  async output(rec: JobRecord, stream: 'stdout' | 'stderr', offset: number): Promise<{ data: string; next: number }> {
+    let f;
+    try {
+      f = await open(`${rec.dir}/${stream}`, 'r');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { data: '', next: offset };
+      throw e;
+    }
+    try {
+      const buf = Buffer.alloc(LOG_CHUNK);
+      const { bytesRead } = await f.read(buf, 0, LOG_CHUNK, offset);
+      return { data: buf.subarray(0, bytesRead).toString('base64'), next: offset + bytesRead };
+    } finally {
+      await f.close();
+    }
+  }
+
+  async reconcile(): Promise<void> {
+    if (this.#reconciling) return;
+    this.#reconciling = true;
+    try {
+      const records = new Map((await this.table.list<JobRecord>()).map((j) => [j.id, j]));
+      for (const { pid, dir } of localJobInits()) {
+        const id = basename(dir);
+        const rec = records.get(id)?.value;
+        if (this.busy.has(id) || !rec || !dir.endsWith(`/${JOBS_EXPORT}/${id}`)) continue;
+        const mine = rec.host === this.self && rec.pid === pid;
+        const stopped = stateOf(pid) === 'T';
+        if (mine && stopped) {
+          this.log.warn({ op: 'job-reconcile', job: id, pid }, 'resuming a copy a move left stopped: the job table says it runs here');
+          signalAll(jobPids(pid), 'SIGCONT');
+        } else if (!mine && stopped) {
+          this.log.warn({ op: 'job-reconcile', job: id, pid, host: rec.host }, 'ending a stopped copy: the job table says it runs elsewhere');
+          signalAll(jobPids(pid), 'SIGKILL');
+        } else if (!mine && rec.state === 'running') {
+          this.log.error({ op: 'job-reconcile', job: id, pid, host: rec.host }, 'a running copy the job table places elsewhere: left alone');
+        }
+      }
+      for (const j of records.values()) {
+        const r = j.value;
+        if (r.host !== this.self || r.state !== 'running' || this.busy.has(r.id) || alive(r.pid, r.pidStart)) continue;
+        const exit = (await readFile(`${r.dir}/status`, 'utf8').catch(() => 'unknown')).trim();
+        if (await this.table.compareAndSwap(r.id, j.modRevision, { ...r, state: 'exited', exit })) {
+          this.log.info({ op: 'job-exit', job: r.id, exit }, 'job ended');
+        }
+      }
+    } catch (e) {
+      this.log.warn({ op: 'job-reconcile', err: (e as Error).message }, 'reconciliation failed; trying again');
+    } finally {
+      this.#reconciling = false;
+    }
+  }
+}
+
+/** Starts pj-init, which prints the job's first pid and leaves it running in its own PID namespace. */
+function launch(dir: string, req: RunRequest): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const init = join(repoRoot(), 'build', 'Release', 'pj-init');
+    const p = spawn(init, [dir, '--', ...req.cmd], { cwd: req.cwd, env: req.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (err += d));
+    p.on('error', (e) => reject(new PjError(codes.JOB_START, `cannot start pj-init: ${e.message}`)));
+    p.on('close', (code) => {
+      const pid = Number(out.trim());
+      if (code === 0 && pid > 0) resolve(pid);
+      else reject(new PjError(codes.JOB_START, `pj-init failed: ${err.trim() || `exit ${code}`}`));
+    });
+  });
+}

@@ -1,0 +1,90 @@
+// A job's processes as this host's /proc shows them. A job is its first
+// process (pj-init, pid 1 of the job's PID namespace) and everything in that
+// namespace; the first process is known by pid and start time together.
+import { readFileSync, readdirSync } from 'node:fs';
+import { namespaceOf } from '../common/process-ns.js';
+
+const PAGE = 4096;
+const TICKS_PER_S = 100;
+
+/** The fields of /proc/<pid>/stat after the command name: [0] is the state, [19] the start time. */
+function statFields(pid: number): string[] | undefined {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return s.slice(s.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
+export function startTime(pid: number): number | undefined {
+  const f = statFields(pid);
+  return f ? Number(f[19]) : undefined;
+}
+
+/** Whether `pid` is still the process that started at `start` (and not a zombie). */
+export function alive(pid: number, start: number): boolean {
+  const f = statFields(pid);
+  return f !== undefined && Number(f[19]) === start && f[0] !== 'Z' && f[0] !== 'X';
+}
+
+/** The process state letter (R, S, D, T, t, Z...). */
+export const stateOf = (pid: number): string | undefined => statFields(pid)?.[0];
+
+/** The process's pid in each PID namespace it is in, outermost first. */
+function nsPids(pid: number): number[] | undefined {
+  try {
+    return /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1].trim().split(/\s+/).map(Number);
+  } catch {
+    return undefined;
+  }
+}
+
+const allPids = (): number[] => readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number);
+
+/** Every process of the job whose first process is `initPid` (itself included). */
+export function jobPids(initPid: number): number[] {
+  const ns = namespaceOf(initPid, 'pid');
+  if (ns === undefined) return [];
+  return allPids().filter((p) => p === initPid || namespaceOf(p, 'pid') === ns);
+}
+
+export function signalAll(pids: number[], signal: NodeJS.Signals): void {
+  for (const p of pids) {
+    try {
+      process.kill(p, signal);
+    } catch { /* gone meanwhile */ }
+  }
+}
+
+export interface JobUsage { rssBytes: number; cpuS: number; processes: number }
+
+export function jobUsage(initPid: number): JobUsage {
+  let rssBytes = 0;
+  let ticks = 0;
+  const pids = jobPids(initPid);
+  for (const p of pids) {
+    const f = statFields(p);
+    if (!f) continue;
+    ticks += Number(f[11]) + Number(f[12]);
+    rssBytes += Number(f[21]) * PAGE;
+  }
+  return { rssBytes, cpuS: ticks / TICKS_PER_S, processes: pids.length };
+}
+
+/** The first processes of the jobs on this host: pj-init as pid 1 of its namespace, with the job's directory. */
+export function localJobInits(): Array<{ pid: number; dir: string }> {
+  const out: Array<{ pid: number; dir: string }> = [];
+  for (const pid of allPids()) {
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue;
+    }
+    if (!argv[0].endsWith('/pj-init') || argv[2] !== '--') continue;
+    const ids = nsPids(pid);
+    if (ids && ids.length > 1 && ids.at(-1) === 1) out.push({ pid, dir: argv[1] });
+  }
+  return out;
+}

@@ -1,0 +1,34 @@
+// What the cluster knows of a job: its record in etcd's job table, changed only
+// by compare-and-swap (the host it runs on is the one the record names), and
+// where its files live: /pj/<origin>/.pj-jobs/<id>/{stdout,stderr,status}, the
+// same path on every host, so its output follows it wherever it moves.
+import { randomBytes } from 'node:crypto';
+
+/** The export every agent offers for the files of the jobs it started (a name users cannot give: it starts with a dot). */
+export const JOBS_EXPORT = '.pj-jobs';
+
+export interface JobRecord {
+  id: string;
+  name: string;
+  cmd: string[];
+  cwd: string;
+  /** The host whose jobs export holds the job's files. */
+  origin: string;
+  /** The job's files, as a /pj path. */
+  dir: string;
+  /** Where the job runs, and its first process (pj-init) as that host sees it. */
+  host: string;
+  pid: number;
+  /** The first process's start time (clock ticks after boot), so that a reused pid is never taken for it. */
+  pidStart: number;
+  state: 'running' | 'exited';
+  moves: number;
+  startedAt: string;
+  /** "exit N" or "signal N", once it ended. */
+  exit?: string;
+}
+
+/** A short id that never looks like a pid (pj-mv takes both). */
+export const newJobId = (): string => `j${randomBytes(3).toString('hex')}`;
+
+export const jobDir = (mount: string, origin: string, id: string): string => `${mount}/${origin}/${JOBS_EXPORT}/${id}`;

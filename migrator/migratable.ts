@@ -1,0 +1,134 @@
+// Whether a job can move, decided before anything is frozen. Its open files
+// must be under /pj (the same path on every host), pipes, sockets whose other
+// end is in the job (or listening TCP sockets), or kernel objects CRIU
+// restores (eventfd, epoll, timerfd, signalfd, inotify). Files it maps from
+// outside /pj (the executable, libraries) are assumed to be the same on every
+// host: the destination checks their size and mtime before restoring.
+import { readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+import { run } from '../common/run.js';
+import { jobPids } from './job-processes.js';
+
+export interface Offender { pid: number; fd: string; path: string; why: string }
+export interface SystemFile { path: string; size: number; mtimeMs: number }
+export interface Inspection { offenders: Offender[]; systemFiles: SystemFile[] }
+
+/** Devices every host has, which CRIU reopens by path. */
+const COMMON_DEVICES = new Set(['/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom']);
+const KERNEL_OBJECTS = /^anon_inode:(\[?(eventfd|eventpoll|timerfd|signalfd|inotify|pidfd)\]?)$/;
+
+interface Sockets {
+  /** TCP sockets by inode: state, and the inode at the other end of a connection made in this namespace. */
+  tcp: Map<number, { state: string; peer?: number }>;
+  /** Unix sockets by inode: the peer's inode (0: none). */
+  unixPeer: Map<number, number>;
+}
+
+/** The sockets of this network namespace (ss: State Recv-Q Send-Q Local Peer ino:N…; unix: Netid State Recv-Q Send-Q * Ino * PeerIno). */
+async function sockets(): Promise<Sockets> {
+  const byEnds = new Map<string, number>();
+  const rows: Array<{ ino: number; state: string; local: string; remote: string }> = [];
+  for (const line of (await run('ss', ['-Htane'], { allowFail: true })).stdout.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    const ino = /\bino:(\d+)/.exec(line);
+    if (!ino || f.length < 5) continue;
+    rows.push({ ino: Number(ino[1]), state: f[0], local: f[3], remote: f[4] });
+    byEnds.set(`${f[3]} ${f[4]}`, Number(ino[1]));
+  }
+  const tcp = new Map(rows.map((r) => [r.ino, { state: r.state, peer: byEnds.get(`${r.remote} ${r.local}`) }]));
+  const unixPeer = new Map<number, number>();
+  for (const line of (await run('ss', ['-Hxan'], { allowFail: true })).stdout.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f.length >= 8) unixPeer.set(Number(f[5]), Number(f[7]));
+  }
+  return { tcp, unixPeer };
+}
+
+export async function inspectJob(initPid: number, pjMount: string): Promise<Inspection> {
+  const pids = jobPids(initPid);
+  const offenders: Offender[] = [];
+  const systemFiles = new Map<string, SystemFile>();
+  const socks = await sockets();
+  const jobSockets = new Set<number>();
+  const found: Array<{ pid: number; fd: string; ino: number }> = [];
+  const underPj = (p: string) => p.startsWith(pjMount + '/');
+
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue; // gone meanwhile
+    }
+    for (const fd of fds) {
+      let target: string;
+      try {
+        target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      } catch {
+        continue;
+      }
+      const sock = /^socket:\[(\d+)\]$/.exec(target);
+      if (sock) {
+        jobSockets.add(Number(sock[1]));
+        found.push({ pid, fd, ino: Number(sock[1]) });
+      } else if (target.endsWith(' (deleted)')) offenders.push({ pid, fd, path: target, why: 'an open file that was deleted' });
+      else if (/^pipe:\[\d+\]$/.test(target) || KERNEL_OBJECTS.test(target) || COMMON_DEVICES.has(target) || underPj(target)) continue;
+      else if (target.startsWith('/dev/')) offenders.push({ pid, fd, path: target, why: 'a device not under /pj' });
+      else if (target.startsWith('/')) offenders.push({ pid, fd, path: target, why: 'a file outside /pj' });
+      else offenders.push({ pid, fd, path: target, why: 'a kind of file CRIU cannot move' });
+    }
+    for (const path of mappedFiles(pid)) {
+      if (path.endsWith(' (deleted)')) offenders.push({ pid, fd: 'mmap', path, why: 'a mapped file that was deleted' });
+      else if (!underPj(path) && !systemFiles.has(path)) {
+        try {
+          const st = statSync(path);
+          systemFiles.set(path, { path, size: st.size, mtimeMs: st.mtimeMs });
+        } catch {
+          offenders.push({ pid, fd: 'mmap', path, why: 'a mapped file this host cannot stat' });
+        }
+      }
+    }
+  }
+  for (const { pid, fd, ino } of found) {
+    const tcp = socks.tcp.get(ino);
+    const unixPeer = socks.unixPeer.get(ino);
+    const path = `socket:[${ino}]`;
+    if (tcp) {
+      if (tcp.state === 'LISTEN' || (tcp.peer !== undefined && jobSockets.has(tcp.peer))) continue;
+      offenders.push({ pid, fd, path, why: `a TCP socket (${tcp.state}) connected to outside the job` });
+    } else if (unixPeer !== undefined) {
+      if (unixPeer === 0 || jobSockets.has(unixPeer)) continue;
+      offenders.push({ pid, fd, path, why: 'a unix socket connected to outside the job' });
+    } else offenders.push({ pid, fd, path, why: 'a socket that is neither TCP nor unix (UDP, netlink…)' });
+  }
+  return { offenders, systemFiles: [...systemFiles.values()] };
+}
+
+/** The files a process maps (its executable, libraries, mapped data). */
+function mappedFiles(pid: number): Set<string> {
+  const out = new Set<string>();
+  let maps = '';
+  try {
+    maps = readFileSync(`/proc/${pid}/maps`, 'utf8');
+  } catch {
+    return out;
+  }
+  for (const line of maps.split('\n')) {
+    const path = line.split(/\s+/).slice(5).join(' ');
+    if (path.startsWith('/')) out.add(path);
+  }
+  return out;
+}
+
+/** On the destination: which of the source's system files differ here (size or mtime), or are missing. */
+export function differingSystemFiles(files: SystemFile[]): string[] {
+  const out: string[] = [];
+  for (const f of files) {
+    try {
+      const st = statSync(f.path);
+      if (st.size !== f.size || Math.abs(st.mtimeMs - f.mtimeMs) > 1) out.push(`${f.path}: size ${st.size} here, ${f.size} there; mtime ${new Date(st.mtimeMs).toISOString()} here, ${new Date(f.mtimeMs).toISOString()} there`);
+    } catch (e) {
+      out.push(`${f.path}: ${(e as NodeJS.ErrnoException).code ?? 'missing'} here`);
+    }
+  }
+  return out;
+}

@@ -1,0 +1,109 @@
+// pj-init: the first process of every job, checkpointed with it, so kept tiny.
+//
+//   pj-init DIR -- CMD [ARG]...
+//
+// The launcher (this binary as the agent starts it) closes every inherited
+// descriptor, makes a new PID namespace and forks its first process, prints
+// that process's pid (as the host sees it) on stdout and exits. The first
+// process (pid 1 inside) becomes a session leader, takes /dev/null as stdin
+// and DIR/stdout, DIR/stderr (appended) as its output, and starts CMD as a
+// session leader of its own. It reaps every orphan, forwards the usual
+// signals to CMD's process group, and when CMD ends writes DIR/status
+// ("exit N" or "signal N") and exits, which ends the namespace.
+// DIR is a /pj path: the same on every host, so the files follow the job.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static pid_t program = -1;
+
+static void forward(int sig) {
+  if (program > 0) kill(-program, sig);
+}
+
+static int open_at(const char* dir, const char* name, int flags) {
+  char path[4096];
+  if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) return -1;
+  return open(path, flags | O_CLOEXEC, 0644);
+}
+
+// Puts `fd` at `target` (0, 1, 2) without the close-on-exec flag.
+static int place(int fd, int target) {
+  if (fd < 0) return -1;
+  if (fd == target) return fcntl(fd, F_SETFD, 0);
+  int r = dup2(fd, target);
+  close(fd);
+  return r < 0 ? -1 : 0;
+}
+
+static int first_process(const char* dir, char** cmd) {
+  setsid();
+  if (place(open("/dev/null", O_RDONLY | O_CLOEXEC), 0) < 0 || place(open_at(dir, "stdout", O_WRONLY | O_CREAT | O_APPEND), 1) < 0 ||
+      place(open_at(dir, "stderr", O_WRONLY | O_CREAT | O_APPEND), 2) < 0)
+    return 127;
+  int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
+  struct sigaction sa = {0};
+  sa.sa_handler = forward;
+  sa.sa_flags = SA_RESTART;
+  for (size_t i = 0; i < sizeof forwarded / sizeof *forwarded; i++) sigaction(forwarded[i], &sa, NULL);
+
+  program = fork();
+  if (program < 0) return 127;
+  if (program == 0) {
+    sa.sa_handler = SIG_DFL;
+    for (size_t i = 0; i < sizeof forwarded / sizeof *forwarded; i++) sigaction(forwarded[i], &sa, NULL);
+    setsid();
+    execvp(cmd[0], cmd);
+    dprintf(2, "pj-init: cannot run %s: %s\n", cmd[0], strerror(errno));
+    _exit(127);
+  }
+  for (;;) {
+    int status;
+    pid_t p = waitpid(-1, &status, 0);
+    if (p < 0 && errno == EINTR) continue;
+    if (p < 0) return 127;
+    if (p != program) continue;  // an orphan, reaped
+    char line[32];
+    int n = WIFEXITED(status) ? snprintf(line, sizeof line, "exit %d\n", WEXITSTATUS(status))
+                              : snprintf(line, sizeof line, "signal %d\n", WTERMSIG(status));
+    int fd = open_at(dir, "status.tmp", O_WRONLY | O_CREAT | O_TRUNC);
+    if (fd >= 0) {
+      if (write(fd, line, (size_t)n) == n && fsync(fd) == 0) {
+        char from[4096], to[4096];
+        snprintf(from, sizeof from, "%s/status.tmp", dir);
+        snprintf(to, sizeof to, "%s/status", dir);
+        rename(from, to);
+      }
+      close(fd);
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+}
+
+int main(int argc, char** argv) {
+  if (argc < 4 || strcmp(argv[2], "--") != 0) {
+    fprintf(stderr, "usage: pj-init DIR -- CMD [ARG]...\n");
+    return 2;
+  }
+  syscall(SYS_close_range, 3, ~0U, 0);  // nothing of the caller's reaches the job
+  if (unshare(CLONE_NEWPID) != 0) {
+    fprintf(stderr, "pj-init: unshare(CLONE_NEWPID): %s\n", strerror(errno));
+    return 1;
+  }
+  pid_t child = fork();
+  if (child < 0) {
+    fprintf(stderr, "pj-init: fork: %s\n", strerror(errno));
+    return 1;
+  }
+  if (child == 0) return first_process(argv[1], argv + 3);
+  printf("%d\n", child);
+  return 0;
+}
