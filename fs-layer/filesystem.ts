@@ -10,7 +10,7 @@ import type { FsBackend } from './backend.js';
 import type { DataCache } from './data-cache.js';
 import { LOCK_TO_EOF, type DirEntry, type LockRange, type Made } from './export-server.js';
 import type { FuseRequest } from './fuse-session.js';
-import { InodeTable, type Node } from './inode-table.js';
+import { InodeTable, inoOf, keyOf, type Node } from './inode-table.js';
 import { OpenFile } from './open-file.js';
 import type { TrafficLedger } from '../migrator/index.js';
 import {
@@ -155,7 +155,7 @@ export class PjFilesystem {
         this.nodes.remember(parent, r.dir);
         const node = this.nodes.lookup('entry', n.host, n.exp, rel, r.attr.ino);
         this.nodes.absentXattr(node, SECURITY_CAPABILITY); // a new file has none
-        return [this.#reply(node, r.attr), this.#opened(node, backend, r.handle, r.attr)];
+        return [this.#reply(node, r.attr), this.#opened(node, backend, r.handle, flags, r.attr)];
       }
       case Op.READ: {
         const f = this.#file(body.readBigUInt64LE(0));
@@ -181,14 +181,14 @@ export class PjFilesystem {
         const f = this.#file(body.readBigUInt64LE(0));
         if (f.device) return [];
         await f.drain();
-        if (f.locked) await f.backend.setlk(f.handle, `${this.#o.self}:${body.readBigUInt64LE(16)}`, { type: F_UNLCK, start: 0, end: LOCK_TO_EOF }, false);
+        if (f.locked) await f.use((fh) => f.backend.setlk(fh, `${this.#o.self}:${body.readBigUInt64LE(16)}`, { type: F_UNLCK, start: 0, end: LOCK_TO_EOF }, false));
         return [];
       }
       case Op.FSYNC: {
         const f = this.#file(body.readBigUInt64LE(0));
         if (f.device) return [];
         await f.drain();
-        await f.backend.fsync(f.handle, (body.readUInt32LE(8) & 1) === 1);
+        await f.use((fh) => f.backend.fsync(fh, (body.readUInt32LE(8) & 1) === 1));
         return [];
       }
       case Op.RELEASE: {
@@ -207,14 +207,15 @@ export class PjFilesystem {
       case Op.RELEASEDIR: this.#dirs.delete(body.readBigUInt64LE(0)); return [];
       case Op.GETLK: {
         const { f, owner, lk } = this.#lockRequest(body);
-        const r = await f.backend.getlk(f.handle, owner, lk);
+        const r = await f.use((fh) => f.backend.getlk(fh, owner, lk));
         return [lkOut(r)];
       }
       case Op.SETLK: case Op.SETLKW: {
         const { f, owner, lk, isFlock } = this.#lockRequest(body);
         f.locked ||= !isFlock;
-        if (h.opcode === Op.SETLK || lk.type === F_UNLCK) { await f.backend.setlk(f.handle, owner, lk, isFlock); return []; }
-        await this.#interruptible(h.unique, () => f.backend.setlk(f.handle, owner, lk, isFlock));
+        const setlk = () => f.use((fh) => f.backend.setlk(fh, owner, lk, isFlock));
+        if (h.opcode === Op.SETLK || lk.type === F_UNLCK) { await setlk(); return []; }
+        await this.#interruptible(h.unique, setlk);
         return [];
       }
       case Op.MKNOD: {
@@ -227,14 +228,14 @@ export class PjFilesystem {
         await f.drain();
         f.changed();
         this.nodes.stale(f.node);
-        await f.backend.fallocate(f.handle, body.readUInt32LE(24), Number(body.readBigUInt64LE(8)), Number(body.readBigUInt64LE(16)));
+        await f.use((fh) => f.backend.fallocate(fh, body.readUInt32LE(24), Number(body.readBigUInt64LE(8)), Number(body.readBigUInt64LE(16))));
         return [];
       }
       case Op.LSEEK: {
         const f = this.#file(body.readBigUInt64LE(0));
         await f.drain();
         const out = Buffer.alloc(8);
-        out.writeBigUInt64LE(BigInt(await f.backend.lseek(f.handle, Number(body.readBigUInt64LE(8)), body.readUInt32LE(16))), 0);
+        out.writeBigUInt64LE(BigInt(await f.use((fh) => f.backend.lseek(fh, Number(body.readBigUInt64LE(8)), body.readUInt32LE(16)))), 0);
         return [out];
       }
       case Op.COPY_FILE_RANGE: {
@@ -245,7 +246,7 @@ export class PjFilesystem {
         await dst.drain();
         dst.changed();
         this.nodes.stale(dst.node);
-        const n = await src.backend.copyFileRange(src.handle, Number(body.readBigUInt64LE(8)), dst.handle, Number(body.readBigUInt64LE(32)), Number(body.readBigUInt64LE(40)));
+        const n = await src.use((hs) => dst.use((hd) => src.backend.copyFileRange(hs, Number(body.readBigUInt64LE(8)), hd, Number(body.readBigUInt64LE(32)), Number(body.readBigUInt64LE(40)))));
         const out = Buffer.alloc(8);
         out.writeUInt32LE(n, 0);
         return [out];
@@ -340,7 +341,7 @@ export class PjFilesystem {
 
   #dirAttr(n: Node): Attr {
     const t = this.#started;
-    return { ino: Number(n.id), size: 0, blocks: 0, atimeNs: t, mtimeNs: t, ctimeNs: t, mode: S_IFDIR | 0o555, nlink: 2, uid: 0, gid: 0, rdev: 0, blksize: 4096 };
+    return { ino: n.ino, size: 0, blocks: 0, atimeNs: t, mtimeNs: t, ctimeNs: t, mode: S_IFDIR | 0o555, nlink: 2, uid: 0, gid: 0, rdev: 0, blksize: 4096 };
   }
 
   async #drainNode(n: Node): Promise<void> {
@@ -349,17 +350,17 @@ export class PjFilesystem {
 
   async #attr(n: Node): Promise<Attr> {
     if (n.kind === 'root' || n.kind === 'host') return this.#dirAttr(n);
-    if (n.kind === 'device') return { ...(await this.#o.backend(n.host).deviceStat(n.exp)), ino: Number(n.id) };
+    if (n.kind === 'device') return { ...(await this.#o.backend(n.host).deviceStat(n.exp)), ino: n.ino };
     await this.#drainNode(n);
     const attr = this.nodes.cached(n) ?? (await this.#o.backend(n.host).lstat(n.exp, n.rel));
     this.nodes.remember(n, attr);
-    return { ...attr, ino: Number(n.id) };
+    return { ...attr, ino: n.ino };
   }
 
   /** An entry reply; the attributes are remembered for the node. */
   #reply(n: Node, attr: Attr): Buffer {
     this.nodes.remember(n, attr);
-    return entryOut(n.id, { ...attr, ino: Number(n.id) }, this.#o.attrTimeoutS);
+    return entryOut(n.id, { ...attr, ino: n.ino }, this.#o.attrTimeoutS);
   }
 
   /** Before a change of extended attributes: they and the ctime are no longer known. */
@@ -418,9 +419,10 @@ export class PjFilesystem {
     const f = valid & FATTR.FH ? this.#files.get(b.readBigUInt64LE(8)) : undefined;
     await this.#drainNode(n);
     if (valid & FATTR.SIZE) this.#o.cache.changed(n);
-    const attr = await this.#o.backend(n.host).setattr(n.exp, n.rel, changes, f?.handle);
+    const owner = this.#o.backend(n.host);
+    const attr = await (f ? f.use((fh) => owner.setattr(n.exp, n.rel, changes, fh)) : owner.setattr(n.exp, n.rel, changes));
     this.nodes.remember(n, attr);
-    return { ...attr, ino: Number(n.id) };
+    return { ...attr, ino: n.ino };
   }
 
   /** A device opens as a stream: direct I/O, no file position, nothing cached. */
@@ -428,7 +430,7 @@ export class PjFilesystem {
     const backend = this.#o.backend(n.host);
     const { handle } = await backend.openDevice(n.exp, flags);
     const fh = this.#nextFh++;
-    this.#files.set(fh, new OpenFile({ node: n, backend, handle, device: true, nodes: this.nodes, cache: this.#o.cache }));
+    this.#files.set(fh, new OpenFile({ node: n, backend, handle, flags, device: true, nodes: this.nodes, cache: this.#o.cache }));
     return [openOut(fh, FOPEN_DIRECT_IO | FOPEN_NONSEEKABLE | FOPEN_STREAM)];
   }
 
@@ -462,7 +464,7 @@ export class PjFilesystem {
   async #open(n: Node, flags: number): Promise<Buffer[]> {
     const backend = this.#o.backend(n.host);
     const r = await backend.open(n.exp, n.rel, flags);
-    return [this.#opened(n, backend, r.handle, r.attr)];
+    return [this.#opened(n, backend, r.handle, flags, r.attr)];
   }
 
   /**
@@ -470,7 +472,7 @@ export class PjFilesystem {
    * keeps the kernel's cached pages when the owner's version is the one seen at the last open
    * (close-to-open: a change made anywhere before this open is seen by it).
    */
-  #opened(node: Node, backend: FsBackend, handle: number, attr: Attr): Buffer {
+  #opened(node: Node, backend: FsBackend, handle: number, flags: number, attr: Attr): Buffer {
     const fh = this.#nextFh++;
     const version = `${attr.mtimeNs}:${attr.ctimeNs}:${attr.size}`;
     const keepCache = !backend.local && node.version === version;
@@ -490,7 +492,7 @@ export class PjFilesystem {
         this.#o.log.warn({ op: 'fuse-passthrough', path: node.rel, err: (e as Error).message }, 'passthrough unavailable; serving reads in the daemon');
       }
     }
-    this.#files.set(fh, new OpenFile({ node, backend, handle, passthrough: backingId !== 0, nodes: this.nodes, cache: this.#o.cache }));
+    this.#files.set(fh, new OpenFile({ node, backend, handle, flags, passthrough: backingId !== 0, nodes: this.nodes, cache: this.#o.cache }));
     return openOut(fh, (backingId ? FOPEN_PASSTHROUGH : 0) | (keepCache ? FOPEN_KEEP_CACHE : 0), backingId);
   }
 
@@ -521,16 +523,16 @@ export class PjFilesystem {
 
   async #opendir(n: Node): Promise<Buffer[]> {
     let list: Array<{ name: string; ino: number; type: number; attr?: Attr }>;
-    if (n.kind === 'root') list = (await this.#o.hosts()).map((h) => ({ name: h.name, ino: 1, type: 4 }));
+    if (n.kind === 'root') list = (await this.#o.hosts()).map((h) => ({ name: h.name, ino: inoOf(keyOf('host', h.name, '', 0)), type: 4 }));
     else if (n.kind === 'host') {
       // A device that is not there (unplugged) is not listed.
       const exports = (await this.#o.hosts()).find((h) => h.name === n.host)?.exports ?? [];
       const present = await Promise.all(exports.map((e) => e.kind === 'dir' || this.#o.backend(n.host).deviceStat(e.name).then(() => true, () => false)));
-      list = exports.filter((_, i) => present[i]).map((e) => ({ name: e.name, ino: 1, type: e.kind === 'dir' ? 4 : 8 }));
+      list = exports.filter((_, i) => present[i]).map((e) => ({ name: e.name, ino: inoOf(keyOf(e.kind === 'dir' ? 'export' : 'device', n.host, e.name, 0)), type: e.kind === 'dir' ? 4 : 8 }));
     }
-    else list = (await this.#o.backend(n.host).readdir(n.exp, n.rel)).map((e: DirEntry) => ({ name: e.name, ino: e.attr.ino, type: (e.attr.mode >> 12) & 15, attr: e.attr }));
+    else list = (await this.#o.backend(n.host).readdir(n.exp, n.rel)).map((e: DirEntry) => ({ name: e.name, ino: inoOf(keyOf('entry', n.host, n.exp, e.attr.ino)), type: (e.attr.mode >> 12) & 15, attr: e.attr }));
     const fh = this.#nextFh++;
-    this.#dirs.set(fh, { dir: n, list: [{ name: '.', ino: Number(n.id), type: 4 }, { name: '..', ino: 1, type: 4 }, ...list] });
+    this.#dirs.set(fh, { dir: n, list: [{ name: '.', ino: n.ino, type: 4 }, { name: '..', ino: 1, type: 4 }, ...list] });
     return [openOut(fh, 0)];
   }
 
@@ -554,7 +556,7 @@ export class PjFilesystem {
         const { n, rel } = this.#child(d.dir, e.name);
         const node = this.nodes.lookup('entry', n.host, n.exp, rel, e.attr!.ino);
         this.nodes.remember(node, e.attr!);
-        entryOut(node.id, { ...e.attr!, ino: Number(node.id) }, this.#o.attrTimeoutS).copy(buf, 0);
+        entryOut(node.id, { ...e.attr!, ino: node.ino }, this.#o.attrTimeoutS).copy(buf, 0);
       }
       out.push(buf);
       room -= buf.length;

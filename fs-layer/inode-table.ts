@@ -10,6 +10,8 @@ export type NodeKind = 'root' | 'host' | 'export' | 'entry' | 'device';
 
 export interface Node {
   id: bigint;
+  /** The inode number programs see: the same on every host (see inoOf). */
+  ino: number;
   key: string;
   kind: NodeKind;
   host: string;
@@ -33,6 +35,22 @@ export interface Node {
  * a create in a directory), and the owner's post-op attributes answer its next GETATTR without a
  * round trip. Nodes of this host are never cached: passthrough changes them unseen.
  */
+/** The key of a node: the kind and what names it on its owner. */
+export function keyOf(kind: NodeKind, host: string, exp: string, ownerIno: number): string {
+  return kind === 'host' ? `h/${host}` : kind === 'export' ? `e/${host}/${exp}` : kind === 'device' ? `d/${host}/${exp}` : `f/${host}/${exp}/${ownerIno}`;
+}
+
+/**
+ * The inode number of a key, the same on every host (53 bits of its FNV-1a hash): a program that
+ * moves to another host finds its open files where it left them (SQLite checks that the inode of
+ * its database's path is still the one it opened, and refuses to write otherwise).
+ */
+export function inoOf(key: string): number {
+  let h = 0xcbf29ce484222325n;
+  for (const b of Buffer.from(key)) h = BigInt.asUintN(64, (h ^ BigInt(b)) * 0x100000001b3n);
+  return Number((h & 0x1fffffffffffffn) | 2n); // never 0 (no inode) or 1 (the root)
+}
+
 export class InodeTable {
   #byId = new Map<bigint, Node>();
   #byKey = new Map<string, Node>();
@@ -40,7 +58,7 @@ export class InodeTable {
   readonly root: Node;
 
   constructor(readonly self: string, readonly ttlMs: number) {
-    this.root = { id: BigInt(FUSE_ROOT_ID), key: '/', kind: 'root', host: '', exp: '', rel: '', lookups: 1 };
+    this.root = { id: BigInt(FUSE_ROOT_ID), ino: FUSE_ROOT_ID, key: '/', kind: 'root', host: '', exp: '', rel: '', lookups: 1 };
     this.#byId.set(this.root.id, this.root);
   }
 
@@ -57,10 +75,10 @@ export class InodeTable {
 
   /** The node for a key, created if new; counts one kernel lookup. */
   lookup(kind: NodeKind, host: string, exp: string, rel: string, ownerIno: number): Node {
-    const key = kind === 'host' ? `h/${host}` : kind === 'export' ? `e/${host}/${exp}` : kind === 'device' ? `d/${host}/${exp}` : `f/${host}/${exp}/${ownerIno}`;
+    const key = keyOf(kind, host, exp, ownerIno);
     let n = this.#byKey.get(key);
     if (!n) {
-      n = { id: this.#next++, key, kind, host, exp, rel, lookups: 0 };
+      n = { id: this.#next++, ino: inoOf(key), key, kind, host, exp, rel, lookups: 0 };
       this.#byKey.set(key, n);
       this.#byId.set(n.id, n);
     }
@@ -71,7 +89,7 @@ export class InodeTable {
 
   /** The node of an owner's inode, if the kernel knows it. */
   byInode(host: string, exp: string, ownerIno: number): Node | undefined {
-    return this.#byKey.get(`f/${host}/${exp}/${ownerIno}`);
+    return this.#byKey.get(keyOf('entry', host, exp, ownerIno));
   }
 
   remember(n: Node | undefined, attr: Attr): void {

@@ -1,6 +1,7 @@
 // The migrator's surface: jobs (run, ps, kill, logs, wait) and moving them
 // (pj mv), served to the CLI through this agent and to other agents over the
 // mesh; and the traffic ledger the layers record into.
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { PjError, codes } from '../common/errors.js';
 import type { Log } from '../common/log.js';
@@ -31,6 +32,8 @@ export const jobsPath = (stateDir: string): string => join(stateDir, 'jobs');
 
 export function startMigrator(o: { self: string; mount: string; stateDir: string; mesh: Mesh; state: ClusterState; log: Log }): MigratorLayer {
   const jobs = new JobManager(o.self, o.mount, jobsPath(o.stateDir), o.state.jobs, o.log);
+  // Images of moves a crash interrupted are of no use: reconciliation decides which copy runs.
+  rmSync(join(o.stateDir, 'migrations'), { recursive: true, force: true });
   const migrator = new Migrator(jobs, o.mesh, join(o.stateDir, 'migrations'));
   const records = async () => (await o.state.jobs.list<JobRecord>()).map((j) => j.value);
   /** Runs `op` where the job runs (here, or its host over the mesh). */
@@ -74,6 +77,22 @@ export function startMigrator(o: { self: string; mount: string; stateDir: string
     return all.map((r) => ({ ...r, usage: usage[r.id] })).sort((a, b) => a.startedAt.localeCompare(b.startedAt));
   }
 
+  /**
+   * A move, run by the job's host. If that host's manager goes away meanwhile, the job table says how
+   * it ended: committed (the job runs on `to`; reconciliation resumes it there) or not.
+   */
+  async function moveVia(rec: JobRecord, to: string): Promise<unknown> {
+    try {
+      return await atHost(rec.host, 'mv', { id: rec.id, to }, MOVE_TIMEOUT_MS);
+    } catch (e) {
+      const code = (e as PjError).code;
+      if (rec.host === o.self || (code !== codes.HOST_UNREACHABLE && code !== codes.TIMEOUT)) throw e;
+      const now = (await o.state.jobs.get<JobRecord>(rec.id))?.value;
+      if (now && now.host === to && now.moves > rec.moves) return { job: rec.id, from: rec.host, to, mode: 'stop-and-copy', committed: true, note: `the manager of ${rec.host} went away after the commit` };
+      throw new PjError(codes.MIGRATION_ABORTED, `job ${rec.id} stays on ${rec.host}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
   async function jobOfNamespace(ns: number): Promise<JobRecord> {
     const hosts = [...new Set((await records()).filter((r) => r.state === 'running').map((r) => r.host))];
     for (const host of hosts) {
@@ -92,7 +111,7 @@ export function startMigrator(o: { self: string; mount: string; stateDir: string
         case 'job-of-ns': return jobOfNamespace(Number(a.ns));
         case 'logs': return jobs.find(String(a.id)).then((j) => jobs.output(j.value, a.stream === 'stderr' ? 'stderr' : 'stdout', Number(a.offset ?? 0)));
         case 'kill': return jobs.find(String(a.id)).then((j) => atHost(j.value.host, 'kill', { id: j.id, signal: a.signal ?? 'SIGTERM' }));
-        case 'mv': return jobs.find(String(a.id)).then((j) => atHost(j.value.host, 'mv', { id: j.id, to: String(a.to) }, MOVE_TIMEOUT_MS));
+        case 'mv': return jobs.find(String(a.id)).then((j) => moveVia(j.value, String(a.to)));
         case 'mv-progress': return atHost(String(a.from), 'progress', { id: String(a.id) });
         default: return undefined;
       }

@@ -121,10 +121,13 @@ export class JobManager {
       const records = new Map((await this.table.list<JobRecord>()).map((j) => [j.id, j]));
       for (const { pid, dir } of localJobInits()) {
         const id = basename(dir);
-        const rec = records.get(id)?.value;
-        if (this.busy.has(id) || !rec || !dir.endsWith(`/${JOBS_EXPORT}/${id}`)) continue;
-        const mine = rec.host === this.self && rec.pid === pid;
+        if (this.busy.has(id) || !records.get(id) || !dir.endsWith(`/${JOBS_EXPORT}/${id}`)) continue;
         const stopped = stateOf(pid) === 'T';
+        if (!stopped && records.get(id)!.value.host === this.self) continue;
+        // Acting on a copy: on what the table says now (a move may have committed since the list was read).
+        const rec = (await this.table.get<JobRecord>(id))?.value;
+        if (!rec || this.busy.has(id)) continue;
+        const mine = rec.host === this.self && rec.pid === pid;
         if (mine && stopped) {
           this.log.warn({ op: 'job-reconcile', job: id, pid }, 'resuming a copy a move left stopped: the job table says it runs here');
           signalAll(jobPids(pid), 'SIGCONT');

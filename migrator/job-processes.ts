@@ -72,9 +72,14 @@ export function jobUsage(initPid: number): JobUsage {
   return { rssBytes, cpuS: ticks / TICKS_PER_S, processes: pids.length };
 }
 
-/** The first processes of the jobs on this host: pj-init as pid 1 of its namespace, with the job's directory. */
+/**
+ * The first processes of the jobs on this host: pj-init as pid 1 of its namespace, with the job's
+ * directory. A job shares its host's network namespace; hosts of a simulated cluster share one PID
+ * space, so that is what tells this host's jobs from the others'.
+ */
 export function localJobInits(): Array<{ pid: number; dir: string }> {
   const out: Array<{ pid: number; dir: string }> = [];
+  const hostNet = namespaceOf(process.pid, 'net');
   for (const pid of allPids()) {
     let argv: string[];
     try {
@@ -84,7 +89,7 @@ export function localJobInits(): Array<{ pid: number; dir: string }> {
     }
     if (!argv[0].endsWith('/pj-init') || argv[2] !== '--') continue;
     const ids = nsPids(pid);
-    if (ids && ids.length > 1 && ids.at(-1) === 1) out.push({ pid, dir: argv[1] });
+    if (ids && ids.length > 1 && ids.at(-1) === 1 && namespaceOf(pid, 'net') === hostNet) out.push({ pid, dir: argv[1] });
   }
   return out;
 }

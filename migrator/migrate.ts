@@ -5,10 +5,11 @@
 // the source ends its own. Before the commit, any failure resumes the source
 // and ends the destination's copy; after it, the destination's copy is the job
 // (reconciliation resumes it if the resume message is lost). Exactly one copy runs.
-import { mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, closeSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { PjError, codes } from '../common/errors.js';
+import { crashPoint, faultActive } from '../common/fault.js';
 import type { Mesh } from '../manager/mesh/mesh.js';
 import { CriuError, dropNetworkLocks, dump, restore } from './criu.js';
 import { imageBytes, imageFiles, receiveImages, type ImageFile } from './image-transfer.js';
@@ -20,16 +21,20 @@ import { differingSystemFiles, inspectJob, type SystemFile } from './migratable.
 export interface MoveResult {
   job: string; from: string; to: string; mode: 'stop-and-copy';
   downtime_ms: number; dump_ms: number; transfer_ms: number; restore_ms: number; bytes_sent: number;
+  /** Set instead of the figures when the source's manager went away after committing. */
+  note?: string;
 }
 export interface MoveProgress { phase: string; bytesSent: number; elapsedMs: number }
 
-const TRANSFER_TIMEOUT_MS = 600_000;
-const RESTORE_TIMEOUT_MS = 120_000;
+/** A transfer that makes no progress for this long (a cut link) is given up. */
+const TRANSFER_IDLE_MS = 15_000;
+const RESTORE_TIMEOUT_MS = 60_000;
 /** How long a destination keeps a move's state without hearing from the source; once restored, the commit is quick. */
 const INCOMING_IDLE_MS = 60_000;
-const RESTORED_IDLE_MS = 10_000;
+const RESTORED_IDLE_MS = 3_000;
 
-interface Incoming { id: string; from: string; dir: string; pid?: number; timer?: NodeJS.Timeout }
+/** A move into this host: `revision` is the job record's, which the source's commit is conditioned on. */
+interface Incoming { id: string; from: string; dir: string; revision: string; pid?: number; timer?: NodeJS.Timeout }
 
 export class Migrator {
   #progress = new Map<string, MoveProgress & { started: number }>();
@@ -61,7 +66,7 @@ export class Migrator {
       if (found.offenders.length) {
         throw new PjError(codes.NOT_MIGRATABLE, `job ${rec.id} cannot move: ${found.offenders.map((o) => `pid ${o.pid} fd ${o.fd} ${o.path} (${o.why})`).join('; ')}`);
       }
-      await this.mesh.call(to, 'job', { op: 'prepare', id: rec.id, key, systemFiles: found.systemFiles, cwd: rec.cwd });
+      await this.mesh.call(to, 'job', { op: 'prepare', id: rec.id, key, revision: j.modRevision, systemFiles: found.systemFiles, cwd: rec.cwd }).catch((e) => { throw abort(e, rec); });
       p.phase = 'dump';
       mkdirSync(dir, { recursive: true });
       const frozen = Date.now();
@@ -78,7 +83,7 @@ export class Migrator {
       try {
         p.phase = 'transfer';
         const files = imageFiles(dir);
-        await this.mesh.upload(to, 'job-images', { key, files }, imageBytes(dir, files, p), TRANSFER_TIMEOUT_MS);
+        await this.mesh.upload(to, 'job-images', { key, files }, imageBytes(dir, files, p), TRANSFER_IDLE_MS);
         const sent = Date.now();
         p.phase = 'restore';
         const r = (await this.mesh.call(to, 'job', { op: 'restore', key }, RESTORE_TIMEOUT_MS)) as { pid: number; pidStart: number };
@@ -88,6 +93,7 @@ export class Migrator {
         if (!(await this.#commit(j.id, j.modRevision, { ...rec, host: to, pid: r.pid, pidStart: r.pidStart, moves: rec.moves + 1 }))) {
           throw new PjError(codes.MIGRATION_ABORTED, 'the job table changed during the move');
         }
+        crashPoint('source-after-commit');
         p.phase = 'resume';
         await this.mesh.call(to, 'job', { op: 'resume', key }).catch((e: Error) => {
           log.warn({ op: 'job-move', job: rec.id, to, err: e.message }, 'committed, but the resume message was lost: the destination resumes it when it reconciles');
@@ -132,24 +138,28 @@ export class Migrator {
 
   // --- the destination's side ---
 
-  prepare(a: { id: string; key: string; systemFiles: SystemFile[]; cwd: string }, from: string): void {
+  prepare(a: { id: string; key: string; revision: string; systemFiles: SystemFile[]; cwd: string }, from: string): void {
     const differ = differingSystemFiles(a.systemFiles);
+    if (!existsSync(a.cwd)) differ.push(`${a.cwd}: the job's working directory is missing`);
     if (differ.length) throw new PjError(codes.NOT_MIGRATABLE, `files the job maps differ on ${this.jobs.self}: ${differ.join('; ')}`);
     if (this.jobs.busy.has(a.id)) throw new PjError(codes.JOB_BUSY, `job ${a.id} is already moving here`);
     this.jobs.busy.add(a.id);
-    this.#incoming.set(a.key, { id: a.id, from, dir: join(this.workDir, 'incoming', a.key) });
+    this.#incoming.set(a.key, { id: a.id, from, revision: String(a.revision), dir: join(this.workDir, 'incoming', a.key) });
     this.#touch(a.key);
   }
 
   async receive(a: { key: string; files: ImageFile[] }, stream: AsyncIterable<Buffer>): Promise<{ bytes: number }> {
     const inc = this.#get(a.key);
     this.#touch(a.key);
-    return { bytes: await receiveImages(inc.dir, a.files, stream) };
+    const bytes = await receiveImages(inc.dir, a.files, stream);
+    if (faultActive('corrupt-images')) damage(inc.dir, a.files);
+    return { bytes };
   }
 
   async restore(key: string): Promise<{ pid: number; pidStart: number }> {
     const inc = this.#get(key);
     this.#touch(key);
+    crashPoint('destination-before-restore');
     try {
       inc.pid = await restore(inc.dir);
       this.#touch(key, RESTORED_IDLE_MS);
@@ -171,13 +181,33 @@ export class Migrator {
     const inc = this.#incoming.get(key);
     if (!inc) return;
     if (inc.pid) {
-      const rec = await this.jobs.table.get<JobRecord>(inc.id).catch(() => undefined);
-      const committed = rec?.value.host === this.jobs.self && rec.value.pid === inc.pid;
+      let committed: boolean;
+      try {
+        committed = await this.#committed(inc);
+      } catch (e) {
+        // etcd does not answer: nothing is decided, ask again later.
+        this.jobs.log.warn({ op: 'job-move-in', job: inc.id, err: (e as Error).message }, 'cannot tell whether the move committed yet');
+        return this.#touch(key, RESTORED_IDLE_MS);
+      }
       signalAll(jobPids(inc.pid), committed ? 'SIGCONT' : 'SIGKILL');
       if (!committed) await dropNetworkLocks();
       this.jobs.log.warn({ op: 'job-move-in', job: inc.id, from: inc.from, committed }, committed ? 'resumed a committed copy' : 'dropped an uncommitted copy');
     }
     this.#finish(key);
+  }
+
+  /**
+   * Whether the source committed the move to us. If not yet, we fence it off: a write of the record
+   * as it is, conditioned on the revision the source's commit needs, makes that commit fail for good.
+   */
+  async #committed(inc: Incoming): Promise<boolean> {
+    for (;;) {
+      const now = await this.jobs.table.get<JobRecord>(inc.id);
+      if (!now) return false;
+      if (now.value.host === this.jobs.self && now.value.pid === inc.pid) return true;
+      if (now.modRevision !== inc.revision) return false;
+      if (await this.jobs.table.compareAndSwap(inc.id, inc.revision, now.value)) return false;
+    }
   }
 
   #get(key: string): Incoming {
@@ -203,7 +233,16 @@ export class Migrator {
   }
 }
 
+/** PJ_FAULT=corrupt-images: garbage over the start of every image, as a damaged stream would leave them. */
+function damage(dir: string, files: ImageFile[]): void {
+  for (const f of files) {
+    const fd = openSync(join(dir, f.name), 'r+');
+    writeSync(fd, randomBytes(Math.min(f.size, 64)), 0, Math.min(f.size, 64), 0);
+    closeSync(fd);
+  }
+}
+
 function abort(e: unknown, rec: JobRecord): PjError {
-  if (e instanceof PjError && (e.code === codes.MIGRATION_ABORTED || e.code === codes.NOT_MIGRATABLE)) return e;
+  if (e instanceof PjError && (e.code === codes.MIGRATION_ABORTED || e.code === codes.NOT_MIGRATABLE || e.code === codes.JOB_BUSY)) return e;
   return new PjError(codes.MIGRATION_ABORTED, `job ${rec.id} stays on ${rec.host}: ${(e as Error).message}`, { cause: e });
 }

@@ -22,6 +22,7 @@ export async function moveJob(t: AgentTarget, job: string, to: string, json: boo
     const r = (await askAgent(t, 'mv', { id: rec.id, to }, MOVE_TIMEOUT_MS)) as MoveResult;
     if (json) return printJson(r);
     if (tty) process.stderr.write('\n');
+    if (r.note) return void process.stdout.write(`${r.job}: ${r.from} -> ${r.to} (${r.note})\n`);
     process.stdout.write(`${r.job}: ${r.from} -> ${r.to} in ${r.downtime_ms} ms of downtime (dump ${r.dump_ms} ms, transfer ${(r.bytes_sent / (1 << 20)).toFixed(1)} MiB in ${r.transfer_ms} ms, restore ${r.restore_ms} ms)\n`);
   } finally {
     clearInterval(timer);

@@ -196,10 +196,13 @@ export class PeerConnection extends EventEmitter {
     return Promise.race([p, t]).finally(() => clearTimeout(timer));
   }
 
+  /** Waits for what `arm` watches, no longer than `ms`; a connection that closes meanwhile ends the wait too. */
   #wait(arm: (wake: () => void) => void, ms: number, what: string): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new PjError(codes.TIMEOUT, `${what}: no progress in ${ms} ms`, { host: this.peer })), ms);
-      arm(() => { clearTimeout(timer); resolve(); });
+      const wake = () => { clearTimeout(timer); this.off('close', wake); resolve(); };
+      const timer = setTimeout(() => { this.off('close', wake); reject(new PjError(codes.TIMEOUT, `${what}: no progress in ${ms} ms`, { host: this.peer })); }, ms);
+      this.once('close', wake);
+      arm(wake);
     }).then(() => {
       if (this.closed) throw new PjError(codes.HOST_UNREACHABLE, `connection to host ${this.peer} lost: ${this.#closedReason}`, { host: this.peer });
     });

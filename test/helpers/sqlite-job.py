@@ -1,0 +1,12 @@
+# A job for the migration tests: transactions of 5 rows into DB (each row a
+# little apart, so that a move lands inside one); prints "committed <max id>" after each.
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute('create table if not exists t(id integer primary key, v text)')
+while True:
+    db.execute('begin immediate')
+    for _ in range(5):
+        db.execute('insert into t(v) values (?)', ('x' * 200,))
+        time.sleep(0.01)
+    db.execute('commit')
+    print('committed', db.execute('select max(id) from t').fetchone()[0], flush=True)
