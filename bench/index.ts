@@ -4,8 +4,9 @@
 import { reportError } from '../cli/output.js';
 import { fsBench } from './fs.js';
 import { meshBench } from './mesh.js';
+import { migrateBench } from './migrate.js';
 
-const benches: Record<string, (argv: string[]) => Promise<void>> = { mesh: meshBench, fs: fsBench };
+const benches: Record<string, (argv: string[]) => Promise<void>> = { mesh: meshBench, fs: fsBench, migrate: migrateBench };
 const [name, ...rest] = process.argv.slice(2);
 const bench = benches[name ?? ''];
 if (!bench) {

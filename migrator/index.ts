@@ -61,7 +61,7 @@ export function startMigrator(o: { self: string; mount: string; stateDir: string
       default: return local(String(a?.op), a ?? {});
     }
   });
-  o.mesh.handle('job-images', (a: { key: string; files: [] }, ctx) => {
+  o.mesh.handle('job-images', (a: { key: string }, ctx) => {
     if (!ctx.stream) throw new PjError(codes.PROTOCOL, 'job-images is an upload');
     return migrator.receive(a, ctx.stream);
   });

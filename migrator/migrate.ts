@@ -5,14 +5,14 @@
 // the source ends its own. Before the commit, any failure resumes the source
 // and ends the destination's copy; after it, the destination's copy is the job
 // (reconciliation resumes it if the resume message is lost). Exactly one copy runs.
-import { existsSync, mkdirSync, openSync, closeSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { PjError, codes } from '../common/errors.js';
 import { crashPoint, faultActive } from '../common/fault.js';
 import type { Mesh } from '../manager/mesh/mesh.js';
 import { CriuError, dropNetworkLocks, dump, restore } from './criu.js';
-import { imageBytes, imageFiles, receiveImages, type ImageFile } from './image-transfer.js';
+import { imageStream, receiveImages } from './image-transfer.js';
 import type { JobManager } from './job-manager.js';
 import { alive, jobPids, signalAll, startTime } from './job-processes.js';
 import type { JobRecord } from './jobs.js';
@@ -70,20 +70,23 @@ export class Migrator {
       p.phase = 'dump';
       mkdirSync(dir, { recursive: true });
       const frozen = Date.now();
+      // The images stream to the destination while CRIU writes them.
+      const dumped = dump(rec.pid, dir);
+      const sending = this.mesh.upload(to, 'job-images', { key }, imageStream(dir, dumped, p), TRANSFER_IDLE_MS);
+      sending.catch(() => {}); // observed below, once the dump is done
       try {
-        await dump(rec.pid, dir);
+        await dumped;
       } catch (e) {
         await dropNetworkLocks();
         await this.mesh.call(to, 'job', { op: 'abort', key }).catch(() => {});
         throw abort(e, rec);
       }
-      const dumped = Date.now();
+      const dumpedAt = Date.now();
       let restored = 0;
       let newPid = 0;
       try {
         p.phase = 'transfer';
-        const files = imageFiles(dir);
-        await this.mesh.upload(to, 'job-images', { key, files }, imageBytes(dir, files, p), TRANSFER_IDLE_MS);
+        await sending;
         const sent = Date.now();
         p.phase = 'restore';
         const r = (await this.mesh.call(to, 'job', { op: 'restore', key }, RESTORE_TIMEOUT_MS)) as { pid: number; pidStart: number };
@@ -102,8 +105,8 @@ export class Migrator {
         signalAll(jobPids(rec.pid), 'SIGKILL');
         await dropNetworkLocks();
         const result: MoveResult = {
-          job: rec.id, from: self, to, mode: 'stop-and-copy', downtime_ms: resumed - frozen, dump_ms: dumped - frozen,
-          transfer_ms: sent - dumped, restore_ms: restored, bytes_sent: p.bytesSent,
+          job: rec.id, from: self, to, mode: 'stop-and-copy', downtime_ms: resumed - frozen, dump_ms: dumpedAt - frozen,
+          transfer_ms: sent - dumpedAt, restore_ms: restored, bytes_sent: p.bytesSent,
         };
         log.info({ op: 'job-move', ...result, pid: newPid }, 'job moved');
         return result;
@@ -148,11 +151,11 @@ export class Migrator {
     this.#touch(a.key);
   }
 
-  async receive(a: { key: string; files: ImageFile[] }, stream: AsyncIterable<Buffer>): Promise<{ bytes: number }> {
+  async receive(a: { key: string }, stream: AsyncIterable<Buffer>): Promise<{ bytes: number }> {
     const inc = this.#get(a.key);
     this.#touch(a.key);
-    const bytes = await receiveImages(inc.dir, a.files, stream);
-    if (faultActive('corrupt-images')) damage(inc.dir, a.files);
+    const bytes = await receiveImages(inc.dir, stream);
+    if (faultActive('corrupt-images')) damage(inc.dir);
     return { bytes };
   }
 
@@ -234,10 +237,10 @@ export class Migrator {
 }
 
 /** PJ_FAULT=corrupt-images: garbage over the start of every image, as a damaged stream would leave them. */
-function damage(dir: string, files: ImageFile[]): void {
-  for (const f of files) {
-    const fd = openSync(join(dir, f.name), 'r+');
-    writeSync(fd, randomBytes(Math.min(f.size, 64)), 0, Math.min(f.size, 64), 0);
+function damage(dir: string): void {
+  for (const name of readdirSync(dir)) {
+    const fd = openSync(join(dir, name), 'r+');
+    writeSync(fd, randomBytes(64), 0, 64, 0);
     closeSync(fd);
   }
 }
