@@ -1,7 +1,8 @@
 // The migrate benchmark: in a 2-host simulated cluster, jobs of 64, 256 and
 // 1024 MiB of memory moved h1 -> h2 with `pj mv` (stop-and-copy), beside the
 // floor measured in the same run on the same kind of job: a plain `criu dump`
-// followed by `criu restore` on one host (freeze to resume, no network).
+// followed by `criu restore` on one host (freeze to resume, no network), with
+// its images in the same kind of folder as pj mv's (migrationDir).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,7 +12,8 @@ import { sleep } from '../common/run.js';
 import { nsenterFor } from '../manager/sim-cluster/exec.js';
 import { clusterDown } from '../manager/sim-cluster/down.js';
 import { clusterUp } from '../manager/sim-cluster/up.js';
-import type { JobView, MoveResult } from '../migrator/index.js';
+import { migrationDir, type JobView, type MoveResult } from '../migrator/index.js';
+import { paths } from '../manager/sim-cluster/layout.js';
 import { percentile, printRows, writeResult, type Row } from './report.js';
 
 /** The same options pj mv gives CRIU (migrator/criu.ts), so that the floor does the same work. */
@@ -60,7 +62,7 @@ export async function migrateBench(argv: string[]): Promise<void> {
         log(`round ${round}/${rounds}, ${mib} MiB: plain criu dump + restore on h1, then pj mv h1 -> h2`);
         const plain = await startJob(mib);
         rss[mib] = plain.usage?.rssBytes ?? 0;
-        const images = join(dir, `floor-${mib}-${round}`);
+        const images = join(migrationDir('h1', paths(dir).hostState('h1')), `floor-${mib}-${round}`);
         await exec('mkdir', ['-p', images]);
         const d = await inH1(['pj-criu', 'dump', '-t', String(plain.pid), '-D', images, '-o', 'dump.log', ...CRIU_OPTS]);
         const r = await inH1(['pj-criu', 'restore', '-d', '-D', images, '-o', 'restore.log', '--pidfile', join(images, 'pid'), ...CRIU_OPTS]);

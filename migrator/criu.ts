@@ -49,10 +49,19 @@ export async function restore(dir: string): Promise<number> {
 }
 
 /**
- * CRIU's network lock is an nftables table (`inet CRIU-…`) in this host's network namespace; one that
- * stays (after a dump that is not followed by a restore here) blocks the job's connections. Drops them all.
+ * CRIU's network lock is an nftables table in this host's network namespace, named after the run
+ * (`inet CRIU-<first 21 characters of its run id>`); one that stays (a dump not followed by a restore
+ * here, a failed restore) blocks the job's connections. Drops the tables of the runs logged in `dir`,
+ * and no other: another job may be moving meanwhile.
  */
-export async function dropNetworkLocks(): Promise<void> {
-  const { stdout } = await run('nft', ['list', 'tables'], { allowFail: true });
-  for (const m of stdout.matchAll(/^table inet (CRIU-\S+)$/gm)) await run('nft', ['delete', 'table', 'inet', m[1]], { allowFail: true });
+export async function dropNetworkLocks(dir: string): Promise<void> {
+  for (const log of ['dump.log', 'restore.log']) {
+    let id: string | undefined;
+    try {
+      id = /CRIU run id = ([0-9a-f-]+)/.exec(readFileSync(join(dir, log), 'utf8'))?.[1];
+    } catch {
+      continue;
+    }
+    if (id) await run('nft', ['delete', 'table', 'inet', `CRIU-${id.slice(0, 21)}`], { allowFail: true });
+  }
 }

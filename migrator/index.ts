@@ -1,8 +1,9 @@
 // The migrator's surface: jobs (run, ps, kill, logs, wait) and moving them
 // (pj mv), served to the CLI through this agent and to other agents over the
 // mesh; and the traffic ledger the layers record into.
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { rmSync, statfsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join, resolve } from 'node:path';
 import { PjError, codes } from '../common/errors.js';
 import type { Log } from '../common/log.js';
 import type { ClusterState } from '../manager/cluster-state.js';
@@ -30,11 +31,23 @@ export interface MigratorLayer {
 /** The real folder behind this host's jobs export. */
 export const jobsPath = (stateDir: string): string => join(stateDir, 'jobs');
 
+/**
+ * Where a host keeps the images of the moves it takes part in: in memory (tmpfs, /dev/shm) when there
+ * is one, as CRIU advises for migration: written to a disk, a GiB of images is held back by the
+ * kernel's dirty-page throttling (measured here: 400 MB/s, and restores reading them 5x slower).
+ */
+export function migrationDir(host: string, stateDir: string): string {
+  if (statfsSync('/dev/shm').type !== TMPFS_MAGIC) return join(stateDir, 'migrations');
+  return join('/dev/shm', `picojump-${host}-${createHash('sha256').update(resolve(stateDir)).digest('hex').slice(0, 10)}`);
+}
+const TMPFS_MAGIC = 0x01021994;
+
 export function startMigrator(o: { self: string; mount: string; stateDir: string; mesh: Mesh; state: ClusterState; log: Log }): MigratorLayer {
   const jobs = new JobManager(o.self, o.mount, jobsPath(o.stateDir), o.state.jobs, o.log);
   // Images of moves a crash interrupted are of no use: reconciliation decides which copy runs.
-  rmSync(join(o.stateDir, 'migrations'), { recursive: true, force: true });
-  const migrator = new Migrator(jobs, o.mesh, join(o.stateDir, 'migrations'));
+  const work = migrationDir(o.self, o.stateDir);
+  rmSync(work, { recursive: true, force: true });
+  const migrator = new Migrator(jobs, o.mesh, work);
   const records = async () => (await o.state.jobs.list<JobRecord>()).map((j) => j.value);
   /** Runs `op` where the job runs (here, or its host over the mesh). */
   const atHost = async (host: string, op: string, args: Record<string, unknown>, timeoutMs?: number): Promise<unknown> =>
@@ -117,6 +130,9 @@ export function startMigrator(o: { self: string; mount: string; stateDir: string
       }
     },
     start: () => jobs.start(),
-    stop: () => jobs.stop(),
+    stop: () => {
+      jobs.stop();
+      rmSync(work, { recursive: true, force: true });
+    },
   };
 }

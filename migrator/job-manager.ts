@@ -5,7 +5,7 @@
 // copy the table places here (a move that never finished) is resumed; a job
 // whose first process is gone is marked exited with its status.
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { PjError, codes } from '../common/errors.js';
@@ -24,6 +24,8 @@ const LOG_CHUNK = 1 << 20;
 export class JobManager {
   /** Jobs a move is working on here (as source or destination): reconciliation leaves them alone. */
   readonly busy = new Set<string>();
+  /** Jobs ended here by SIGKILL, which their first process cannot record. */
+  #killed = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
   #reconciling = false;
 
@@ -50,6 +52,7 @@ export class JobManager {
 
   async run(req: RunRequest): Promise<JobRecord> {
     if (!Array.isArray(req.cmd) || req.cmd.length === 0 || !req.cmd.every((a) => typeof a === 'string')) throw new PjError(codes.USAGE, 'pj run needs a command');
+    if (typeof req.cwd !== 'string' || !existsSync(req.cwd)) throw new PjError(codes.USAGE, `no directory ${req.cwd} on ${this.self} (--cwd)`);
     const id = newJobId();
     mkdirSync(join(this.jobsPath, id));
     const dir = jobDir(this.mount, this.self, id);
@@ -88,6 +91,7 @@ export class JobManager {
   kill(rec: JobRecord, signal: NodeJS.Signals): void {
     if (rec.host !== this.self || !alive(rec.pid, rec.pidStart)) throw new PjError(codes.NO_SUCH_JOB, `job ${rec.id} is not running on ${this.self}`);
     if (this.busy.has(rec.id)) throw new PjError(codes.JOB_BUSY, `job ${rec.id} is moving; signal it once it has`);
+    if (signal === 'SIGKILL') this.#killed.add(rec.id);
     process.kill(rec.pid, signal);
   }
 
@@ -141,7 +145,8 @@ export class JobManager {
       for (const j of records.values()) {
         const r = j.value;
         if (r.host !== this.self || r.state !== 'running' || this.busy.has(r.id) || alive(r.pid, r.pidStart)) continue;
-        const exit = (await readFile(`${r.dir}/status`, 'utf8').catch(() => 'unknown')).trim();
+        const exit = (await readFile(`${r.dir}/status`, 'utf8').catch(() => (this.#killed.has(r.id) ? 'signal 9' : 'unknown'))).trim();
+        this.#killed.delete(r.id);
         if (await this.table.compareAndSwap(r.id, j.modRevision, { ...r, state: 'exited', exit })) {
           this.log.info({ op: 'job-exit', job: r.id, exit }, 'job ended');
         }

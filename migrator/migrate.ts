@@ -77,7 +77,7 @@ export class Migrator {
       try {
         await dumped;
       } catch (e) {
-        await dropNetworkLocks();
+        await dropNetworkLocks(dir);
         await this.mesh.call(to, 'job', { op: 'abort', key }).catch(() => {});
         throw abort(e, rec);
       }
@@ -103,7 +103,7 @@ export class Migrator {
         });
         const resumed = Date.now();
         signalAll(jobPids(rec.pid), 'SIGKILL');
-        await dropNetworkLocks();
+        await dropNetworkLocks(dir);
         const result: MoveResult = {
           job: rec.id, from: self, to, mode: 'stop-and-copy', downtime_ms: resumed - frozen, dump_ms: dumpedAt - frozen,
           transfer_ms: sent - dumpedAt, restore_ms: restored, bytes_sent: p.bytesSent,
@@ -114,7 +114,7 @@ export class Migrator {
         // Not committed: the destination's copy goes, ours resumes.
         await this.mesh.call(to, 'job', { op: 'abort', key }).catch(() => {});
         signalAll(jobPids(rec.pid), 'SIGCONT');
-        await dropNetworkLocks();
+        await dropNetworkLocks(dir);
         log.warn({ op: 'job-move', job: rec.id, to, phase: p.phase, err: (e as Error).message }, 'move aborted; the job resumed here');
         throw abort(e, rec);
       }
@@ -167,7 +167,7 @@ export class Migrator {
       inc.pid = await restore(inc.dir);
       this.#touch(key, RESTORED_IDLE_MS);
     } catch (e) {
-      await dropNetworkLocks();
+      await dropNetworkLocks(inc.dir);
       throw e instanceof CriuError ? new PjError(codes.MIGRATION_ABORTED, `on ${this.jobs.self}: ${e.message}`) : e;
     }
     return { pid: inc.pid, pidStart: startTime(inc.pid) ?? 0 };
@@ -193,7 +193,7 @@ export class Migrator {
         return this.#touch(key, RESTORED_IDLE_MS);
       }
       signalAll(jobPids(inc.pid), committed ? 'SIGCONT' : 'SIGKILL');
-      if (!committed) await dropNetworkLocks();
+      if (!committed) await dropNetworkLocks(inc.dir);
       this.jobs.log.warn({ op: 'job-move-in', job: inc.id, from: inc.from, committed }, committed ? 'resumed a committed copy' : 'dropped an uncommitted copy');
     }
     this.#finish(key);

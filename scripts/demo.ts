@@ -1,5 +1,6 @@
 // `npm run demo`: brings a 3-host simulated cluster up, shows it, measures the
-// mesh between two hosts, and takes everything down at the end or on Ctrl-C.
+// mesh, shares a SQLite file through /pj, moves a running program h1 -> h2 -> h3,
+// and takes everything down at the end or on Ctrl-C.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -44,6 +45,20 @@ try {
     step('... and its lease has expired: h2 is down', ['hosts']);
     step('h2\'s agent is started again', ['cluster', 'start', 'h2']);
     step('h2 is up again', ['hosts']);
+    step('a program starts on h1 as a job: its own PID namespace, its output under /pj/h1/.pj-jobs', ['run', '--on', 'h1', '--name', 'ticker', '--',
+      'python3', '-c', "import time\nfor i in range(10**9):\n    print('tick', i, time.strftime('%H:%M:%S'), flush=True); time.sleep(0.25)"]);
+    spawnSync('sleep', ['2']);
+    step('where it runs, what it uses', ['ps']);
+    step('what it printed so far', ['logs', '--tail', '3', 'ticker']);
+    step('move it, running, to h2 (CRIU dump, images over the mesh, restore, commit in etcd)', ['mv', 'ticker', 'h2']);
+    spawnSync('sleep', ['2']);
+    step('it carries on where it was, on h2', ['logs', '--tail', '3', 'ticker']);
+    step('and on to h3', ['mv', 'ticker', 'h3']);
+    spawnSync('sleep', ['2']);
+    step('three hosts later: no tick lost, none twice', ['logs', '--tail', '4', 'ticker']);
+    step('pj ps: on h3, moved twice', ['ps']);
+    step('stop it', ['kill', 'ticker']);
+    step('its exit status', ['wait', 'ticker']);
   }
 } finally {
   cleanup();

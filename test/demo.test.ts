@@ -15,6 +15,12 @@ t.test('the demo runs to its end within 2 minutes and leaves nothing behind', as
   t.match(r.stdout, /h3: streamed 256 MiB at \d+ MiB\/s/);
   t.match(r.stdout, /h2\|.*\nh1 via \/pj\|/, 'sqlite3 on h1 wrote through /pj into h2\'s database');
   t.match(r.stdout, /^2 rows$/m, 'and h2 reads both rows from its own disk');
+  t.match(r.stdout, /j[0-9a-f]{6}: h1 -> h2 in \d+ ms of downtime/, 'the running program moved to h2');
+  t.match(r.stdout, /j[0-9a-f]{6}: h2 -> h3 in \d+ ms of downtime/, 'and on to h3');
+  const ticks = [...r.stdout.matchAll(/^tick (\d+) /gm)].map((m) => Number(m[1]));
+  t.ok(ticks.length >= 8 && ticks.every((n, i) => i === 0 || n > ticks[i - 1]), `the ticks it printed keep increasing across the moves: ${ticks.join(' ')}`);
+  t.match(r.stdout, /j[0-9a-f]{6}\s+ticker\s+h3\s+\d+\s+running.*\s2\n/, 'pj ps shows it on h3, moved twice');
+  t.match(r.stdout, /^signal 15$/m, 'pj wait gives its exit status');
   t.match(r.stdout, /cluster demo down: \d+ processes stopped, 5 namespaces removed/);
   t.same(netnsWithPrefix('demo'), []);
 });

@@ -26,8 +26,8 @@ export function register(program: Command): void {
         const rec = (await askAgent(o, 'job', { id: job })) as JobRecord;
         if (rec.state === 'exited') {
           process.stdout.write(`${rec.exit}\n`);
-          const [how, n] = (rec.exit ?? 'exit 1').split(' ');
-          process.exitCode = how === 'exit' ? Number(n) : 128 + Number(n);
+          const [how, n] = (rec.exit ?? '').split(' ');
+          process.exitCode = how === 'exit' ? Number(n) : how === 'signal' ? 128 + Number(n) : 1; // 'unknown': its first process died unrecorded
           return;
         }
         await new Promise((r) => setTimeout(r, WAIT_POLL_MS));

@@ -3,6 +3,7 @@
 // from whatever is left (agents or etcd killed with SIGKILL, a half-made
 // cluster) and is safe to run twice.
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { migrationDir } from '../../migrator/index.js';
 import { join } from 'node:path';
 import { namespaceOf } from '../../common/process-ns.js';
 import { run, sleep } from '../../common/run.js';
@@ -61,5 +62,6 @@ export async function clusterDown(dir: string): Promise<DownReport> {
   for (const ns of netns) await run('ip', ['netns', 'del', ns], { allowFail: true });
   rmSync(p.file, { force: true });
   rmSync(join(dir, 'etcd'), { recursive: true, force: true });
+  for (const h of c.hosts) rmSync(migrationDir(h.name, p.hostState(h.name)), { recursive: true, force: true }); // images of moves cut short, in memory
   return { cluster: c.name, killed: victims, namespaces: netns };
 }

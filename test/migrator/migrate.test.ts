@@ -7,7 +7,7 @@ import { execFile, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../../common/repo-root.js';
-import type { JobView, MoveResult } from '../../migrator/index.js';
+import { migrationDir, type JobView, type MoveResult } from '../../migrator/index.js';
 import { paths } from '../../manager/sim-cluster/layout.js';
 import { startCluster, waitFor } from '../helpers/cluster.js';
 
@@ -165,7 +165,7 @@ t.test("faults: the destination's manager killed during the transfer", async (t)
   const id = await run(['python3', helper('memory-job.py'), '192']);
   await waitFor(async () => /child ready/.test(await logs(id)), 60_000, 200);
   const counter = await run(['python3', helper('counter-job.py')]);
-  const incoming = join(paths(c.dir).hostState('h2'), 'migrations', 'incoming');
+  const incoming = join(migrationDir('h2', paths(c.dir).hostState('h2')), 'incoming');
   const moving = mv(id, 'h2');
   await waitFor(async () => existsSync(incoming) && readdirSync(incoming).some((k) => readdirSync(join(incoming, k)).length > 0), 60_000, 10);
   t.equal((await c.pj(['cluster', 'stop', 'h2', '--signal', 'KILL'])).code, 0);
@@ -203,7 +203,7 @@ t.test("faults: damaged images make the destination's CRIU fail; the job resumes
 t.test('faults: the link to the destination cut during the transfer', async (t) => {
   const id = await run(['python3', helper('memory-job.py'), '192']);
   await waitFor(async () => /child ready/.test(await logs(id)), 60_000, 200);
-  const incoming = join(paths(c.dir).hostState('h3'), 'migrations', 'incoming');
+  const incoming = join(migrationDir('h3', paths(c.dir).hostState('h3')), 'incoming');
   const moving = mv(id, 'h3');
   await waitFor(async () => existsSync(incoming) && readdirSync(incoming).some((k) => readdirSync(join(incoming, k)).length > 0), 60_000, 10);
   const link = (state: string) => spawnSync('ip', ['-n', `${c.name}-h3`, 'link', 'set', 'eth0', state]).status;
