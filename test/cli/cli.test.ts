@@ -67,8 +67,12 @@ t.test('pj agent refuses a world-readable secret and bad exports before starting
   t.match(timeout.stderr, /PJ_ERR_USAGE: --attr-timeout must be a number from 0 to 3600/);
 });
 
-t.test('pj-mv says plainly that migration is not built yet', async (t) => {
-  const r = spawnSync(process.execPath, [pjCli().replace(/pj\.js$/, 'pj-mv.js'), '123', 'h2'], { encoding: 'utf8' });
-  t.equal(r.status, 1);
-  t.match(r.stderr, /^pj: PJ_ERR_NOT_IMPLEMENTED: cannot move 123 to h2/);
+t.test('pj-mv explains its usage, and a pid that is not there', async (t) => {
+  const pjMv = pjCli().replace(/pj\.js$/, 'pj-mv.js');
+  const usage = spawnSync(process.execPath, [pjMv, '123'], { encoding: 'utf8' });
+  t.equal(usage.status, 2);
+  t.match(usage.stderr, /^pj: PJ_ERR_USAGE: usage: pj-mv <pid\|job> <host>/);
+  const gone = spawnSync(process.execPath, [pjMv, '999999999', 'h2'], { encoding: 'utf8' });
+  t.equal(gone.status, 1);
+  t.match(gone.stderr, /^pj: PJ_ERR_NOT_A_JOB: no process 999999999 here/);
 });
