@@ -8,8 +8,10 @@
       "native/src/fuse-device.cc",
       "native/src/openat2.cc",
       "native/src/file-locks.cc",
-      "native/src/file-ops.cc"
+      "native/src/file-ops.cc",
+      "native/src/page-hash.cc"
     ],
+    "libraries": ["-lxxhash"],
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
     "defines": ["NAPI_VERSION=9", "NAPI_DISABLE_CPP_EXCEPTIONS"],
     "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra"]

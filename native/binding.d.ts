@@ -45,4 +45,10 @@ export interface NativeBinding {
   removexattr(path: string, name: string, ctx: SyscallContext): true | undefined;
   /** poll(2) of one fd with a zero timeout: the revents now. */
   pollNow(fd: number, events: number, ctx: SyscallContext): number | undefined;
+  /** The present pages of `ranges` ([start, end, …], page-aligned) of a process, and their XXH3-128 hashes; on a worker thread. */
+  pageScan(pid: number, ranges: number[]): Promise<{ addrs: Buffer; hashes: Buffer } | Required<SyscallContext>>;
+  /** The contents of pages (addresses as u64 LE), 4 KiB each; a page unmapped meanwhile ends it early. */
+  readPages(pid: number, addrs: Buffer, ctx: SyscallContext): Buffer | undefined;
+  /** XXH3-128 of each 4 KiB page of `data`, 16 bytes each. */
+  hashPages(data: Buffer): Buffer;
 }

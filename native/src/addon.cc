@@ -25,6 +25,9 @@ Napi::Value Listxattr(const Napi::CallbackInfo& info);
 Napi::Value Setxattr(const Napi::CallbackInfo& info);
 Napi::Value Removexattr(const Napi::CallbackInfo& info);
 Napi::Value PollNow(const Napi::CallbackInfo& info);
+Napi::Value PageScan(const Napi::CallbackInfo& info);
+Napi::Value ReadPagesOf(const Napi::CallbackInfo& info);
+Napi::Value HashPages(const Napi::CallbackInfo& info);
 }
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -37,6 +40,9 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("fuseBackingClose", Napi::Function::New(env, pj::FuseBackingClose, "fuseBackingClose"));
   exports.Set("fuseWrite", Napi::Function::New(env, pj::FuseWrite, "fuseWrite"));
   exports.Set("fuseStartReader", Napi::Function::New(env, pj::FuseStartReader, "fuseStartReader"));
+  exports.Set("pageScan", Napi::Function::New(env, pj::PageScan, "pageScan"));
+  exports.Set("readPages", Napi::Function::New(env, pj::ReadPagesOf, "readPages"));
+  exports.Set("hashPages", Napi::Function::New(env, pj::HashPages, "hashPages"));
   exports.Set("openat2", Napi::Function::New(env, pj::Openat2, "openat2"));
   exports.Set("ofdLock", Napi::Function::New(env, pj::OfdLock, "ofdLock"));
   exports.Set("flock", Napi::Function::New(env, pj::Flock, "flock"));

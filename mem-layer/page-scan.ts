@@ -1,0 +1,50 @@
+// A job's memory by content: the present pages of a process and their
+// XXH3-128 hashes (native/src/page-hash.cc), as the pre-copy rounds and the
+// manifest of a frozen job need them. Only the memory CRIU would carry is
+// scanned: private writable mappings (anonymous memory, heap, stacks, written
+// copies of file pages) and shared anonymous ones; file pages mapped read-only
+// come back from their files.
+import { readFileSync } from 'node:fs';
+import { systemError } from '../common/errors.js';
+import { call, loadBinding } from '../native/loader.js';
+
+export const PAGE = 4096;
+export const HASH_BYTES = 16;
+
+/** The present pages of a process: their addresses and, 16 bytes each in the same order, their hashes. */
+export interface PageScan { addrs: BigUint64Array; hashes: Buffer }
+
+const SKIPPED = new Set(['[vvar]', '[vvar_vclock]', '[vdso]', '[vsyscall]']);
+
+/** The ranges to scan, [start, end, start, end…], from /proc/<pid>/maps. */
+export function memoryRanges(pid: number): number[] {
+  const out: number[] = [];
+  for (const line of readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n')) {
+    const f = line.split(/\s+/);
+    if (f.length < 5) continue;
+    const [range, perms] = f;
+    const name = f.slice(5).join(' ');
+    const anonymous = name === '' || name.startsWith('[') || name.startsWith('/dev/zero') || name.startsWith('/SYSV');
+    const carried = perms[0] === 'r' && ((perms[3] === 'p' && perms[1] === 'w') || (perms[3] === 's' && anonymous));
+    if (!carried || SKIPPED.has(name)) continue;
+    const [start, end] = range.split('-').map((x) => parseInt(x, 16));
+    out.push(start, end);
+  }
+  return out;
+}
+
+export async function scanPages(pid: number, ranges = memoryRanges(pid)): Promise<PageScan> {
+  const r = await loadBinding().pageScan(pid, ranges);
+  if ('errno' in r) throw systemError(r);
+  const addrs = new BigUint64Array(r.addrs.length / 8);
+  Buffer.from(addrs.buffer).set(r.addrs); // copied: the Buffer need not be 8-byte aligned
+  return { addrs, hashes: r.hashes };
+}
+
+/** The contents of pages of a process (4 KiB each, in the order given). */
+export function readPages(pid: number, addrs: BigUint64Array): Buffer {
+  return call((ctx) => loadBinding().readPages(pid, Buffer.from(addrs.buffer, addrs.byteOffset, addrs.byteLength), ctx));
+}
+
+/** The hash of each 4 KiB page of `data`, 16 bytes each. */
+export const hashPages = (data: Buffer): Buffer => loadBinding().hashPages(data);
