@@ -1,0 +1,153 @@
+// A host's page store: 4 KiB pages addressed by their XXH3-128 hash, so that a
+// job arriving (or coming back) restores every page the host already holds.
+// Pages are appended to segment files (hash | page, back to back) under a
+// folder; the index lives in memory and is rebuilt from the segments at start.
+// The store is bounded in bytes: the least recently used segment goes first,
+// never one holding a page that a restore in progress has pinned. A page read
+// back is checked against its hash: a damaged one counts as missing.
+import { closeSync, ftruncateSync, mkdirSync, openSync, readSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { HASH_BYTES, PAGE, hashPages } from './page-scan.js';
+
+const RECORD = HASH_BYTES + PAGE;
+const SEGMENT = /^seg-(\d+)\.pages$/;
+
+interface Segment { id: number; fd: number; records: number; lastUsed: number; hashes: string[] }
+
+export interface PageStoreStats { pages: number; bytes: number; limitBytes: number; segments: number; evictedSegments: number }
+
+/** A hash as the index keys it: its 16 bytes as a latin1 string. */
+const key = (hash: Buffer): string => hash.toString('latin1');
+
+export class PageStore {
+  #index = new Map<string, { seg: Segment; record: number }>();
+  #segments = new Map<number, Segment>();
+  #current: Segment | undefined;
+  #pins = new Map<string, number>();
+  #clock = 0;
+  #evicted = 0;
+
+  constructor(readonly dir: string, readonly limitBytes: number, readonly segmentRecords = 16_384) {
+    mkdirSync(dir, { recursive: true });
+    for (const name of readdirSync(dir)) {
+      const m = SEGMENT.exec(name);
+      if (m) this.#load(Number(m[1]), join(dir, name));
+    }
+  }
+
+  #load(id: number, path: string): void {
+    const fd = openSync(path, 'r+');
+    const records = Math.floor(statSync(path).size / RECORD);
+    ftruncateSync(fd, records * RECORD); // a record cut short by a crash is dropped
+    const seg: Segment = { id, fd, records, lastUsed: 0, hashes: [] };
+    const hash = Buffer.alloc(HASH_BYTES);
+    for (let r = 0; r < records; r++) {
+      readSync(fd, hash, 0, HASH_BYTES, r * RECORD);
+      const k = key(hash);
+      if (this.#index.has(k)) continue;
+      this.#index.set(k, { seg, record: r });
+      seg.hashes.push(k);
+    }
+    this.#segments.set(id, seg);
+  }
+
+  has(hash: Buffer): boolean {
+    return this.#index.has(key(hash));
+  }
+
+  /** Which of `hashes` (16 bytes each, back to back) the store lacks, by position. */
+  missing(hashes: Buffer): number[] {
+    const out: number[] = [];
+    for (let i = 0; i * HASH_BYTES < hashes.length; i++) if (!this.#index.has(key(hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES)))) out.push(i);
+    return out;
+  }
+
+  /** The page, or undefined when it is not here (or no longer matches its hash). */
+  get(hash: Buffer): Buffer | undefined {
+    const k = key(hash);
+    const at = this.#index.get(k);
+    if (!at) return undefined;
+    const page = Buffer.allocUnsafe(PAGE);
+    readSync(at.seg.fd, page, 0, PAGE, at.record * RECORD + HASH_BYTES);
+    if (!hashPages(page).equals(hash)) {
+      this.#index.delete(k);
+      return undefined;
+    }
+    at.seg.lastUsed = ++this.#clock;
+    return page;
+  }
+
+  /** Adds pages (`data`: 4 KiB each) under their hashes (16 bytes each, in the same order); those already here are skipped. */
+  put(hashes: Buffer, data: Buffer): number {
+    let added = 0;
+    for (let i = 0; i * PAGE < data.length; i++) {
+      const hash = hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES);
+      const k = key(hash);
+      const known = this.#index.get(k);
+      if (known) {
+        known.seg.lastUsed = ++this.#clock;
+        continue;
+      }
+      const seg = this.#writable();
+      writeSync(seg.fd, hash, 0, HASH_BYTES, seg.records * RECORD);
+      writeSync(seg.fd, data, i * PAGE, PAGE, seg.records * RECORD + HASH_BYTES);
+      this.#index.set(k, { seg, record: seg.records++ });
+      seg.hashes.push(k);
+      seg.lastUsed = ++this.#clock;
+      added++;
+    }
+    this.#evict();
+    return added;
+  }
+
+  /** Keeps the pages of `hashes` from eviction until the returned function is called (a restore in progress). */
+  pin(hashes: Buffer): () => void {
+    const keys: string[] = [];
+    for (let i = 0; i * HASH_BYTES < hashes.length; i++) keys.push(key(hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES)));
+    for (const k of keys) this.#pins.set(k, (this.#pins.get(k) ?? 0) + 1);
+    return () => {
+      for (const k of keys) {
+        const n = (this.#pins.get(k) ?? 1) - 1;
+        if (n > 0) this.#pins.set(k, n);
+        else this.#pins.delete(k);
+      }
+      this.#evict();
+    };
+  }
+
+  stats(): PageStoreStats {
+    let records = 0;
+    for (const s of this.#segments.values()) records += s.records;
+    return { pages: this.#index.size, bytes: records * RECORD, limitBytes: this.limitBytes, segments: this.#segments.size, evictedSegments: this.#evicted };
+  }
+
+  close(): void {
+    for (const s of this.#segments.values()) closeSync(s.fd);
+    this.#segments.clear();
+    this.#index.clear();
+  }
+
+  #writable(): Segment {
+    if (this.#current && this.#current.records < this.segmentRecords) return this.#current;
+    const id = Math.max(0, ...this.#segments.keys()) + 1;
+    const seg: Segment = { id, fd: openSync(join(this.dir, `seg-${id}.pages`), 'w+'), records: 0, lastUsed: ++this.#clock, hashes: [] };
+    this.#segments.set(id, seg);
+    this.#current = seg;
+    return seg;
+  }
+
+  /** Drops least recently used segments while over the bound; the one being written and pinned ones stay. */
+  #evict(): void {
+    while (this.stats().bytes > this.limitBytes) {
+      const victim = [...this.#segments.values()]
+        .filter((s) => s !== this.#current && !s.hashes.some((k) => this.#pins.has(k)))
+        .sort((a, b) => a.lastUsed - b.lastUsed)[0];
+      if (!victim) return; // everything left is pinned or being written: over the bound until a restore ends
+      for (const k of victim.hashes) if (this.#index.get(k)?.seg === victim) this.#index.delete(k);
+      closeSync(victim.fd);
+      rmSync(join(this.dir, `seg-${victim.id}.pages`), { force: true });
+      this.#segments.delete(victim.id);
+      this.#evicted++;
+    }
+  }
+}
