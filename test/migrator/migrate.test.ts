@@ -130,6 +130,30 @@ t.test('a job holding a file outside /pj is refused before anything is frozen, a
   await c.pj(['kill', '-s', 'KILL', id]);
 });
 
+t.test('files a job maps from outside /pj must be the same on the destination: checked before the freeze', async (t) => {
+  // /srv is each host's own: a file mapped from there is a "system file" that h2 may lack or hold otherwise.
+  await c.exec('h1', ['sh', '-c', 'head -c 1048576 /dev/urandom > /srv/data/mapped.bin']);
+  // mmap(2) through ctypes: Python's mmap module would keep a descriptor of the file open.
+  const id = await run(['python3', '-c', [
+    'import ctypes, os, time', 'libc = ctypes.CDLL(None)', 'libc.mmap.restype = ctypes.c_void_p',
+    'libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]',
+    "fd = os.open('/srv/data/mapped.bin', os.O_RDONLY)", 'm = (ctypes.c_char * 4096).from_address(libc.mmap(None, 1 << 20, 1, 2, fd, 0))', 'os.close(fd)',
+    'i = 0', 'while True:', '    print(i, m[i % 1000][0], flush=True); i += 1; time.sleep(0.05)'].join('\n')]);
+  await waitFor(async () => (await lines(id)).length > 3, 10_000);
+  const missing = await mv(id, 'h2');
+  t.match(missing.stderr, /PJ_ERR_NOT_MIGRATABLE: files the job maps differ on h2: \/srv\/data\/mapped\.bin: ENOENT here/, 'a file h2 lacks is named');
+  await c.exec('h2', ['sh', '-c', 'head -c 1048576 /dev/zero > /srv/data/mapped.bin']);
+  const differs = await mv(id, 'h2');
+  t.match(differs.stderr, /\/srv\/data\/mapped\.bin: size 1048576 here, 1048576 there; mtime .* here, .* there/, 'a file that differs (mtime) is named');
+  t.same([(await jobOf(id)).host, runningCopies(id).length], ['h1', 1], 'the job runs on, on h1');
+  await c.exec('h2', ['sh', '-c', 'cp /pj/h1/data/mapped.bin /srv/data/mapped.bin && touch -r /pj/h1/data/mapped.bin /srv/data/mapped.bin']);
+  const same = await mv(id, 'h2');
+  t.equal(same.code, 0, `the same file on h2: the move goes ahead ${same.stderr}`);
+  const n = (await lines(id)).length;
+  await waitFor(async () => (await lines(id)).length > n + 3, 10_000);
+  await c.pj(['kill', '-s', 'KILL', id]);
+});
+
 t.test('pj-mv takes the pid of any process of a job, and refuses one that is not in a job', async (t) => {
   const id = await run(['python3', helper('counter-job.py')]);
   await waitFor(async () => (await lines(id)).length > 3, 10_000);
