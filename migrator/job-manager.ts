@@ -5,8 +5,8 @@
 // copy the table places here (a move that never finished) is resumed; a job
 // whose first process is gone is marked exited with its status.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
-import { open, readFile } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
+import { open, readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { PjError, codes } from '../common/errors.js';
 import type { Log } from '../common/log.js';
@@ -52,7 +52,8 @@ export class JobManager {
 
   async run(req: RunRequest): Promise<JobRecord> {
     if (!Array.isArray(req.cmd) || req.cmd.length === 0 || !req.cmd.every((a) => typeof a === 'string')) throw new PjError(codes.USAGE, 'pj run needs a command');
-    if (typeof req.cwd !== 'string' || !existsSync(req.cwd)) throw new PjError(codes.USAGE, `no directory ${req.cwd} on ${this.self} (--cwd)`);
+    // Asynchronously: the directory may be under /pj, which this very process serves.
+    if (typeof req.cwd !== 'string' || !(await isDirectory(req.cwd))) throw new PjError(codes.USAGE, `no directory ${req.cwd} on ${this.self} (--cwd)`);
     const id = newJobId();
     mkdirSync(join(this.jobsPath, id));
     const dir = jobDir(this.mount, this.self, id);
@@ -158,6 +159,8 @@ export class JobManager {
     }
   }
 }
+
+export const isDirectory = (path: string): Promise<boolean> => stat(path).then((s) => s.isDirectory(), () => false);
 
 /** Starts pj-init, which prints the job's first pid and leaves it running in its own PID namespace. */
 function launch(dir: string, req: RunRequest): Promise<number> {

@@ -5,7 +5,7 @@
 // the source ends its own. Before the commit, any failure resumes the source
 // and ends the destination's copy; after it, the destination's copy is the job
 // (reconciliation resumes it if the resume message is lost). Exactly one copy runs.
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { PjError, codes } from '../common/errors.js';
@@ -13,7 +13,7 @@ import { crashPoint, faultActive } from '../common/fault.js';
 import type { Mesh } from '../manager/mesh/mesh.js';
 import { CriuError, dropNetworkLocks, dump, restore } from './criu.js';
 import { imageStream, receiveImages } from './image-transfer.js';
-import type { JobManager } from './job-manager.js';
+import { isDirectory, type JobManager } from './job-manager.js';
 import { alive, jobPids, signalAll, startTime } from './job-processes.js';
 import type { JobRecord } from './jobs.js';
 import { differingSystemFiles, inspectJob, type SystemFile } from './migratable.js';
@@ -141,9 +141,9 @@ export class Migrator {
 
   // --- the destination's side ---
 
-  prepare(a: { id: string; key: string; revision: string; systemFiles: SystemFile[]; cwd: string }, from: string): void {
+  async prepare(a: { id: string; key: string; revision: string; systemFiles: SystemFile[]; cwd: string }, from: string): Promise<void> {
     const differ = differingSystemFiles(a.systemFiles);
-    if (!existsSync(a.cwd)) differ.push(`${a.cwd}: the job's working directory is missing`);
+    if (!(await isDirectory(a.cwd))) differ.push(`${a.cwd}: the job's working directory is missing`);
     if (differ.length) throw new PjError(codes.NOT_MIGRATABLE, `files the job maps differ on ${this.jobs.self}: ${differ.join('; ')}`);
     if (this.jobs.busy.has(a.id)) throw new PjError(codes.JOB_BUSY, `job ${a.id} is already moving here`);
     this.jobs.busy.add(a.id);

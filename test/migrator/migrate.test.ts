@@ -14,8 +14,8 @@ import { startCluster, waitFor } from '../helpers/cluster.js';
 const c = await startCluster(t, { hosts: 3 });
 const helper = (name: string) => join(repoRoot(), 'test', 'helpers', name);
 
-async function run(cmd: string[], on = 'h1'): Promise<string> {
-  const r = await c.pj(['run', '--on', on, '--', ...cmd]);
+async function run(cmd: string[], on = 'h1', cwd?: string): Promise<string> {
+  const r = await c.pj(['run', '--on', on, ...(cwd ? ['--cwd', cwd] : []), '--', ...cmd]);
   if (r.code !== 0) throw new Error(`pj run failed: ${r.stderr}`);
   return r.stdout.trim();
 }
@@ -99,8 +99,8 @@ t.test('256 MiB of memory in threads and a forked child: the same checksums afte
 });
 
 t.test('an SQLite writer on /pj/h1/data moved mid-transaction to h2 and back loses no committed row', async (t) => {
-  const db = '/pj/h1/data/moving.sqlite';
-  const id = await run(['python3', helper('sqlite-job.py'), db]);
+  // Its working directory is under /pj too, and the database named relative to it.
+  const id = await run(['python3', helper('sqlite-job.py'), 'moving.sqlite'], 'h1', '/pj/h1/data');
   const committed = async () => Number((await lines(id)).at(-1)?.split(' ')[1] ?? 0);
   await waitFor(async () => (await committed()) >= 20, 20_000);
   for (const to of ['h2', 'h1']) {
