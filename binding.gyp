@@ -9,7 +9,8 @@
       "native/src/openat2.cc",
       "native/src/file-locks.cc",
       "native/src/file-ops.cc",
-      "native/src/page-hash.cc"
+      "native/src/page-hash.cc",
+      "native/src/uffd-pager.cc"
     ],
     "libraries": ["-lxxhash"],
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

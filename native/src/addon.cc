@@ -28,6 +28,10 @@ Napi::Value PollNow(const Napi::CallbackInfo& info);
 Napi::Value PageScan(const Napi::CallbackInfo& info);
 Napi::Value ReadPagesOf(const Napi::CallbackInfo& info);
 Napi::Value HashPages(const Napi::CallbackInfo& info);
+Napi::Value PagerStart(const Napi::CallbackInfo& info);
+Napi::Value PagerSupply(const Napi::CallbackInfo& info);
+Napi::Value PagerStats(const Napi::CallbackInfo& info);
+Napi::Value PagerStop(const Napi::CallbackInfo& info);
 }
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -43,6 +47,10 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pageScan", Napi::Function::New(env, pj::PageScan, "pageScan"));
   exports.Set("readPages", Napi::Function::New(env, pj::ReadPagesOf, "readPages"));
   exports.Set("hashPages", Napi::Function::New(env, pj::HashPages, "hashPages"));
+  exports.Set("pagerStart", Napi::Function::New(env, pj::PagerStart, "pagerStart"));
+  exports.Set("pagerSupply", Napi::Function::New(env, pj::PagerSupply, "pagerSupply"));
+  exports.Set("pagerStats", Napi::Function::New(env, pj::PagerStats, "pagerStats"));
+  exports.Set("pagerStop", Napi::Function::New(env, pj::PagerStop, "pagerStop"));
   exports.Set("openat2", Napi::Function::New(env, pj::Openat2, "openat2"));
   exports.Set("ofdLock", Napi::Function::New(env, pj::OfdLock, "ofdLock"));
   exports.Set("flock", Napi::Function::New(env, pj::Flock, "flock"));

@@ -1,0 +1,50 @@
+// The pager's surface (native/src/uffd-pager.cc): it listens where CRIU's
+// `restore --lazy-pages` looks for its lazy-pages daemon, receives each
+// restored task's userfaultfd, and installs the pages it is given, serving
+// faults first. A fault on a page it was not given is reported, so that the
+// page can be fetched (from this host's store, or from another host) and supplied.
+import { EventEmitter } from 'node:events';
+import type { PagerStats } from '../native/binding.js';
+import { call, loadBinding } from '../native/loader.js';
+
+export type { PagerStats } from '../native/binding.js';
+
+export interface PagerEvents {
+  task: [pid: number];
+  fault: [pid: number, addr: number];
+  gone: [pid: number];
+}
+
+export class Pager extends EventEmitter<PagerEvents> {
+  readonly #handle: number;
+  #stopped = false;
+
+  /** Listens on `socketPath` (lazy-pages.socket in the images folder, for CRIU). */
+  constructor(readonly socketPath: string) {
+    super();
+    this.#handle = call((ctx) => loadBinding().pagerStart(socketPath, (kind, pid, addr) => {
+      if (kind === 0) this.emit('task', pid);
+      else if (kind === 1) this.emit('fault', pid, addr);
+      else this.emit('gone', pid);
+    }, ctx), socketPath);
+  }
+
+  /**
+   * Pages of task `pid` (page-aligned addresses; 4 KiB of `data` each). In the background they are
+   * installed as fast as the thread can; held back (`background` false), only when faulted.
+   */
+  supply(pid: number, addrs: BigUint64Array, data: Buffer, background = true): void {
+    loadBinding().pagerSupply(this.#handle, pid, Buffer.from(addrs.buffer, addrs.byteOffset, addrs.byteLength), data, background);
+  }
+
+  stats(): PagerStats {
+    return loadBinding().pagerStats(this.#handle);
+  }
+
+  /** Ends the thread and closes the userfaultfds: a task faulting on a page never supplied then gets SIGBUS. */
+  stop(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    loadBinding().pagerStop(this.#handle);
+  }
+}

@@ -1,0 +1,85 @@
+// The pager against a real userfaultfd, handed over the way CRIU's restore
+// hands one to its lazy-pages daemon (test/helpers/uffd-task.py): pages held
+// until faulted, pages installed in the background, and pages fetched on a
+// fault report; every page must hold what was supplied.
+import t, { type Test } from 'tap';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { repoRoot } from '../../common/repo-root.js';
+import { PAGE } from '../../mem-layer/page-scan.js';
+import { Pager } from '../../mem-layer/pager.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'pj-pager-'));
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+const MIB = 16;
+const PAGES = (MIB << 20) / PAGE;
+
+/** Page i of the task's memory holds the byte i % 251. */
+function pattern(addr: number, pages: number[]): { addrs: BigUint64Array; data: Buffer } {
+  const data = Buffer.alloc(pages.length * PAGE);
+  pages.forEach((i, k) => data.fill(i % 251, k * PAGE, (k + 1) * PAGE));
+  return { addrs: BigUint64Array.from(pages.map((i) => BigInt(addr + i * PAGE))), data };
+}
+
+/** A task handed to `pager`; `go` has it touch every page and resolves with what it measured. */
+async function startTask(t: Test, pager: Pager) {
+  const child = spawn('python3', [join(repoRoot(), 'test', 'helpers', 'uffd-task.py'), pager.socketPath, String(MIB)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.teardown(() => { child.kill('SIGKILL'); });
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const arrived = new Promise<number>((resolve) => pager.once('task', resolve));
+  const { pid, addr } = JSON.parse((await lines.next()).value) as { pid: number; addr: number };
+  t.equal(await arrived, pid, 'the pager received the task\'s userfaultfd');
+  const go = async () => {
+    child.stdin.write('go\n');
+    return JSON.parse((await lines.next()).value) as { p50_us: number; p99_us: number; bad: number };
+  };
+  return { pid, addr, go };
+}
+
+const all = Array.from({ length: PAGES }, (_, i) => i);
+
+t.test('pages held until faulted: every first touch is a fault served from what was supplied', async (t) => {
+  const pager = new Pager(join(dir, 'held.socket'));
+  t.teardown(() => pager.stop());
+  const task = await startTask(t, pager);
+  const p = pattern(task.addr, all);
+  pager.supply(task.pid, p.addrs, p.data, false);
+  const r = await task.go();
+  t.equal(r.bad, 0, `all ${PAGES} pages hold what was supplied`);
+  const s = pager.stats();
+  t.same([s.faults, s.faultsOnSupplied, s.installed, s.waiting], [PAGES, PAGES, PAGES, 0],
+    `every page faulted once and was installed from memory: touch p50 ${r.p50_us} us, p99 ${r.p99_us} us; service p50 ${(s.serviceP50Ns / 1000).toFixed(1)} us`);
+});
+
+t.test('pages supplied in the background are all installed, correctly', async (t) => {
+  const pager = new Pager(join(dir, 'background.socket'));
+  t.teardown(() => pager.stop());
+  const task = await startTask(t, pager);
+  const p = pattern(task.addr, all);
+  pager.supply(task.pid, p.addrs, p.data);
+  const r = await task.go();
+  t.equal(r.bad, 0);
+  const s = pager.stats();
+  t.same([s.installed, s.waiting], [PAGES, 0], `${s.faults} of the touches had to wait for their page`);
+});
+
+t.test('a fault on a page not supplied is reported; the page supplied then lets the task go on', async (t) => {
+  const pager = new Pager(join(dir, 'fetch.socket'));
+  t.teardown(() => pager.stop());
+  const task = await startTask(t, pager);
+  const reported: number[] = [];
+  pager.on('fault', (pid, addr) => {
+    const i = (addr - task.addr) / PAGE;
+    reported.push(i);
+    const p = pattern(task.addr, [i]);
+    pager.supply(pid, p.addrs, p.data);
+  });
+  const r = await task.go();
+  t.equal(r.bad, 0);
+  t.equal(reported.length, PAGES, 'each page was asked for once');
+  t.ok(reported.every((i, k) => i === k), 'in the order the task touched them');
+  t.equal(pager.stats().installed, PAGES, `fetched through JavaScript: touch p50 ${r.p50_us} us, p99 ${r.p99_us} us`);
+});
