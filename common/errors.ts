@@ -24,6 +24,7 @@ export const codes = {
   NOT_MIGRATABLE: 'PJ_ERR_NOT_MIGRATABLE',
   MIGRATION_ABORTED: 'PJ_ERR_MIGRATION_ABORTED',
   JOB_START: 'PJ_ERR_JOB_START',
+  PAGES_LOST: 'PJ_ERR_PAGES_LOST',
 } as const;
 export type PjErrorCode = (typeof codes)[keyof typeof codes];
 

@@ -3,6 +3,7 @@
 // first process, left stopped (the source copy stays until the move commits),
 // and restored detached, also left stopped until the new location commits.
 import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from '../common/run.js';
@@ -41,12 +42,56 @@ function logTail(path: string): string {
 /** Freezes the job and writes its images to `dir`; the job is left stopped. A failed dump leaves it running. */
 export const dump = (initPid: number, dir: string): Promise<void> => criu(['dump', '-t', String(initPid), ...COMMON], dir, 'dump.log', 'dump');
 
-/** Restores the images in `dir`; the job is left stopped. Resolves with its first process's pid. */
-export async function restore(dir: string): Promise<number> {
+/**
+ * Restores the images in `dir`; the job is left stopped. Resolves with its first process's pid.
+ * `lazy`: the pages a lazy dump left out are asked of whoever listens on lazy-pages.socket in `dir`.
+ */
+export async function restore(dir: string, lazy = false): Promise<number> {
   const pidfile = join(dir, 'restored.pid');
-  await criu(['restore', '-d', '--pidfile', pidfile, ...COMMON], dir, 'restore.log', 'restore');
+  await criu(['restore', '-d', '--pidfile', pidfile, ...(lazy ? ['--lazy-pages'] : []), ...COMMON], dir, 'restore.log', 'restore');
   return Number(readFileSync(pidfile, 'utf8').trim());
 }
+
+export interface LazyDump {
+  /** The images are written and the job is frozen, its memory in place. */
+  ready: Promise<void>;
+  /** CRIU ended (after closePageServer, or on a failure). */
+  done: Promise<void>;
+}
+
+/**
+ * A dump that leaves the pages in the frozen job (`--lazy-pages`): CRIU writes the other images,
+ * then keeps the tasks frozen and serves their pages on `port` until its page server is closed.
+ */
+export function dumpLazy(initPid: number, dir: string, port: number): LazyDump {
+  let ready!: () => void;
+  let failed!: (e: Error) => void;
+  const readyP = new Promise<void>((resolve, reject) => { ready = resolve; failed = reject; });
+  const p = spawn('pj-criu', ['dump', '-t', String(initPid), '--lazy-pages', '--address', '127.0.0.1', '--port', String(port), '--status-fd', '3', ...COMMON, '-D', dir, '-o', 'dump.log'],
+    { stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });
+  p.stdio[3]!.once('data', () => ready());
+  const done = new Promise<void>((resolve, reject) => {
+    p.on('error', (e) => reject(new CriuError('dump', `cannot run pj-criu (${e.message}); run scripts/setup`)));
+    p.on('exit', (code, signal) => (code === 0 ? resolve() : reject(new CriuError('dump', logTail(join(dir, 'dump.log')) || `exit ${code ?? signal}`))));
+  });
+  done.then(() => failed(new CriuError('dump', 'ended before it was ready')), failed); // no-ops once ready
+  return { ready: readyP, done };
+}
+
+/** Ends a lazy dump's page server as CRIU's own lazy-pages daemon does when every page is moved (PS_IOV_CLOSE). */
+export function closePageServer(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1', () => {
+      const req = Buffer.alloc(32); // { u32 cmd; u32 pad; u64 nr_pages; u64 vaddr; u64 dst_id }
+      req.writeUInt32LE(PS_IOV_CLOSE, 0);
+      s.write(req);
+    });
+    s.setTimeout(10_000, () => s.destroy(new Error('no answer from CRIU\'s page server')));
+    s.once('data', () => { s.destroy(); resolve(); });
+    s.once('error', reject);
+  });
+}
+const PS_IOV_CLOSE = 0x1023;
 
 /**
  * CRIU's network lock is an nftables table in this host's network namespace, named after the run

@@ -11,11 +11,11 @@ import type { Mesh } from '../manager/mesh/mesh.js';
 import { JobManager, type RunRequest } from './job-manager.js';
 import type { JobUsage } from './job-processes.js';
 import type { JobRecord } from './jobs.js';
-import { Migrator } from './migrate.js';
+import { Migrator, type MoveMode } from './migrate.js';
 
 export { TrafficLedger, type LedgerRow } from './ledger.js';
 export { JOBS_EXPORT, type JobRecord } from './jobs.js';
-export type { MoveProgress, MoveResult } from './migrate.js';
+export { MODES, type MoveMode, type MoveProgress, type MoveResult } from './migrate.js';
 
 export interface JobView extends JobRecord { usage?: JobUsage }
 
@@ -59,7 +59,7 @@ export function startMigrator(o: { self: string; mount: string; stateDir: string
       case 'usage': return jobs.usage(a.ids as string[], await records());
       case 'kill': return jobs.kill((await jobs.find(String(a.id))).value, a.signal as NodeJS.Signals);
       case 'by-ns': return jobs.byNamespace(Number(a.ns), await records()) ?? null;
-      case 'mv': return migrator.move(String(a.id), String(a.to));
+      case 'mv': return migrator.move(String(a.id), String(a.to), (a.mode ?? 'stop-copy') as MoveMode);
       case 'progress': return migrator.progress(String(a.id)) ?? null;
       default: throw new PjError(codes.USAGE, `bad job request '${op}'`);
     }
@@ -71,6 +71,8 @@ export function startMigrator(o: { self: string; mount: string; stateDir: string
       case 'restore': return migrator.restore(String(a.key));
       case 'resume': return migrator.resume(String(a.key));
       case 'abort': return migrator.abort(String(a.key));
+      case 'pages': return migrator.pages(a as { key: string; id: number; addrs: Buffer });
+      case 'all-local': return migrator.allLocal(String(a.key));
       default: return local(String(a?.op), a ?? {});
     }
   });
@@ -94,9 +96,9 @@ export function startMigrator(o: { self: string; mount: string; stateDir: string
    * A move, run by the job's host. If that host's manager goes away meanwhile, the job table says how
    * it ended: committed (the job runs on `to`; reconciliation resumes it there) or not.
    */
-  async function moveVia(rec: JobRecord, to: string): Promise<unknown> {
+  async function moveVia(rec: JobRecord, to: string, mode?: MoveMode): Promise<unknown> {
     try {
-      return await atHost(rec.host, 'mv', { id: rec.id, to }, MOVE_TIMEOUT_MS);
+      return await atHost(rec.host, 'mv', { id: rec.id, to, mode }, MOVE_TIMEOUT_MS);
     } catch (e) {
       const code = (e as PjError).code;
       if (rec.host === o.self || (code !== codes.HOST_UNREACHABLE && code !== codes.TIMEOUT)) throw e;
@@ -124,7 +126,7 @@ export function startMigrator(o: { self: string; mount: string; stateDir: string
         case 'job-of-ns': return jobOfNamespace(Number(a.ns));
         case 'logs': return jobs.find(String(a.id)).then((j) => jobs.output(j.value, a.stream === 'stderr' ? 'stderr' : 'stdout', Number(a.offset ?? 0)));
         case 'kill': return jobs.find(String(a.id)).then((j) => atHost(j.value.host, 'kill', { id: j.id, signal: a.signal ?? 'SIGTERM' }));
-        case 'mv': return jobs.find(String(a.id)).then((j) => moveVia(j.value, String(a.to)));
+        case 'mv': return jobs.find(String(a.id)).then((j) => moveVia(j.value, String(a.to), a.mode as MoveMode | undefined));
         case 'mv-progress': return atHost(String(a.from), 'progress', { id: String(a.id) });
         default: return undefined;
       }

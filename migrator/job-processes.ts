@@ -32,7 +32,7 @@ export function alive(pid: number, start: number): boolean {
 export const stateOf = (pid: number): string | undefined => statFields(pid)?.[0];
 
 /** The process's pid in each PID namespace it is in, outermost first. */
-function nsPids(pid: number): number[] | undefined {
+export function nsPids(pid: number): number[] | undefined {
   try {
     return /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1].trim().split(/\s+/).map(Number);
   } catch {

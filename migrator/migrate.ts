@@ -1,26 +1,40 @@
-// Moving a job, stop-and-copy: the source checks that it can move, dumps it
-// with CRIU (left stopped), streams the images to the destination, which
-// restores them (left stopped too); the source then commits the new location
-// in the job table by compare-and-swap, the destination resumes its copy and
-// the source ends its own. Before the commit, any failure resumes the source
-// and ends the destination's copy; after it, the destination's copy is the job
+// Moving a job. The source checks that it can move, freezes it with CRIU
+// (left stopped) and streams the images to the destination, which restores
+// them (left stopped too); the source then commits the new location in the job
+// table by compare-and-swap, the destination resumes its copy and the source
+// ends its own. Before the commit, any failure resumes the source and ends the
+// destination's copy; after it, the destination's copy is the job
 // (reconciliation resumes it if the resume message is lost). Exactly one copy runs.
+//
+// Modes: `stop-copy` dumps every page into the images. `post-copy` dumps with
+// `--lazy-pages`: the memory stays in the frozen source (a SIGSTOP is queued
+// on every task, so that no end of CRIU lets it run on), the destination's
+// pager fetches it after the resume, and the source copy ends once every page
+// is on the destination.
 import { closeSync, mkdirSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { PjError, codes } from '../common/errors.js';
 import { crashPoint, faultActive } from '../common/fault.js';
 import type { Mesh } from '../manager/mesh/mesh.js';
-import { CriuError, dropNetworkLocks, dump, restore } from './criu.js';
+import { FrozenMemory } from '../mem-layer/frozen-memory.js';
+import { LazyFill } from '../mem-layer/lazy-fill.js';
+import { CriuError, closePageServer, dropNetworkLocks, dump, dumpLazy, restore } from './criu.js';
 import { imageStream, receiveImages } from './image-transfer.js';
 import { isDirectory, type JobManager } from './job-manager.js';
 import { alive, jobPids, signalAll, startTime } from './job-processes.js';
 import type { JobRecord } from './jobs.js';
 import { differingSystemFiles, inspectJob, type SystemFile } from './migratable.js';
 
+export const MODES = ['stop-copy', 'post-copy'] as const;
+export type MoveMode = (typeof MODES)[number];
+
 export interface MoveResult {
-  job: string; from: string; to: string; mode: 'stop-and-copy';
+  job: string; from: string; to: string; mode: MoveMode;
   downtime_ms: number; dump_ms: number; transfer_ms: number; restore_ms: number; bytes_sent: number;
+  /** post-copy: pages fetched after the resume, and when the last one was on the destination. */
+  bytes_lazy?: number; pages_fetched?: number; all_local_ms?: number;
   /** Set instead of the figures when the source's manager went away after committing. */
   note?: string;
 }
@@ -29,16 +43,25 @@ export interface MoveProgress { phase: string; bytesSent: number; elapsedMs: num
 /** A transfer that makes no progress for this long (a cut link) is given up. */
 const TRANSFER_IDLE_MS = 15_000;
 const RESTORE_TIMEOUT_MS = 60_000;
+/** post-copy: how long the source waits for the destination to hold every page. */
+const ALL_LOCAL_TIMEOUT_MS = 10 * 60_000;
 /** How long a destination keeps a move's state without hearing from the source; once restored, the commit is quick. */
 const INCOMING_IDLE_MS = 60_000;
 const RESTORED_IDLE_MS = 3_000;
 
 /** A move into this host: `revision` is the job record's, which the source's commit is conditioned on. */
-interface Incoming { id: string; from: string; dir: string; revision: string; pid?: number; timer?: NodeJS.Timeout }
+interface Incoming { id: string; from: string; dir: string; revision: string; mode: MoveMode; pid?: number; fill?: LazyFill; timer?: NodeJS.Timeout }
+
+/** The source's frozen copy: `dumped` once the images are complete; `release` ends CRIU's hold (the copy stays stopped). */
+interface Frozen { dumped: Promise<void>; release(): Promise<void> }
 
 export class Migrator {
   #progress = new Map<string, MoveProgress & { started: number }>();
   #incoming = new Map<string, Incoming>();
+  /** post-copy moves out of this host: the frozen memory the destinations fetch from. */
+  #frozen = new Map<string, FrozenMemory>();
+  /** post-copy moves into this host that have every page, until the source asks (allLocal). */
+  #landed = new Map<string, { bytes: number; pages: number }>();
 
   constructor(private readonly jobs: JobManager, private readonly mesh: Mesh, private readonly workDir: string) {}
 
@@ -48,7 +71,8 @@ export class Migrator {
   }
 
   /** The source's side of a move. The job must run here. */
-  async move(ref: string, to: string): Promise<MoveResult> {
+  async move(ref: string, to: string, mode: MoveMode = 'stop-copy'): Promise<MoveResult> {
+    if (!MODES.includes(mode)) throw new PjError(codes.USAGE, `--mode must be one of ${MODES.join(', ')}`);
     const j = await this.jobs.find(ref);
     const rec = j.value;
     const { self, log } = this.jobs;
@@ -66,17 +90,19 @@ export class Migrator {
       if (found.offenders.length) {
         throw new PjError(codes.NOT_MIGRATABLE, `job ${rec.id} cannot move: ${found.offenders.map((o) => `pid ${o.pid} fd ${o.fd} ${o.path} (${o.why})`).join('; ')}`);
       }
-      await this.mesh.call(to, 'job', { op: 'prepare', id: rec.id, key, revision: j.modRevision, systemFiles: found.systemFiles, cwd: rec.cwd }).catch((e) => { throw abort(e, rec); });
+      await this.mesh.call(to, 'job', { op: 'prepare', id: rec.id, key, mode, revision: j.modRevision, systemFiles: found.systemFiles, cwd: rec.cwd }).catch((e) => { throw abort(e, rec); });
       p.phase = 'dump';
       mkdirSync(dir, { recursive: true });
       const frozen = Date.now();
+      const f = mode === 'post-copy' ? await this.#freezeLazy(rec, dir, key) : this.#freeze(rec, dir);
       // The images stream to the destination while CRIU writes them.
-      const dumped = dump(rec.pid, dir);
-      const sending = this.mesh.upload(to, 'job-images', { key }, imageStream(dir, dumped, p), TRANSFER_IDLE_MS);
+      const sending = this.mesh.upload(to, 'job-images', { key }, imageStream(dir, f.dumped, p), TRANSFER_IDLE_MS);
       sending.catch(() => {}); // observed below, once the dump is done
       try {
-        await dumped;
+        await f.dumped;
       } catch (e) {
+        await f.release();
+        signalAll(jobPids(rec.pid), 'SIGCONT');
         await dropNetworkLocks(dir);
         await this.mesh.call(to, 'job', { op: 'abort', key }).catch(() => {});
         throw abort(e, rec);
@@ -84,10 +110,12 @@ export class Migrator {
       const dumpedAt = Date.now();
       let restored = 0;
       let newPid = 0;
+      let resumed = 0;
+      let sent = 0;
       try {
         p.phase = 'transfer';
         await sending;
-        const sent = Date.now();
+        sent = Date.now();
         p.phase = 'restore';
         const r = (await this.mesh.call(to, 'job', { op: 'restore', key }, RESTORE_TIMEOUT_MS)) as { pid: number; pidStart: number };
         restored = Date.now() - sent;
@@ -101,28 +129,76 @@ export class Migrator {
         await this.mesh.call(to, 'job', { op: 'resume', key }).catch((e: Error) => {
           log.warn({ op: 'job-move', job: rec.id, to, err: e.message }, 'committed, but the resume message was lost: the destination resumes it when it reconciles');
         });
-        const resumed = Date.now();
-        signalAll(jobPids(rec.pid), 'SIGKILL');
-        await dropNetworkLocks(dir);
-        const result: MoveResult = {
-          job: rec.id, from: self, to, mode: 'stop-and-copy', downtime_ms: resumed - frozen, dump_ms: dumpedAt - frozen,
-          transfer_ms: sent - dumpedAt, restore_ms: restored, bytes_sent: p.bytesSent,
-        };
-        log.info({ op: 'job-move', ...result, pid: newPid }, 'job moved');
-        return result;
+        resumed = Date.now();
       } catch (e) {
         // Not committed: the destination's copy goes, ours resumes.
         await this.mesh.call(to, 'job', { op: 'abort', key }).catch(() => {});
+        await f.release();
         signalAll(jobPids(rec.pid), 'SIGCONT');
         await dropNetworkLocks(dir);
         log.warn({ op: 'job-move', job: rec.id, to, phase: p.phase, err: (e as Error).message }, 'move aborted; the job resumed here');
         throw abort(e, rec);
       }
+      const result: MoveResult = {
+        job: rec.id, from: self, to, mode, downtime_ms: resumed - frozen, dump_ms: dumpedAt - frozen,
+        transfer_ms: sent - dumpedAt, restore_ms: restored, bytes_sent: p.bytesSent,
+      };
+      try {
+        if (mode === 'post-copy') {
+          p.phase = 'pages';
+          const l = (await this.mesh.call(to, 'job', { op: 'all-local', key }, ALL_LOCAL_TIMEOUT_MS)) as { bytes: number; pages: number };
+          Object.assign(result, { bytes_lazy: l.bytes, pages_fetched: l.pages, all_local_ms: Date.now() - resumed });
+        }
+      } finally {
+        // Committed: the source copy ends (once the destination holds every page, or when it cannot).
+        await f.release();
+        signalAll(jobPids(rec.pid), 'SIGKILL');
+        await dropNetworkLocks(dir);
+      }
+      log.info({ op: 'job-move', ...result, pid: newPid }, 'job moved');
+      return result;
     } finally {
       this.jobs.busy.delete(rec.id);
       this.#progress.delete(rec.id);
+      this.#frozen.delete(key);
       rmSync(dir, { recursive: true, force: true });
     }
+  }
+
+  /** stop-copy: CRIU writes every page into the images and exits, leaving the job stopped. */
+  #freeze(rec: JobRecord, dir: string): Frozen {
+    return { dumped: dump(rec.pid, dir), release: async () => {} };
+  }
+
+  /**
+   * post-copy: CRIU writes the images but the pages and keeps the job frozen, its memory in place;
+   * a SIGSTOP queued on every task keeps it stopped whichever way CRIU ends. Destinations read the
+   * memory through this host (`pages`), not through CRIU's page server, which is only closed at the end.
+   */
+  async #freezeLazy(rec: JobRecord, dir: string, key: string): Promise<Frozen> {
+    const port = await freePort();
+    const d = dumpLazy(rec.pid, dir, port);
+    d.done.catch(() => {}); // a failure shows in `ready`, or does not matter once the pages are moved
+    let ready = false;
+    const dumped = d.ready.then(() => {
+      ready = true;
+      signalAll(jobPids(rec.pid), 'SIGSTOP');
+      this.#frozen.set(key, new FrozenMemory(rec.pid));
+    });
+    return {
+      dumped,
+      release: async () => {
+        if (ready) await closePageServer(port).catch(() => {});
+        await d.done.catch(() => {});
+      },
+    };
+  }
+
+  /** post-copy: pages of a frozen job for a destination's pager. */
+  pages(a: { key: string; id: number; addrs: Buffer }): Buffer {
+    const m = this.#frozen.get(a.key);
+    if (!m) throw new PjError(codes.PAGES_LOST, `no frozen job for move ${a.key} on ${this.jobs.self}`);
+    return m.read(a.id, a.addrs);
   }
 
   /** The compare-and-swap of the new location; when etcd's answer is lost, the record says what happened. */
@@ -141,13 +217,13 @@ export class Migrator {
 
   // --- the destination's side ---
 
-  async prepare(a: { id: string; key: string; revision: string; systemFiles: SystemFile[]; cwd: string }, from: string): Promise<void> {
+  async prepare(a: { id: string; key: string; mode: MoveMode; revision: string; systemFiles: SystemFile[]; cwd: string }, from: string): Promise<void> {
     const differ = differingSystemFiles(a.systemFiles);
     if (!(await isDirectory(a.cwd))) differ.push(`${a.cwd}: the job's working directory is missing`);
     if (differ.length) throw new PjError(codes.NOT_MIGRATABLE, `files the job maps differ on ${this.jobs.self}: ${differ.join('; ')}`);
     if (this.jobs.busy.has(a.id)) throw new PjError(codes.JOB_BUSY, `job ${a.id} is already moving here`);
     this.jobs.busy.add(a.id);
-    this.#incoming.set(a.key, { id: a.id, from, revision: String(a.revision), dir: join(this.workDir, 'incoming', a.key) });
+    this.#incoming.set(a.key, { id: a.id, from, mode: a.mode === 'post-copy' ? 'post-copy' : 'stop-copy', revision: String(a.revision), dir: join(this.workDir, 'incoming', a.key) });
     this.#touch(a.key);
   }
 
@@ -164,9 +240,18 @@ export class Migrator {
     this.#touch(key);
     crashPoint('destination-before-restore');
     try {
-      inc.pid = await restore(inc.dir);
+      // post-copy: the pager listens before CRIU's restore looks for it; pages come from the frozen source.
+      if (inc.mode === 'post-copy') {
+        inc.fill = new LazyFill(inc.dir, async (id, addrs) => {
+          const pieces = (await this.mesh.call(inc.from, 'job', { op: 'pages', key, id, addrs })) as Buffer[];
+          return pieces.length === 1 ? pieces[0] : Buffer.concat(pieces);
+        }, this.jobs.log);
+      }
+      inc.pid = await restore(inc.dir, inc.mode === 'post-copy');
+      inc.fill?.startBackground();
       this.#touch(key, RESTORED_IDLE_MS);
     } catch (e) {
+      inc.fill?.stop();
       await dropNetworkLocks(inc.dir);
       throw e instanceof CriuError ? new PjError(codes.MIGRATION_ABORTED, `on ${this.jobs.self}: ${e.message}`) : e;
     }
@@ -176,7 +261,37 @@ export class Migrator {
   resume(key: string): void {
     const inc = this.#get(key);
     if (inc.pid) signalAll(jobPids(inc.pid), 'SIGCONT');
-    this.#finish(key);
+    if (inc.fill) this.#untilLocal(key, inc, inc.fill);
+    else this.#finish(key);
+  }
+
+  /** post-copy, committed: the move ends when every page is here; a page that cannot be fetched ends the job. */
+  #untilLocal(key: string, inc: Incoming, fill: LazyFill): void {
+    clearTimeout(inc.timer);
+    fill.allLocal.then(
+      () => {
+        this.#landed.set(key, { bytes: fill.bytesFetched, pages: fill.bytesFetched / 4096 });
+        setTimeout(() => this.#landed.delete(key), INCOMING_IDLE_MS).unref();
+        this.jobs.log.info({ op: 'job-move-in', job: inc.id, pages: fill.pagesTotal, faults: fill.faultsFetched }, 'every page is here');
+      },
+      (e: Error) => {
+        this.jobs.log.error({ op: 'job-move-in', job: inc.id, err: e.message, code: codes.PAGES_LOST }, 'pages lost: the job is ended');
+        if (inc.pid) signalAll(jobPids(inc.pid), 'SIGKILL');
+      },
+    ).finally(() => {
+      fill.stop();
+      this.#finish(key);
+    });
+  }
+
+  /** post-copy: resolves once every page of the move is here. */
+  async allLocal(key: string): Promise<{ bytes: number; pages: number }> {
+    const landed = this.#landed.get(key);
+    if (landed) return landed;
+    const fill = this.#get(key).fill;
+    if (!fill) throw new PjError(codes.USAGE, `move ${key} is not post-copy`);
+    await fill.allLocal;
+    return { bytes: fill.bytesFetched, pages: fill.bytesFetched / 4096 };
   }
 
   /** The source gave up (or went silent): our copy goes, unless the job table says it is the job. */
@@ -194,6 +309,7 @@ export class Migrator {
       }
       signalAll(jobPids(inc.pid), committed ? 'SIGCONT' : 'SIGKILL');
       if (!committed) await dropNetworkLocks(inc.dir);
+      if (committed && inc.fill) return this.#untilLocal(key, inc, inc.fill);
       this.jobs.log.warn({ op: 'job-move-in', job: inc.id, from: inc.from, committed }, committed ? 'resumed a committed copy' : 'dropped an uncommitted copy');
     }
     this.#finish(key);
@@ -229,6 +345,7 @@ export class Migrator {
   #finish(key: string): void {
     const inc = this.#incoming.get(key);
     if (!inc) return;
+    inc.fill?.stop();
     clearTimeout(inc.timer);
     this.#incoming.delete(key);
     this.jobs.busy.delete(inc.id);
@@ -248,4 +365,16 @@ function damage(dir: string): void {
 function abort(e: unknown, rec: JobRecord): PjError {
   if (e instanceof PjError && (e.code === codes.MIGRATION_ABORTED || e.code === codes.NOT_MIGRATABLE || e.code === codes.JOB_BUSY)) return e;
   return new PjError(codes.MIGRATION_ABORTED, `job ${rec.id} stays on ${rec.host}: ${(e as Error).message}`, { cause: e });
+}
+
+/** A TCP port free on this host's loopback now (for CRIU's page server). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
 }

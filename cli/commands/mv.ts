@@ -1,13 +1,13 @@
 // `pj mv JOB HOST [--json]` (and pj-mv): move a running job; on a terminal the phase, MiB sent and time go by as it moves.
 import type { Command } from 'commander';
-import type { JobRecord, MoveProgress, MoveResult } from '../../migrator/index.js';
+import { MODES, type JobRecord, type MoveProgress, type MoveResult } from '../../migrator/index.js';
 import { askAgent, withAgentOptions, type AgentTarget } from '../agent-socket.js';
 import { action, printJson } from '../output.js';
 
 const PROGRESS_MS = 100;
 const MOVE_TIMEOUT_MS = 16 * 60_000;
 
-export async function moveJob(t: AgentTarget, job: string, to: string, json: boolean): Promise<void> {
+export async function moveJob(t: AgentTarget, job: string, to: string, json: boolean, mode?: string): Promise<void> {
   const rec = (await askAgent(t, 'job', { id: job })) as JobRecord;
   const tty = !json && process.stderr.isTTY;
   let timer: NodeJS.Timeout | undefined;
@@ -19,11 +19,12 @@ export async function moveJob(t: AgentTarget, job: string, to: string, json: boo
     }, PROGRESS_MS);
   }
   try {
-    const r = (await askAgent(t, 'mv', { id: rec.id, to }, MOVE_TIMEOUT_MS)) as MoveResult;
+    const r = (await askAgent(t, 'mv', { id: rec.id, to, mode }, MOVE_TIMEOUT_MS)) as MoveResult;
     if (json) return printJson(r);
     if (tty) process.stderr.write('\n');
     if (r.note) return void process.stdout.write(`${r.job}: ${r.from} -> ${r.to} (${r.note})\n`);
-    process.stdout.write(`${r.job}: ${r.from} -> ${r.to} in ${r.downtime_ms} ms of downtime (dump ${r.dump_ms} ms, transfer ${(r.bytes_sent / (1 << 20)).toFixed(1)} MiB in ${r.transfer_ms} ms, restore ${r.restore_ms} ms)\n`);
+    process.stdout.write(`${r.job}: ${r.from} -> ${r.to} in ${r.downtime_ms} ms of downtime (${r.mode}: dump ${r.dump_ms} ms, transfer ${(r.bytes_sent / (1 << 20)).toFixed(1)} MiB in ${r.transfer_ms} ms, restore ${r.restore_ms} ms${
+      r.all_local_ms === undefined ? '' : `; then ${(r.bytes_lazy! / (1 << 20)).toFixed(1)} MiB of pages, all here ${r.all_local_ms} ms after the resume`})\n`);
   } finally {
     clearInterval(timer);
   }
@@ -31,6 +32,7 @@ export async function moveJob(t: AgentTarget, job: string, to: string, json: boo
 
 export function register(program: Command): void {
   withAgentOptions(program.command('mv').description('move a running job to another host').argument('<job>', 'job id, id prefix or name').argument('<host>', 'the destination'))
+    .option('--mode <mode>', `how memory moves: ${MODES.join(' (default), ')}`, 'stop-copy')
     .option('--json', 'print the result as JSON')
-    .action(action(async (job: string, host: string, o) => moveJob(o, job, host, Boolean(o.json))));
+    .action(action(async (job: string, host: string, o) => moveJob(o, job, host, Boolean(o.json), o.mode)));
 }

@@ -98,6 +98,32 @@ t.test('256 MiB of memory in threads and a forked child: the same checksums afte
   await waitFor(async () => copies(id).length === 0, 10_000);
 });
 
+t.test('post-copy: 256 MiB moved h1 -> h2 -> h1 -> h3 with its memory fetched after the resume: the same checksums', async (t) => {
+  const id = await run(['python3', helper('memory-job.py'), '256']);
+  await waitFor(async () => /main ready/.test(await logs(id)) && /child ready/.test(await logs(id)), 60_000, 200);
+  const sums = async () => {
+    const before = (await lines(id)).length;
+    t.equal((await c.pj(['kill', '-s', 'USR1', id])).code, 0);
+    await waitFor(async () => (await lines(id)).slice(before).filter((l) => /^(main|child) /.test(l)).length === 2, 30_000, 200);
+    return Object.fromEntries((await lines(id)).slice(before).map((l) => l.split(' ')));
+  };
+  const first = await sums();
+  for (const to of ['h2', 'h1', 'h3']) {
+    const from = (await jobOf(id)).host;
+    const r = await c.pj(['mv', id, to, '--mode', 'post-copy', '--json', '--host', from], { timeoutMs: 300_000 });
+    t.equal(r.code, 0, r.stderr);
+    const m = JSON.parse(r.stdout) as MoveResult;
+    t.equal(m.mode, 'post-copy');
+    t.ok(m.bytes_sent < 32 << 20 && m.bytes_lazy! > 256 << 20,
+      `${from} -> ${to}: ${(m.bytes_sent / 2 ** 20).toFixed(1)} MiB of images before the resume (downtime ${m.downtime_ms} ms), ${(m.bytes_lazy! / 2 ** 20).toFixed(0)} MiB of pages after it (all here in ${m.all_local_ms} ms)`);
+    await waitFor(async () => copies(id).length === 1, 10_000);
+    t.same([(await jobOf(id)).host, runningCopies(id).length], [to, 1], `on ${to}, once: the frozen source ended once every page had arrived`);
+    t.same(await sums(), first, `checksums on ${to} are those before the moves`);
+  }
+  await c.pj(['kill', '-s', 'KILL', id]);
+  await waitFor(async () => copies(id).length === 0, 10_000);
+});
+
 t.test('an SQLite writer on /pj/h1/data moved mid-transaction to h2 and back loses no committed row', async (t) => {
   // Its working directory is under /pj too, and the database named relative to it.
   const id = await run(['python3', helper('sqlite-job.py'), 'moving.sqlite'], 'h1', '/pj/h1/data');
