@@ -240,6 +240,36 @@ async function restartWith(t: Test, host: string, fault?: string): Promise<void>
   t.equal(code, 0, `${host}'s manager restarted${fault ? ` with PJ_FAULT=${fault}` : ''}`);
 }
 
+t.test('faults: CRIU killed on the source in the middle of the dump', async (t) => {
+  const id = await run(['python3', helper('memory-job.py'), '192']);
+  await waitFor(async () => /child ready/.test(await logs(id)), 60_000, 200);
+  const init = (await jobOf(id)).pid;
+  const counter = await run(['python3', helper('counter-job.py')]);
+  const moving = mv(id, 'h2');
+  let criu = 0;
+  await waitFor(async () => {
+    criu = Number(spawnSync('pgrep', ['-f', `criu dump -t ${init} `]).stdout.toString().trim().split('\n')[0] || 0);
+    return criu > 0;
+  }, 30_000, 5);
+  process.kill(criu, 'SIGKILL');
+  const r = await moving;
+  t.match(r.stderr, /PJ_ERR_MIGRATION_ABORTED: job \w+ stays on h1: criu dump failed/, 'pj mv says CRIU failed on the source');
+  await waitFor(async () => runningCopies(id).length === 1, 10_000);
+  t.same([(await jobOf(id)).host, copies(id).length], ['h1', 1], 'the job runs on h1, once');
+  await c.pj(['kill', '-s', 'KILL', id]);
+  await survives(t, 'h1', counter);
+});
+
+t.test("faults: the destination's manager killed as it restores", async (t) => {
+  await restartWith(t, 'h2', 'destination-before-restore');
+  const id = await run(['python3', helper('counter-job.py')]);
+  await waitFor(async () => (await lines(id)).length > 5, 10_000);
+  const r = await mv(id, 'h2');
+  t.match(r.stderr, /PJ_ERR_MIGRATION_ABORTED: job \w+ stays on h1: .*h2/, r.stderr);
+  await restartWith(t, 'h2');
+  await survives(t, 'h1', id);
+});
+
 t.test("faults: damaged images make the destination's CRIU fail; the job resumes on the source", async (t) => {
   await restartWith(t, 'h3', 'corrupt-images');
   const id = await run(['python3', helper('counter-job.py')]);
