@@ -74,15 +74,24 @@ t.test('a counter moved h1 -> h2 -> h3 -> h1 while it prints keeps counting, onc
   t.equal(copies(id).length, 0, 'nothing of it is left');
 });
 
-t.test('256 MiB of memory in threads and a forked child: the same checksums after every move', async (t) => {
-  const id = await run(['python3', helper('memory-job.py'), '256']);
+/** memory-job.py with `mib` MiB in threads and a forked child, once both say they are ready. */
+async function startMemoryJob(mib: number): Promise<string> {
+  const id = await run(['python3', helper('memory-job.py'), String(mib)]);
   await waitFor(async () => /main ready/.test(await logs(id)) && /child ready/.test(await logs(id)), 60_000, 200);
-  const sums = async () => {
-    const before = (await lines(id)).length;
-    t.equal((await c.pj(['kill', '-s', 'USR1', id])).code, 0);
-    await waitFor(async () => (await lines(id)).slice(before).filter((l) => /^(main|child) /.test(l)).length === 2, 30_000, 200);
-    return Object.fromEntries((await lines(id)).slice(before).map((l) => l.split(' ')));
-  };
+  return id;
+}
+
+/** The md5 of the memory of a memory-job.py, as its main process and its child print them on SIGUSR1. */
+async function memorySums(id: string): Promise<Record<string, string>> {
+  const before = (await lines(id)).length;
+  if ((await c.pj(['kill', '-s', 'USR1', id])).code !== 0) throw new Error(`pj kill -s USR1 ${id} failed`);
+  await waitFor(async () => (await lines(id)).slice(before).filter((l) => /^(main|child) /.test(l)).length === 2, 30_000, 200);
+  return Object.fromEntries((await lines(id)).slice(before).map((l) => l.split(' ')));
+}
+
+t.test('256 MiB of memory in threads and a forked child: the same checksums after every move', async (t) => {
+  const id = await startMemoryJob(256);
+  const sums = () => memorySums(id);
   const first = await sums();
   t.match(first, { main: /^[0-9a-f]{32}$/, child: /^[0-9a-f]{32}$/ });
   for (const to of ['h2', 'h3']) {
@@ -99,14 +108,8 @@ t.test('256 MiB of memory in threads and a forked child: the same checksums afte
 });
 
 t.test('post-copy: 256 MiB moved h1 -> h2 -> h1 -> h3 with its memory fetched after the resume: the same checksums', async (t) => {
-  const id = await run(['python3', helper('memory-job.py'), '256']);
-  await waitFor(async () => /main ready/.test(await logs(id)) && /child ready/.test(await logs(id)), 60_000, 200);
-  const sums = async () => {
-    const before = (await lines(id)).length;
-    t.equal((await c.pj(['kill', '-s', 'USR1', id])).code, 0);
-    await waitFor(async () => (await lines(id)).slice(before).filter((l) => /^(main|child) /.test(l)).length === 2, 30_000, 200);
-    return Object.fromEntries((await lines(id)).slice(before).map((l) => l.split(' ')));
-  };
+  const id = await startMemoryJob(256);
+  const sums = () => memorySums(id);
   const first = await sums();
   for (const to of ['h2', 'h1', 'h3']) {
     const from = (await jobOf(id)).host;
@@ -212,8 +215,7 @@ async function survives(t: Test, expectHost: string, id: string): Promise<void> 
 }
 
 t.test("faults: the destination's manager killed during the transfer", async (t) => {
-  const id = await run(['python3', helper('memory-job.py'), '192']);
-  await waitFor(async () => /child ready/.test(await logs(id)), 60_000, 200);
+  const id = await startMemoryJob(192);
   const counter = await run(['python3', helper('counter-job.py')]);
   const incoming = join(migrationDir('h2', paths(c.dir).hostState('h2')), 'incoming');
   const moving = mv(id, 'h2');
@@ -241,8 +243,7 @@ async function restartWith(t: Test, host: string, fault?: string): Promise<void>
 }
 
 t.test('faults: CRIU killed on the source in the middle of the dump', async (t) => {
-  const id = await run(['python3', helper('memory-job.py'), '192']);
-  await waitFor(async () => /child ready/.test(await logs(id)), 60_000, 200);
+  const id = await startMemoryJob(192);
   const init = (await jobOf(id)).pid;
   const counter = await run(['python3', helper('counter-job.py')]);
   const moving = mv(id, 'h2');
@@ -281,8 +282,7 @@ t.test("faults: damaged images make the destination's CRIU fail; the job resumes
 });
 
 t.test('faults: the link to the destination cut during the transfer', async (t) => {
-  const id = await run(['python3', helper('memory-job.py'), '192']);
-  await waitFor(async () => /child ready/.test(await logs(id)), 60_000, 200);
+  const id = await startMemoryJob(192);
   const incoming = join(migrationDir('h3', paths(c.dir).hostState('h3')), 'incoming');
   const moving = mv(id, 'h3');
   await waitFor(async () => existsSync(incoming) && readdirSync(incoming).some((k) => readdirSync(join(incoming, k)).length > 0), 60_000, 10);
