@@ -12,7 +12,7 @@ const args = process.argv.slice(2);
 const json = args.includes('--json');
 const modeAt = args.indexOf('--mode');
 const mode = modeAt >= 0 ? args[modeAt + 1] : undefined;
-const [target, host] = args.filter((a, i) => a !== '--json' && i !== modeAt && i !== modeAt + 1);
+const [target, host] = args.filter((a, i) => a !== '--json' && (modeAt < 0 || (i !== modeAt && i !== modeAt + 1)));
 
 await action(async () => {
   if (!target || !host) throw new PjError(codes.USAGE, 'usage: pj-mv <pid|job> <host> [--mode stop-copy|post-copy] [--json]');

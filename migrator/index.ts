@@ -103,7 +103,7 @@ export function startMigrator(o: { self: string; mount: string; stateDir: string
       const code = (e as PjError).code;
       if (rec.host === o.self || (code !== codes.HOST_UNREACHABLE && code !== codes.TIMEOUT)) throw e;
       const now = (await o.state.jobs.get<JobRecord>(rec.id))?.value;
-      if (now && now.host === to && now.moves > rec.moves) return { job: rec.id, from: rec.host, to, mode: 'stop-and-copy', committed: true, note: `the manager of ${rec.host} went away after the commit` };
+      if (now && now.host === to && now.moves > rec.moves) return { job: rec.id, from: rec.host, to, mode: mode ?? 'stop-copy', committed: true, note: `the manager of ${rec.host} went away after the commit` };
       throw new PjError(codes.MIGRATION_ABORTED, `job ${rec.id} stays on ${rec.host}: ${(e as Error).message}`, { cause: e });
     }
   }

@@ -59,7 +59,7 @@ t.test('a counter moved h1 -> h2 -> h3 -> h1 while it prints keeps counting, onc
     const r = await mv(id, to, from);
     t.equal(r.code, 0, r.stderr);
     const m = JSON.parse(r.stdout) as MoveResult;
-    t.same([m.from, m.to, m.mode], [from, to, 'stop-and-copy']);
+    t.same([m.from, m.to, m.mode], [from, to, 'stop-copy']);
     worst = Math.max(worst, m.downtime_ms);
     const j = await jobOf(id);
     t.same([j.host, j.state, j.moves], [to, 'running', ['h2', 'h3', 'h1'].indexOf(to) + 1], `pj ps shows it on ${to}`);
