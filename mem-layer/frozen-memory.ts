@@ -2,24 +2,18 @@
 // place (process_vm_readv) for the destination's pager. Tasks are named as
 // CRIU's images and the pager name them: by pid inside the job's namespace.
 import { PjError, codes } from '../common/errors.js';
-import { jobPids, nsPids } from '../migrator/job-processes.js';
 import { readPages } from './page-scan.js';
 
 export class FrozenMemory {
-  readonly #hostPid = new Map<number, number>();
-  /** Pages read for the destination, and bytes. */
+  /** Pages read for the destination. */
   pages = 0;
 
-  constructor(initPid: number) {
-    for (const pid of jobPids(initPid)) {
-      const ids = nsPids(pid);
-      if (ids && ids.length > 1) this.#hostPid.set(ids.at(-1)!, pid);
-    }
-  }
+  /** `hostPid`: each task's pid on this host, by its id in the job's namespace. */
+  constructor(readonly hostPid: Map<number, number>) {}
 
   /** 4 KiB per address (u64 LE each) of task `id`. */
   read(id: number, addrs: Buffer): Buffer {
-    const pid = this.#hostPid.get(id);
+    const pid = this.hostPid.get(id);
     if (pid === undefined) throw new PjError(codes.USAGE, `no task ${id} in the frozen job`);
     const list = new BigUint64Array(addrs.length / 8);
     Buffer.from(list.buffer).set(addrs);

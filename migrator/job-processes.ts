@@ -32,7 +32,7 @@ export function alive(pid: number, start: number): boolean {
 export const stateOf = (pid: number): string | undefined => statFields(pid)?.[0];
 
 /** The process's pid in each PID namespace it is in, outermost first. */
-export function nsPids(pid: number): number[] | undefined {
+function nsPids(pid: number): number[] | undefined {
   try {
     return /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1].trim().split(/\s+/).map(Number);
   } catch {
@@ -47,6 +47,16 @@ export function jobPids(initPid: number): number[] {
   const ns = namespaceOf(initPid, 'pid');
   if (ns === undefined) return [];
   return allPids().filter((p) => p === initPid || namespaceOf(p, 'pid') === ns);
+}
+
+/** The job's processes by their pid inside its namespace (as CRIU's images name them): their pid on this host. */
+export function jobTasks(initPid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const pid of jobPids(initPid)) {
+    const ids = nsPids(pid);
+    if (ids && ids.length > 1) out.set(ids.at(-1)!, pid);
+  }
+  return out;
 }
 
 export function signalAll(pids: number[], signal: NodeJS.Signals): void {

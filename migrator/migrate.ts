@@ -23,7 +23,7 @@ import { LazyFill } from '../mem-layer/lazy-fill.js';
 import { CriuError, closePageServer, dropNetworkLocks, dump, dumpLazy, restore } from './criu.js';
 import { imageStream, receiveImages } from './image-transfer.js';
 import { isDirectory, type JobManager } from './job-manager.js';
-import { alive, jobPids, signalAll, startTime } from './job-processes.js';
+import { alive, jobPids, jobTasks, signalAll, startTime } from './job-processes.js';
 import type { JobRecord } from './jobs.js';
 import { differingSystemFiles, inspectJob, type SystemFile } from './migratable.js';
 
@@ -183,7 +183,7 @@ export class Migrator {
     const dumped = d.ready.then(() => {
       ready = true;
       signalAll(jobPids(rec.pid), 'SIGSTOP');
-      this.#frozen.set(key, new FrozenMemory(rec.pid));
+      this.#frozen.set(key, new FrozenMemory(jobTasks(rec.pid)));
     });
     return {
       dumped,
