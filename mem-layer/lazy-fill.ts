@@ -100,7 +100,7 @@ export class LazyFill {
 
   /** Once every batch has arrived, watches the pager until the last pages are installed. */
   #check(): void {
-    if (this.#queue.length || this.#inFlight || this.#watch || !this.#background) return;
+    if (this.#queue.length || this.#inFlight || this.#watch || !this.#background || this.#failure) return;
     this.#watch = setInterval(() => {
       const s = this.#pager.stats();
       if (this.#queue.length || this.#inFlight || s.waiting || s.installed < this.#total) return;

@@ -18,6 +18,7 @@ export interface PagerEvents {
 export class Pager extends EventEmitter<PagerEvents> {
   readonly #handle: number;
   #stopped = false;
+  #last: PagerStats | undefined;
 
   /** Listens on `socketPath` (lazy-pages.socket in the images folder, for CRIU). */
   constructor(readonly socketPath: string) {
@@ -37,13 +38,16 @@ export class Pager extends EventEmitter<PagerEvents> {
     loadBinding().pagerSupply(this.#handle, pid, Buffer.from(addrs.buffer, addrs.byteOffset, addrs.byteLength), data, background);
   }
 
+  /** What the pager did (after stop: what it had done). */
   stats(): PagerStats {
-    return loadBinding().pagerStats(this.#handle);
+    if (!this.#stopped) this.#last = loadBinding().pagerStats(this.#handle);
+    return this.#last!;
   }
 
   /** Ends the thread and closes the userfaultfds: a task faulting on a page never supplied then gets SIGBUS. */
   stop(): void {
     if (this.#stopped) return;
+    this.stats();
     this.#stopped = true;
     loadBinding().pagerStop(this.#handle);
   }

@@ -24,8 +24,8 @@ const LOG_CHUNK = 1 << 20;
 export class JobManager {
   /** Jobs a move is working on here (as source or destination): reconciliation leaves them alone. */
   readonly busy = new Set<string>();
-  /** Jobs ended here by SIGKILL, which their first process cannot record. */
-  #killed = new Set<string>();
+  /** Why jobs ended here when their first process could not record it (SIGKILL, pages lost). */
+  #endings = new Map<string, string>();
   #timer: NodeJS.Timeout | undefined;
   #reconciling = false;
 
@@ -88,11 +88,17 @@ export class JobManager {
     return out;
   }
 
+  /** Ends a job running here for a reason its first process cannot record (pj ps shows it). */
+  end(id: string, pid: number, reason: string): void {
+    this.#endings.set(id, reason);
+    signalAll(jobPids(pid), 'SIGKILL');
+  }
+
   /** A signal to a job running here: pj-init passes it on to the program (SIGKILL ends the whole job). */
   kill(rec: JobRecord, signal: NodeJS.Signals): void {
     if (rec.host !== this.self || !alive(rec.pid, rec.pidStart)) throw new PjError(codes.NO_SUCH_JOB, `job ${rec.id} is not running on ${this.self}`);
     if (this.busy.has(rec.id)) throw new PjError(codes.JOB_BUSY, `job ${rec.id} is moving; signal it once it has`);
-    if (signal === 'SIGKILL') this.#killed.add(rec.id);
+    if (signal === 'SIGKILL') this.#endings.set(rec.id, 'signal 9');
     process.kill(rec.pid, signal);
   }
 
@@ -127,7 +133,7 @@ export class JobManager {
       for (const { pid, dir } of localJobInits()) {
         const id = basename(dir);
         if (this.busy.has(id) || !records.get(id) || !dir.endsWith(`/${JOBS_EXPORT}/${id}`)) continue;
-        const stopped = stateOf(pid) === 'T';
+        const stopped = stateOf(pid) === 'T' || stateOf(pid) === 't'; // 't': held by a CRIU whose manager is gone
         if (!stopped && records.get(id)!.value.host === this.self) continue;
         // Acting on a copy: on what the table says now (a move may have committed since the list was read).
         const rec = (await this.table.get<JobRecord>(id))?.value;
@@ -146,8 +152,8 @@ export class JobManager {
       for (const j of records.values()) {
         const r = j.value;
         if (r.host !== this.self || r.state !== 'running' || this.busy.has(r.id) || alive(r.pid, r.pidStart)) continue;
-        const exit = (await readFile(`${r.dir}/status`, 'utf8').catch(() => (this.#killed.has(r.id) ? 'signal 9' : 'unknown'))).trim();
-        this.#killed.delete(r.id);
+        const exit = (await readFile(`${r.dir}/status`, 'utf8').catch(() => this.#endings.get(r.id) ?? 'unknown')).trim();
+        this.#endings.delete(r.id);
         if (await this.table.compareAndSwap(r.id, j.modRevision, { ...r, state: 'exited', exit })) {
           this.log.info({ op: 'job-exit', job: r.id, exit }, 'job ended');
         }

@@ -275,7 +275,7 @@ export class Migrator {
       },
       (e: Error) => {
         this.jobs.log.error({ op: 'job-move-in', job: inc.id, err: e.message, code: codes.PAGES_LOST }, 'pages lost: the job is ended');
-        if (inc.pid) signalAll(jobPids(inc.pid), 'SIGKILL');
+        if (inc.pid) this.jobs.end(inc.id, inc.pid, `${codes.PAGES_LOST}`);
       },
     ).finally(() => {
       fill.stop();

@@ -19,8 +19,9 @@ async function run(cmd: string[], on = 'h1', cwd?: string): Promise<string> {
   if (r.code !== 0) throw new Error(`pj run failed: ${r.stderr}`);
   return r.stdout.trim();
 }
-const ps = async (): Promise<JobView[]> => JSON.parse((await c.pj(['ps', '--json'])).stdout) as JobView[];
-const jobOf = async (id: string) => (await ps()).find((j) => j.id === id)!;
+/** `via`: the host whose agent answers (h1's by default). */
+const ps = async (via = 'h1'): Promise<JobView[]> => JSON.parse((await c.pj(['ps', '--json', '--host', via])).stdout) as JobView[];
+const jobOf = async (id: string, via?: string) => (await ps(via)).find((j) => j.id === id)!;
 const logs = async (id: string) => (await c.pj(['logs', id])).stdout;
 const lines = async (id: string) => (await logs(id)).split('\n').filter(Boolean);
 const mv = (id: string, to: string, via = 'h1') => c.pj(['mv', id, to, '--json', '--host', via], { timeoutMs: 300_000 });
@@ -125,6 +126,21 @@ t.test('post-copy: 256 MiB moved h1 -> h2 -> h1 -> h3 with its memory fetched af
   }
   await c.pj(['kill', '-s', 'KILL', id]);
   await waitFor(async () => copies(id).length === 0, 10_000);
+});
+
+t.test('post-copy: the source dies before every page arrived and no other host holds them: the job ends, PJ_ERR_PAGES_LOST', async (t) => {
+  const id = await run(['python3', join(repoRoot(), 'bench', 'peers', 'memory-hog.py'), '1024']);
+  await waitFor(async () => /ready/.test(await logs(id)), 60_000, 200);
+  const moving = c.pj(['mv', id, 'h2', '--mode', 'post-copy', '--json', '--host', 'h1'], { timeoutMs: 120_000 });
+  await waitFor(async () => (await jobOf(id)).host === 'h2', 60_000, 20); // committed; 1 GiB takes seconds to follow
+  t.equal((await c.pj(['cluster', 'stop', 'h1', '--signal', 'KILL'])).code, 0, "h1's manager dies while pages are still coming");
+  await moving;
+  await waitFor(async () => (await jobOf(id, 'h2')).state === 'exited', 30_000, 200);
+  t.equal((await jobOf(id, 'h2')).exit, 'PJ_ERR_PAGES_LOST', 'pj ps says why it ended: it did not hang');
+  t.match(readFileSync(`${paths(c.dir).hostState('h2')}/agent.log`, 'utf8'), /"code":"PJ_ERR_PAGES_LOST"/);
+  t.equal((await c.pj(['cluster', 'start', 'h1'])).code, 0);
+  await waitFor(async () => copies(id).length === 0, 15_000, 200);
+  t.pass("h1's manager, back, ended the copy CRIU still held: none is left");
 });
 
 t.test('an SQLite writer on /pj/h1/data moved mid-transaction to h2 and back loses no committed row', async (t) => {
