@@ -123,6 +123,7 @@ export function startMigrator(o: { self: string; mount: string; stateDir: string
         case 'run': return atHost(String(a.on ?? o.self), 'run', a);
         case 'ps': return ps();
         case 'job': return jobs.find(String(a.id)).then((j) => j.value);
+        case 'rm': return jobs.remove(String(a.id));
         case 'job-of-ns': return jobOfNamespace(Number(a.ns));
         case 'logs': return jobs.find(String(a.id)).then((j) => jobs.output(j.value, a.stream === 'stderr' ? 'stderr' : 'stdout', Number(a.offset ?? 0)));
         case 'kill': return jobs.find(String(a.id)).then((j) => atHost(j.value.host, 'kill', { id: j.id, signal: a.signal ?? 'SIGTERM' }));

@@ -81,6 +81,14 @@ export class JobManager {
     throw new PjError(codes.NO_SUCH_JOB, `no job '${ref}' (pj ps lists them)`);
   }
 
+  /** Forgets a job that has ended (its record; its files stay under its jobs folder). */
+  async remove(ref: string): Promise<JobRecord> {
+    const j = await this.find(ref);
+    if (j.value.state !== 'exited') throw new PjError(codes.JOB_BUSY, `job ${j.id} is still running (pj kill it first)`);
+    if (!(await this.table.compareAndDelete(j.id, j.modRevision))) throw new PjError(codes.JOB_BUSY, `job ${j.id} changed meanwhile; try again`);
+    return j.value;
+  }
+
   /** Usage of the jobs running here. */
   usage(ids: string[], records: JobRecord[]): Record<string, JobUsage> {
     const out: Record<string, JobUsage> = {};

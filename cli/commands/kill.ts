@@ -1,4 +1,5 @@
-// `pj kill [-s SIG] JOB` and `pj wait JOB`: signal a job wherever it runs; wait for it to end and exit with its status.
+// `pj kill [-s SIG] JOB`, `pj wait JOB`, `pj rm JOB…`: signal a job wherever it runs; wait for it to end and exit
+// with its status; forget jobs that have ended.
 import type { Command } from 'commander';
 import { constants } from 'node:os';
 import { PjError, codes } from '../../common/errors.js';
@@ -19,6 +20,10 @@ export function register(program: Command): void {
     .option('-s, --signal <sig>', 'signal name or number', 'TERM')
     .action(action(async (job: string, o) => {
       await askAgent(o, 'kill', { id: job, signal: signalName(o.signal) });
+    }));
+  withAgentOptions(program.command('rm').description('forget jobs that have ended').argument('<jobs...>', 'job ids, id prefixes or names'))
+    .action(action(async (refs: string[], o) => {
+      for (const ref of refs) process.stdout.write(`${((await askAgent(o, 'rm', { id: ref })) as JobRecord).id}\n`);
     }));
   withAgentOptions(program.command('wait').description('wait for a job to end; exit with its status').argument('<job>', 'job id, id prefix or name'))
     .action(action(async (job: string, o) => {

@@ -73,6 +73,9 @@ t.test('a counter moved h1 -> h2 -> h3 -> h1 while it prints keeps counting, onc
   t.same([w.code, w.stdout], [143, 'signal 15\n'], 'pj wait gives the exit status');
   checkCounter(t, await lines(id), worst + 500);
   t.equal(copies(id).length, 0, 'nothing of it is left');
+  t.equal((await c.pj(['rm', id])).stdout, `${id}\n`, 'pj rm forgets the ended job');
+  t.equal(await jobOf(id), undefined);
+  t.match((await c.pj(['rm', id])).stderr, /PJ_ERR_NO_SUCH_JOB/);
 });
 
 /** memory-job.py with `mib` MiB in threads and a forked child, once both say they are ready. */
@@ -170,6 +173,7 @@ t.test('a job holding a file outside /pj is refused before anything is frozen, a
   const n = (await lines(id)).length;
   await waitFor(async () => (await lines(id)).length > n + 3, 5000);
   t.same([(await jobOf(id)).host, runningCopies(id).length], ['h1', 1], 'still on h1, running');
+  t.match((await c.pj(['rm', id])).stderr, /PJ_ERR_JOB_BUSY: job \w+ is still running/, 'pj rm leaves a running job alone');
   const notJob = await c.pj(['mv', 'nosuchjob', 'h2']);
   t.match(notJob.stderr, /PJ_ERR_NO_SUCH_JOB/);
   await c.pj(['kill', '-s', 'KILL', id]);
