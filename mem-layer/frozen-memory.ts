@@ -5,9 +5,6 @@ import { PjError, codes } from '../common/errors.js';
 import { readPages } from './page-scan.js';
 
 export class FrozenMemory {
-  /** Pages read for the destination. */
-  pages = 0;
-
   /** `hostPid`: each task's pid on this host, by its id in the job's namespace. */
   constructor(readonly hostPid: Map<number, number>) {}
 
@@ -15,10 +12,6 @@ export class FrozenMemory {
   read(id: number, addrs: Buffer): Buffer {
     const pid = this.hostPid.get(id);
     if (pid === undefined) throw new PjError(codes.USAGE, `no task ${id} in the frozen job`);
-    const list = new BigUint64Array(addrs.length / 8);
-    Buffer.from(list.buffer).set(addrs);
-    const data = readPages(pid, list);
-    this.pages += data.length / 4096;
-    return data;
+    return readPages(pid, addrs);
   }
 }

@@ -41,8 +41,8 @@ export async function scanPages(pid: number, ranges = memoryRanges(pid)): Promis
   return { addrs, hashes: r.hashes };
 }
 
-/** The contents of pages of a process (4 KiB each, in the order given). */
-export function readPages(pid: number, addrs: BigUint64Array): Buffer {
+/** The contents of pages of a process (4 KiB each, in the order given; addresses as u64 LE bytes or a BigUint64Array). */
+export function readPages(pid: number, addrs: BigUint64Array | Uint8Array): Buffer {
   return call((ctx) => loadBinding().readPages(pid, Buffer.from(addrs.buffer, addrs.byteOffset, addrs.byteLength), ctx));
 }
 

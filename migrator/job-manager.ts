@@ -141,7 +141,8 @@ export class JobManager {
       for (const { pid, dir } of localJobInits()) {
         const id = basename(dir);
         if (this.busy.has(id) || !records.get(id) || !dir.endsWith(`/${JOBS_EXPORT}/${id}`)) continue;
-        const stopped = stateOf(pid) === 'T' || stateOf(pid) === 't'; // 't': held by a CRIU whose manager is gone
+        const state = stateOf(pid);
+        const stopped = state === 'T' || state === 't'; // 't': held by a CRIU whose manager is gone
         if (!stopped && records.get(id)!.value.host === this.self) continue;
         // Acting on a copy: on what the table says now (a move may have committed since the list was read).
         const rec = (await this.table.get<JobRecord>(id))?.value;

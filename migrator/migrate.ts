@@ -55,7 +55,7 @@ interface Incoming { id: string; from: string; dir: string; revision: string; mo
 interface Frozen { dumped: Promise<void>; release(): Promise<void> }
 
 export class Migrator {
-  #progress = new Map<string, MoveProgress & { started: number }>();
+  #progress = new Map<string, { phase: string; bytesSent: number; started: number }>();
   #incoming = new Map<string, Incoming>();
   /** post-copy moves out of this host: the frozen memory the destinations fetch from. */
   #frozen = new Map<string, FrozenMemory>();
@@ -82,7 +82,7 @@ export class Migrator {
     this.jobs.busy.add(rec.id);
     const key = `${rec.id}-${rec.moves + 1}-${randomBytes(3).toString('hex')}`;
     const dir = join(this.workDir, 'outgoing', key);
-    const p = { phase: 'check', bytesSent: 0, elapsedMs: 0, started: Date.now() };
+    const p = { phase: 'check', bytesSent: 0, started: Date.now() };
     this.#progress.set(rec.id, p);
     try {
       const found = await inspectJob(rec.pid, this.jobs.mount);

@@ -14,8 +14,8 @@ export interface TestCluster {
   dir: string;
   name: string;
   file(): ClusterFile;
-  /** Runs the built `pj` CLI against this cluster. */
-  pj(args: string[], opts?: { timeoutMs?: number }): Promise<RunResult>;
+  /** Runs the built `pj` CLI against this cluster (`env`: more environment, e.g. PJ_FAULT for an agent it starts). */
+  pj(args: string[], opts?: { timeoutMs?: number; env?: Record<string, string> }): Promise<RunResult>;
   /** Runs a command inside a host of the cluster (`pj cluster exec`). */
   exec(host: string, cmd: string[], opts?: { timeoutMs?: number }): Promise<RunResult>;
   /** A compiled helper script under dist/test/helpers, run with node inside a host. */
@@ -34,10 +34,10 @@ export async function startCluster(t: Test, opts: { hosts?: number; exports?: st
   const dir = mkdtempSync(join(tmpdir(), 'pj-test-'));
   const name = `t${process.pid % 100000}${String.fromCharCode(97 + (counter++ % 26))}`;
   const env = { ...process.env, PJ_CLUSTER_DIR: dir };
-  const runPj = (args: string[], o: { timeoutMs?: number } = {}): Promise<RunResult> =>
+  const runPj = (args: string[], o: { timeoutMs?: number; env?: Record<string, string> } = {}): Promise<RunResult> =>
     new Promise((resolve) => {
       const t0 = Date.now();
-      const child = spawn(process.execPath, [pjCli(), ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [pjCli(), ...args], { env: { ...env, ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d) => (stdout += d));

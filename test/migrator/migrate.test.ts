@@ -3,7 +3,7 @@
 // SQLite writer moved mid-transaction, refusals, and real faults (a manager
 // killed, the images damaged, the link cut) that must leave exactly one copy.
 import t, { type Test } from 'tap';
-import { execFile, spawn, spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../../common/repo-root.js';
@@ -254,11 +254,7 @@ t.test("faults: the destination's manager killed during the transfer", async (t)
 /** Restarts a host's manager with a fault armed (PJ_FAULT, common/fault.ts), or with none. */
 async function restartWith(t: Test, host: string, fault?: string): Promise<void> {
   await c.pj(['cluster', 'stop', host]);
-  const code = await new Promise<number>((resolve) => {
-    const p = spawn(process.execPath, [join(repoRoot(), 'dist', 'cli', 'pj.js'), 'cluster', 'start', host],
-      { env: { ...process.env, PJ_CLUSTER_DIR: c.dir, ...(fault ? { PJ_FAULT: fault } : {}) }, stdio: 'ignore' });
-    p.on('close', (n) => resolve(n ?? 1));
-  });
+  const { code } = await c.pj(['cluster', 'start', host], { env: fault ? { PJ_FAULT: fault } : {} });
   t.equal(code, 0, `${host}'s manager restarted${fault ? ` with PJ_FAULT=${fault}` : ''}`);
 }
 
