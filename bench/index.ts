@@ -3,10 +3,11 @@
 // bench/results/ (with --json, also as the last line of stdout).
 import { reportError } from '../cli/output.js';
 import { fsBench } from './fs.js';
+import { memBench } from './mem.js';
 import { meshBench } from './mesh.js';
 import { migrateBench } from './migrate.js';
 
-const benches: Record<string, (argv: string[]) => Promise<void>> = { mesh: meshBench, fs: fsBench, migrate: migrateBench };
+const benches: Record<string, (argv: string[]) => Promise<void>> = { mesh: meshBench, fs: fsBench, migrate: migrateBench, mem: memBench };
 const [name, ...rest] = process.argv.slice(2);
 const bench = benches[name ?? ''];
 if (!bench) {

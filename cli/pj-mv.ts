@@ -15,7 +15,7 @@ const mode = modeAt >= 0 ? args[modeAt + 1] : undefined;
 const [target, host] = args.filter((a, i) => a !== '--json' && (modeAt < 0 || (i !== modeAt && i !== modeAt + 1)));
 
 await action(async () => {
-  if (!target || !host) throw new PjError(codes.USAGE, 'usage: pj-mv <pid|job> <host> [--mode stop-copy|post-copy] [--json]');
+  if (!target || !host) throw new PjError(codes.USAGE, 'usage: pj-mv <pid|job> <host> [--mode hybrid|stop-copy|pre-copy|post-copy] [--json]');
   let job = target;
   if (/^\d+$/.test(target)) {
     const ns = namespaceOf(Number(target), 'pid');

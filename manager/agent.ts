@@ -30,6 +30,8 @@ export interface AgentOptions {
   rpcTimeoutMs: number;
   /** The byte limit of the cache of remote file data. */
   dataCacheBytes?: number;
+  /** The byte limit of the page store (jobs' memory by content). */
+  pageStoreBytes?: number;
 }
 
 export interface RunningAgent { stop(): Promise<void> }
@@ -80,7 +82,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     attrTimeoutS: opts.attrTimeoutS, rpcTimeoutMs: opts.rpcTimeoutMs, dataCacheBytes: opts.dataCacheBytes });
   record.capabilities.fuse = fsLayer.mounted;
   record.capabilities.passthrough = fsLayer.passthrough;
-  const migrator = startMigrator({ self: opts.host, mount: opts.mount, stateDir: opts.stateDir, mesh, state, log });
+  const migrator = startMigrator({ self: opts.host, mount: opts.mount, stateDir: opts.stateDir, mesh, state, log, ledger, pageStoreBytes: opts.pageStoreBytes });
   record.capabilities.migration = fsLayer.mounted;
   await state.register(record);
   migrator.start();

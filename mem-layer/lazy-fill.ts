@@ -1,46 +1,77 @@
-// The destination's side of a post-copy move: a pager on lazy-pages.socket in
-// the images folder, for `criu restore --lazy-pages`. A fault is fetched from
-// the source at once; once the restore is done (before, CRIU's restorer is
-// still moving the task's mappings into place), the pages the dump left out
-// (from the images) are fetched in the background, a few batches in flight.
-// Each page is asked for once. `allLocal` settles when every page is here.
+// The destination's side of a lazy move: a pager on lazy-pages.socket in the
+// images folder, for `criu restore --lazy-pages`. Every page the dump left out
+// (its images say which) is taken from this host's page store when the
+// source's manifest names a hash the store holds, otherwise fetched: from the
+// frozen source by address, or, once the source is gone, by hash from another
+// host that holds the job's pages. A fault is served at once; the rest comes in
+// the background once the restore is done (before, CRIU's restorer is still
+// moving the task's mappings into place), a few batches in flight, the pages
+// no other host holds first: the sooner the source is not their only holder,
+// the less its loss costs. Each page is asked for once. `allLocal` settles
+// when every page is here.
+import { join } from 'node:path';
 import { PjError, codes } from '../common/errors.js';
 import type { Log } from '../common/log.js';
 import { dumpedTasks, lazyRanges } from './criu-images.js';
-import { PAGE } from './page-scan.js';
+import { hashesByAddress, type TaskManifest } from './manifest.js';
+import { HASH_BYTES, PAGE } from './page-scan.js';
+import type { PageStore } from './page-store.js';
 import { Pager } from './pager.js';
-import { join } from 'node:path';
 
 const BATCH_PAGES = 256;
 const IN_FLIGHT = 4;
+/** How long pages may wait for a source that does not answer (its manager restarting) and no other holder has them. */
+const SOURCE_DEADLINE_MS = 10_000;
+const RETRY_MS = 500;
+/** Hashes per question to the other holders. */
+const SOLE_QUERY = 65_536;
 
-/** Fetches pages of task `id` (addresses u64 LE): 4 KiB each, in order. */
-export type FetchPages = (id: number, addrs: Buffer) => Promise<Buffer>;
+/** Where the pages a store lacks come from. */
+export interface PageSources {
+  /** The frozen source's manifest. */
+  manifest(): Promise<TaskManifest[]>;
+  /** Pages of task `id` from the frozen source, by address (u64 LE each): 4 KiB each, in order. */
+  fromSource(id: number, addrs: Buffer): Promise<Buffer>;
+  /** Pages by hash (16 bytes each) from another host that holds them: 4 KiB each, in order. */
+  fromHolders(hashes: Buffer): Promise<Buffer>;
+  /** Positions of the hashes (16 bytes each) that no host but the source holds. */
+  onlyAtSource(hashes: Buffer): Promise<number[]>;
+}
+
+/** Pages of one task to fill, by address. */
+interface Batch { id: number; addrs: number[] }
 
 export class LazyFill {
   readonly #pager: Pager;
+  readonly #ranges: Map<number, Array<{ vaddr: number; pages: number }>>;
   readonly #requested = new Map<number, Set<number>>();
-  readonly #queue: Array<{ id: number; addrs: number[] }> = [];
+  readonly #queue: Batch[] = [];
   readonly #total: number;
+  #hashes = new Map<number, Map<number, Buffer>>();
+  #manifest: Promise<void>;
+  #unpin: (() => void) | undefined;
+  #sourceDown = false;
   #inFlight = 0;
   #background = false;
   #watch: NodeJS.Timeout | undefined;
   #failure: Error | undefined;
   #settle!: { resolve: () => void; reject: (e: Error) => void };
-  /** Resolves once every page the dump left out is installed; rejects (PJ_ERR_PAGES_LOST) if one cannot be fetched. */
+  /** Resolves once every page the dump left out is installed; rejects (PJ_ERR_PAGES_LOST) if one cannot be had. */
   readonly allLocal: Promise<void>;
+  pagesFromStore = 0;
+  pagesFetched = 0;
   bytesFetched = 0;
-  faultsFetched = 0;
+  faults = 0;
 
-  constructor(readonly dir: string, private readonly fetch: FetchPages, private readonly log: Log) {
-    const tasks = dumpedTasks(dir);
-    const ranges = new Map(tasks.map((id) => [id, lazyRanges(dir, id)]));
-    this.#total = [...ranges.values()].flat().reduce((n, r) => n + r.pages, 0);
+  constructor(readonly dir: string, private readonly sources: PageSources, private readonly store: PageStore | undefined, private readonly log: Log) {
+    this.#ranges = new Map(dumpedTasks(dir).map((id) => [id, lazyRanges(dir, id)]));
+    this.#total = [...this.#ranges.values()].flat().reduce((n, r) => n + r.pages, 0);
     this.allLocal = new Promise((resolve, reject) => (this.#settle = { resolve, reject }));
     this.allLocal.catch(() => {}); // observed by whoever waits for it
+    this.#manifest = this.#takeManifest();
     this.#pager = new Pager(join(dir, 'lazy-pages.socket'));
     this.#pager.on('task', (id) => {
-      for (const r of ranges.get(id) ?? []) {
+      for (const r of this.#ranges.get(id) ?? []) {
         for (let p = 0; p < r.pages; p += BATCH_PAGES) {
           this.#queue.push({ id, addrs: Array.from({ length: Math.min(BATCH_PAGES, r.pages - p) }, (_, k) => r.vaddr + (p + k) * PAGE) });
         }
@@ -48,7 +79,7 @@ export class LazyFill {
       this.#pump();
     });
     this.#pager.on('fault', (id, addr) => {
-      this.faultsFetched++;
+      this.faults++;
       void this.#get(id, [addr], true);
     });
     if (this.#total === 0) this.#settle.resolve();
@@ -56,16 +87,66 @@ export class LazyFill {
 
   get pagesTotal(): number { return this.#total; }
 
+  /** What the pager measured: fault service times (local: page supplied already; fetched: after the fault). */
+  stats() { return this.#pager.stats(); }
+
+  /** The hashes of the pages to come, and the store's pins on them; without them, every page comes from the source. */
+  async #takeManifest(): Promise<void> {
+    try {
+      const m = await this.sources.manifest();
+      for (const t of m) this.#hashes.set(t.id, hashesByAddress(t));
+      if (this.store) this.#unpin = this.store.pin(Buffer.concat(m.map((t) => t.hashes)));
+    } catch (e) {
+      this.log.warn({ op: 'lazy-fill', err: (e as Error).message }, 'no manifest from the source: every page comes from it');
+    }
+  }
+
   /** The restore is done: the mappings are where the pages go. */
   startBackground(): void {
-    this.#background = true;
-    this.#pump();
+    void this.#manifest.then(() => this.#soleFirst()).then(() => {
+      this.#background = true;
+      this.#pump();
+      this.#check();
+    });
     const since = Date.now();
     const stall = setInterval(() => {
       const s = this.#pager.stats();
-      this.log.warn({ op: 'lazy-stall', seconds: Math.round((Date.now() - since) / 1000), total: this.#total, queued: this.#queue.length, inFlight: this.#inFlight, ...s }, 'pages still missing');
+      this.log.warn({ op: 'lazy-stall', seconds: Math.round((Date.now() - since) / 1000), total: this.#total, queued: this.#queue.length, inFlight: this.#inFlight, installed: s.installed, waiting: s.waiting }, 'pages still missing');
     }, 5000);
     this.allLocal.finally(() => clearInterval(stall)).catch(() => {});
+  }
+
+  /** Reorders the queue: the pages that neither this host's store nor another holder has come first. */
+  async #soleFirst(): Promise<void> {
+    // The pages of each task that another host may hold: known hashes this host's store lacks.
+    const asked: Array<{ id: number; addr: number; hash: Buffer }> = [];
+    for (const b of this.#queue) {
+      const byAddr = this.#hashes.get(b.id);
+      const known = byAddr ? b.addrs.filter((a) => byAddr.has(a)) : [];
+      const lacking = this.store ? this.store.missing(Buffer.concat(known.map((a) => byAddr!.get(a)!))) : known.map((_, i) => i);
+      for (const i of lacking) asked.push({ id: b.id, addr: known[i], hash: byAddr!.get(known[i])! });
+    }
+    const only = new Map<number, Set<number>>();
+    try {
+      for (let at = 0; at < asked.length; at += SOLE_QUERY) {
+        const part = asked.slice(at, at + SOLE_QUERY);
+        for (const i of await this.sources.onlyAtSource(Buffer.concat(part.map((p) => p.hash)))) {
+          (only.get(part[i].id) ?? only.set(part[i].id, new Set()).get(part[i].id)!).add(part[i].addr);
+        }
+      }
+    } catch (e) {
+      this.log.warn({ op: 'lazy-fill', err: (e as Error).message }, 'could not tell which pages only the source holds');
+      return;
+    }
+    const sole: Batch[] = [];
+    const rest: Batch[] = [];
+    for (const b of this.#queue) {
+      const byAddr = this.#hashes.get(b.id);
+      const first = new Set(b.addrs.filter((a) => only.get(b.id)?.has(a) || !byAddr?.has(a)));
+      if (first.size) sole.push({ id: b.id, addrs: [...first] });
+      if (first.size < b.addrs.length) rest.push({ id: b.id, addrs: b.addrs.filter((a) => !first.has(a)) });
+    }
+    this.#queue.splice(0, this.#queue.length, ...sole, ...rest);
   }
 
   #pump(): void {
@@ -81,21 +162,79 @@ export class LazyFill {
   }
 
   async #get(id: number, all: number[], urgent: boolean): Promise<void> {
+    // Store reads are synchronous: a background batch first lets others' requests (the resume) through.
+    if (!urgent) await new Promise((r) => setImmediate(r));
     const asked = this.#requested.get(id) ?? this.#requested.set(id, new Set()).get(id)!;
-    const addrs = all.filter((a) => !asked.has(a));
+    let addrs = all.filter((a) => !asked.has(a));
     if (!addrs.length || this.#failure) return;
     for (const a of addrs) asked.add(a);
-    const list = BigUint64Array.from(addrs.map(BigInt));
     try {
-      const data = await this.fetch(id, Buffer.from(list.buffer));
+      addrs = this.#fromStore(id, addrs);
+      if (!addrs.length) return;
+      const list = Buffer.from(BigUint64Array.from(addrs.map(BigInt)).buffer);
+      const data = await this.#fetch(id, addrs, list);
+      if (data.length !== addrs.length * PAGE) throw new PjError(codes.PROTOCOL, `${data.length / PAGE} pages came for ${addrs.length} asked`);
+      this.pagesFetched += addrs.length;
       this.bytesFetched += data.length;
-      this.#pager.supply(id, list, data, true);
-      if (urgent) this.log.debug({ op: 'page-fault', task: id, addr: addrs[0].toString(16) }, 'fetched a faulted page');
+      this.#supply(id, list, data);
     } catch (e) {
-      this.#failure = new PjError(codes.PAGES_LOST, `pages of task ${id} could not be fetched: ${(e as Error).message}`, { cause: e });
+      this.#failure = new PjError(codes.PAGES_LOST, `pages of task ${id} could not be had: ${(e as Error).message}`, { cause: e });
       this.#settle.reject(this.#failure);
       clearInterval(this.#watch);
     }
+  }
+
+  /** Supplies the pages of `addrs` that the store holds; returns the others. */
+  #fromStore(id: number, addrs: number[]): number[] {
+    const byAddr = this.#hashes.get(id);
+    if (!this.store || !byAddr) return addrs;
+    const known = addrs.filter((a) => byAddr.has(a));
+    if (!known.length) return addrs;
+    const r = this.store.getMany(Buffer.concat(known.map((a) => byAddr.get(a)!)));
+    if (r.found.length) {
+      this.#supply(id, Buffer.from(BigUint64Array.from(r.found.map((i) => BigInt(known[i]))).buffer), r.data);
+      this.pagesFromStore += r.found.length;
+    }
+    const have = new Set(r.found.map((i) => known[i]));
+    return addrs.filter((a) => !have.has(a));
+  }
+
+  /** From the frozen source; when it does not answer, by hash from the other holders; until a deadline. */
+  async #fetch(id: number, addrs: number[], list: Buffer): Promise<Buffer> {
+    const deadline = Date.now() + SOURCE_DEADLINE_MS;
+    const byAddr = this.#hashes.get(id);
+    const hashes = addrs.map((a) => byAddr?.get(a));
+    const fromSource = async () => {
+      try {
+        const data = await this.sources.fromSource(id, list);
+        this.#sourceDown = false;
+        return data;
+      } catch (e) {
+        if (!this.#sourceDown) this.log.warn({ op: 'lazy-fill', err: (e as Error).message }, 'the source does not answer: pages come from the other holders, if any');
+        this.#sourceDown = true;
+        throw e;
+      }
+    };
+    const fromHolders = async () => {
+      if (hashes.some((h) => !h)) throw new PjError(codes.PAGES_LOST, 'the source did not say which pages these are');
+      return this.sources.fromHolders(Buffer.concat(hashes as Buffer[], addrs.length * HASH_BYTES));
+    };
+    for (;;) {
+      let last: Error | undefined;
+      for (const from of this.#sourceDown ? [fromHolders, fromSource] : [fromSource, fromHolders]) {
+        try {
+          return await from();
+        } catch (e) {
+          last ??= e as Error;
+        }
+      }
+      if (Date.now() >= deadline) throw last!;
+      await new Promise((r) => setTimeout(r, RETRY_MS));
+    }
+  }
+
+  #supply(id: number, addrs: Buffer, data: Buffer): void {
+    this.#pager.supply(id, new BigUint64Array(addrs.buffer, addrs.byteOffset, addrs.length / 8), data, true);
   }
 
   /** Once every batch has arrived, watches the pager until the last pages are installed. */
@@ -111,6 +250,8 @@ export class LazyFill {
 
   stop(): void {
     clearInterval(this.#watch);
+    this.#unpin?.();
+    this.#unpin = undefined;
     this.#pager.stop();
   }
 }

@@ -62,24 +62,62 @@ export class PageStore {
     return out;
   }
 
+  /**
+   * The pages of `hashes` (16 bytes each) that are here, 4 KiB each in the order asked, and the
+   * positions of those that are not (absent, or no longer matching their hash). Runs of records
+   * that follow each other in a segment are read at once.
+   */
+  getMany(hashes: Buffer): { data: Buffer; found: number[]; missing: number[] } {
+    const n = hashes.length / HASH_BYTES;
+    const at = Array.from({ length: n }, (_, i) => this.#index.get(key(hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES))));
+    const found: number[] = [];
+    const missing: number[] = [];
+    for (let i = 0; i < n; i++) (at[i] ? found : missing).push(i);
+    const data = Buffer.allocUnsafe(found.length * PAGE);
+    const records = Buffer.allocUnsafe(Math.min(found.length, 256) * RECORD);
+    for (let f = 0; f < found.length;) {
+      const first = at[found[f]]!;
+      let run = 1;
+      while (run < 256 && f + run < found.length && at[found[f + run]]!.seg === first.seg && at[found[f + run]]!.record === first.record + run) run++;
+      readSync(first.seg.fd, records, 0, run * RECORD, first.record * RECORD);
+      for (let r = 0; r < run; r++) records.copy(data, (f + r) * PAGE, r * RECORD + HASH_BYTES, (r + 1) * RECORD);
+      first.seg.lastUsed = ++this.#clock;
+      f += run;
+    }
+    // A damaged record counts as missing.
+    const actual = hashPages(data);
+    const good: number[] = [];
+    for (let f = 0; f < found.length; f++) {
+      const i = found[f];
+      if (actual.subarray(f * HASH_BYTES, (f + 1) * HASH_BYTES).equals(hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES))) good.push(f);
+      else {
+        this.#index.delete(key(hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES)));
+        missing.push(i);
+      }
+    }
+    if (good.length === found.length) return { data, found, missing };
+    const kept = Buffer.allocUnsafe(good.length * PAGE);
+    good.forEach((f, k) => data.copy(kept, k * PAGE, f * PAGE, (f + 1) * PAGE));
+    return { data: kept, found: good.map((f) => found[f]), missing: missing.sort((a, b) => a - b) };
+  }
+
   /** The page, or undefined when it is not here (or no longer matches its hash). */
   get(hash: Buffer): Buffer | undefined {
-    const k = key(hash);
-    const at = this.#index.get(k);
-    if (!at) return undefined;
-    const page = Buffer.allocUnsafe(PAGE);
-    readSync(at.seg.fd, page, 0, PAGE, at.record * RECORD + HASH_BYTES);
-    if (!hashPages(page).equals(hash)) {
-      this.#index.delete(k);
-      return undefined;
-    }
-    at.seg.lastUsed = ++this.#clock;
-    return page;
+    const r = this.getMany(hash);
+    return r.found.length ? r.data : undefined;
   }
 
   /** Adds pages (`data`: 4 KiB each) under their hashes (16 bytes each, in the same order); those already here are skipped. */
   put(hashes: Buffer, data: Buffer): number {
     let added = 0;
+    let seg = this.#writable();
+    let batch: Buffer[] = [];
+    const flush = () => {
+      if (!batch.length) return;
+      const records = Buffer.concat(batch);
+      writeSync(seg.fd, records, 0, records.length, (seg.records - batch.length / 2) * RECORD);
+      batch = [];
+    };
     for (let i = 0; i * PAGE < data.length; i++) {
       const hash = hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES);
       const k = key(hash);
@@ -88,14 +126,17 @@ export class PageStore {
         known.seg.lastUsed = ++this.#clock;
         continue;
       }
-      const seg = this.#writable();
-      writeSync(seg.fd, hash, 0, HASH_BYTES, seg.records * RECORD);
-      writeSync(seg.fd, data, i * PAGE, PAGE, seg.records * RECORD + HASH_BYTES);
+      if (seg.records >= this.segmentRecords) {
+        flush();
+        seg = this.#writable();
+      }
+      batch.push(hash, data.subarray(i * PAGE, (i + 1) * PAGE));
       this.#index.set(k, { seg, record: seg.records++ });
       seg.hashes.push(k);
       seg.lastUsed = ++this.#clock;
       added++;
     }
+    flush();
     this.#evict();
     return added;
   }

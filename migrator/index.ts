@@ -11,7 +11,9 @@ import type { Mesh } from '../manager/mesh/mesh.js';
 import { JobManager, type RunRequest } from './job-manager.js';
 import type { JobUsage } from './job-processes.js';
 import type { JobRecord } from './jobs.js';
+import type { TrafficLedger } from './ledger.js';
 import { Migrator, type MoveMode } from './migrate.js';
+import { PageStore } from '../mem-layer/index.js';
 
 export { TrafficLedger, type LedgerRow } from './ledger.js';
 export { JOBS_EXPORT, type JobRecord } from './jobs.js';
@@ -42,12 +44,16 @@ export function migrationDir(host: string, stateDir: string): string {
 }
 const TMPFS_MAGIC = 0x01021994;
 
-export function startMigrator(o: { self: string; mount: string; stateDir: string; mesh: Mesh; state: ClusterState; log: Log }): MigratorLayer {
+/** The page store's bound when the agent is given none. */
+export const DEFAULT_PAGE_STORE_BYTES = 2 * 1024 ** 3;
+
+export function startMigrator(o: { self: string; mount: string; stateDir: string; mesh: Mesh; state: ClusterState; log: Log; ledger: TrafficLedger; pageStoreBytes?: number }): MigratorLayer {
   const jobs = new JobManager(o.self, o.mount, jobsPath(o.stateDir), o.state.jobs, o.log);
   // Images of moves a crash interrupted are of no use: reconciliation decides which copy runs.
   const work = migrationDir(o.self, o.stateDir);
   rmSync(work, { recursive: true, force: true });
-  const migrator = new Migrator(jobs, o.mesh, work);
+  const store = new PageStore(join(o.stateDir, 'pages'), o.pageStoreBytes ?? DEFAULT_PAGE_STORE_BYTES);
+  const migrator = new Migrator(jobs, o.mesh, work, store, o.ledger);
   const records = async () => (await o.state.jobs.list<JobRecord>()).map((j) => j.value);
   /** Runs `op` where the job runs (here, or its host over the mesh). */
   const atHost = async (host: string, op: string, args: Record<string, unknown>, timeoutMs?: number): Promise<unknown> =>
@@ -59,7 +65,7 @@ export function startMigrator(o: { self: string; mount: string; stateDir: string
       case 'usage': return jobs.usage(a.ids as string[], await records());
       case 'kill': return jobs.kill((await jobs.find(String(a.id))).value, a.signal as NodeJS.Signals);
       case 'by-ns': return jobs.byNamespace(Number(a.ns), await records()) ?? null;
-      case 'mv': return migrator.move(String(a.id), String(a.to), (a.mode ?? 'stop-copy') as MoveMode);
+      case 'mv': return migrator.move(String(a.id), String(a.to), (a.mode ?? 'hybrid') as MoveMode);
       case 'progress': return migrator.progress(String(a.id)) ?? null;
       default: throw new PjError(codes.USAGE, `bad job request '${op}'`);
     }
@@ -72,6 +78,12 @@ export function startMigrator(o: { self: string; mount: string; stateDir: string
       case 'resume': return migrator.resume(String(a.key));
       case 'abort': return migrator.abort(String(a.key));
       case 'pages': return migrator.pages(a as { key: string; id: number; addrs: Buffer });
+      case 'manifest': return migrator.manifest(String(a.key));
+      case 'fetching': return migrator.fetching(String(a.id));
+      case 'have': return migrator.have(String(a.key), a.hashes as Buffer);
+      case 'put-pages': return migrator.putPages(String(a.key), a.hashes as Buffer, ctx.attachment ?? []);
+      case 'stored-pages': return migrator.storedPages(a.hashes as Buffer);
+      case 'store-lacks': return migrator.storeLacks(a.hashes as Buffer);
       case 'all-local': return migrator.allLocal(String(a.key));
       default: return local(String(a?.op), a ?? {});
     }
@@ -103,7 +115,7 @@ export function startMigrator(o: { self: string; mount: string; stateDir: string
       const code = (e as PjError).code;
       if (rec.host === o.self || (code !== codes.HOST_UNREACHABLE && code !== codes.TIMEOUT)) throw e;
       const now = (await o.state.jobs.get<JobRecord>(rec.id))?.value;
-      if (now && now.host === to && now.moves > rec.moves) return { job: rec.id, from: rec.host, to, mode: mode ?? 'stop-copy', committed: true, note: `the manager of ${rec.host} went away after the commit` };
+      if (now && now.host === to && now.moves > rec.moves) return { job: rec.id, from: rec.host, to, mode: mode ?? 'hybrid', committed: true, note: `the manager of ${rec.host} went away after the commit` };
       throw new PjError(codes.MIGRATION_ABORTED, `job ${rec.id} stays on ${rec.host}: ${(e as Error).message}`, { cause: e });
     }
   }
@@ -122,6 +134,7 @@ export function startMigrator(o: { self: string; mount: string; stateDir: string
       switch (op) {
         case 'run': return atHost(String(a.on ?? o.self), 'run', a);
         case 'ps': return ps();
+        case 'page-store': return Promise.resolve(store.stats());
         case 'job': return jobs.find(String(a.id)).then((j) => j.value);
         case 'rm': return jobs.remove(String(a.id));
         case 'job-of-ns': return jobOfNamespace(Number(a.ns));
@@ -135,6 +148,7 @@ export function startMigrator(o: { self: string; mount: string; stateDir: string
     start: () => jobs.start(),
     stop: () => {
       jobs.stop();
+      store.close();
       rmSync(work, { recursive: true, force: true });
     },
   };

@@ -28,6 +28,11 @@ export class JobManager {
   #endings = new Map<string, string>();
   #timer: NodeJS.Timeout | undefined;
   #reconciling = false;
+  /**
+   * Whether the host a job moved to still fetches pages from a stopped copy here (a lazy move whose
+   * source's manager restarted): such a copy is kept until it does not. Set by the migrator.
+   */
+  stillFetching: (rec: JobRecord) => Promise<boolean> = async () => false;
 
   constructor(
     readonly self: string,
@@ -151,6 +156,8 @@ export class JobManager {
         if (mine && stopped) {
           this.log.warn({ op: 'job-reconcile', job: id, pid }, 'resuming a copy a move left stopped: the job table says it runs here');
           signalAll(jobPids(pid), 'SIGCONT');
+        } else if (!mine && stopped && (await this.stillFetching(rec))) {
+          continue;
         } else if (!mine && stopped) {
           this.log.warn({ op: 'job-reconcile', job: id, pid, host: rec.host }, 'ending a stopped copy: the job table says it runs elsewhere');
           signalAll(jobPids(pid), 'SIGKILL');

@@ -23,6 +23,8 @@ export interface JobRecord {
   pidStart: number;
   state: 'running' | 'exited';
   moves: number;
+  /** Hosts whose page stores kept the job's pages when it left them, the most recent first. */
+  holders?: string[];
   startedAt: string;
   /** "exit N" or "signal N", once it ended. */
   exit?: string;

@@ -103,6 +103,8 @@ export async function inspectJob(initPid: number, pjMount: string): Promise<Insp
   return { offenders, systemFiles: [...systemFiles.values()] };
 }
 
+const SHARED_ANONYMOUS = /^\/(dev\/zero|SYSV[0-9a-f]{8}|memfd:.*) \(deleted\)$/;
+
 /** The files a process maps (its executable, libraries, mapped data). */
 function mappedFiles(pid: number): Set<string> {
   const out = new Set<string>();
@@ -114,7 +116,8 @@ function mappedFiles(pid: number): Set<string> {
   }
   for (const line of maps.split('\n')) {
     const path = line.split(/\s+/).slice(5).join(' ');
-    if (path.startsWith('/')) out.add(path);
+    // Shared anonymous memory shows as a deleted /dev/zero, a SysV segment or, once CRIU restored it, a memfd: memory CRIU carries, not a file.
+    if (path.startsWith('/') && !SHARED_ANONYMOUS.test(path)) out.add(path);
   }
   return out;
 }

@@ -6,11 +6,15 @@
 // destination's copy; after it, the destination's copy is the job
 // (reconciliation resumes it if the resume message is lost). Exactly one copy runs.
 //
-// Modes: `stop-copy` dumps every page into the images. `post-copy` dumps with
+// Modes: `stop-copy` dumps every page into the images. The others dump with
 // `--lazy-pages`: the memory stays in the frozen source (a SIGSTOP is queued
-// on every task, so that no end of CRIU lets it run on), the destination's
-// pager fetches it after the resume, and the source copy ends once every page
-// is on the destination.
+// on every task, so that no end of CRIU lets it run on) and the destination's
+// pager takes each page from its page store when it is there, else fetches it.
+// `pre-copy` and `hybrid` first copy the running job's pages into the
+// destination's store in rounds (mem-layer/precopy.ts); `pre-copy` then fills
+// every page before the resume, `post-copy` and `hybrid` after it. The source
+// copy ends once every page is on the destination, after the source kept the
+// job's pages in its own store (a return trip then moves only what changed).
 import { closeSync, mkdirSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -18,22 +22,26 @@ import { randomBytes } from 'node:crypto';
 import { PjError, codes } from '../common/errors.js';
 import { crashPoint, faultActive } from '../common/fault.js';
 import type { Mesh } from '../manager/mesh/mesh.js';
-import { FrozenMemory, LazyFill } from '../mem-layer/index.js';
+import { FrozenMemory, LazyFill, precopy, type PageSources, type PageStore, type PrecopyResult, type TaskManifest } from '../mem-layer/index.js';
 import { CriuError, closePageServer, dropNetworkLocks, dump, dumpLazy, restore } from './criu.js';
 import { imageStream, receiveImages } from './image-transfer.js';
 import { isDirectory, type JobManager } from './job-manager.js';
-import { alive, jobPids, jobTasks, signalAll, startTime } from './job-processes.js';
+import { alive, jobPids, jobTasks, localJobInits, signalAll, startTime, stateOf } from './job-processes.js';
 import type { JobRecord } from './jobs.js';
+import type { TrafficLedger } from './ledger.js';
 import { differingSystemFiles, inspectJob, type SystemFile } from './migratable.js';
 
-export const MODES = ['stop-copy', 'post-copy'] as const;
+export const MODES = ['hybrid', 'stop-copy', 'pre-copy', 'post-copy'] as const;
 export type MoveMode = (typeof MODES)[number];
 
 export interface MoveResult {
   job: string; from: string; to: string; mode: MoveMode;
   downtime_ms: number; dump_ms: number; transfer_ms: number; restore_ms: number; bytes_sent: number;
-  /** post-copy: pages fetched after the resume, and when the last one was on the destination. */
-  bytes_lazy?: number; pages_fetched?: number; all_local_ms?: number;
+  /** Lazy modes: pre-copy rounds and their bytes, the images' bytes, pages fetched after the freeze or taken from the destination's store, and when the last one was there. */
+  precopy_rounds?: number; bytes_precopy?: number; bytes_frozen?: number; bytes_lazy?: number;
+  pages_from_store?: number; pages_fetched?: number; all_local_ms?: number;
+  /** Lazy modes: faults after the resume, and how long the pager took to serve them (page here already, or fetched). */
+  faults?: number; fault_local_p50_us?: number; fault_local_p99_us?: number; fault_fetched_p50_us?: number; fault_fetched_p99_us?: number;
   /** Set instead of the figures when the source's manager went away after committing. */
   note?: string;
 }
@@ -42,14 +50,26 @@ export interface MoveProgress { phase: string; bytesSent: number; elapsedMs: num
 /** A transfer that makes no progress for this long (a cut link) is given up. */
 const TRANSFER_IDLE_MS = 15_000;
 const RESTORE_TIMEOUT_MS = 60_000;
-/** post-copy: how long the source waits for the destination to hold every page. */
+/** Lazy modes: how long the source waits for the destination to hold every page. */
 const ALL_LOCAL_TIMEOUT_MS = 10 * 60_000;
 /** How long a destination keeps a move's state without hearing from the source; once restored, the commit is quick. */
 const INCOMING_IDLE_MS = 60_000;
 const RESTORED_IDLE_MS = 3_000;
+/** How many hosts a job's record names as holding its pages (the most recent first). */
+const MAX_HOLDERS = 4;
 
 /** A move into this host: `revision` is the job record's, which the source's commit is conditioned on. */
-interface Incoming { id: string; from: string; dir: string; revision: string; mode: MoveMode; pid?: number; fill?: LazyFill; timer?: NodeJS.Timeout }
+interface Incoming {
+  id: string; from: string; dir: string; revision: string; mode: MoveMode;
+  /** Other hosts whose stores hold the job's pages, when the source is gone. */
+  holders: string[];
+  /** Pins on the pages the pre-copy put in the store, until the move ends. */
+  unpins: Array<() => void>;
+  pid?: number; fill?: LazyFill; timer?: NodeJS.Timeout;
+}
+
+/** What the destination says once every page is there. */
+interface Landed { bytes: number; pages: number; fromStore: number; faults: Pick<MoveResult, 'faults' | 'fault_local_p50_us' | 'fault_local_p99_us' | 'fault_fetched_p50_us' | 'fault_fetched_p99_us'> }
 
 /** The source's frozen copy: `dumped` once the images are complete; `release` ends CRIU's hold (the copy stays stopped). */
 interface Frozen { dumped: Promise<void>; release(): Promise<void> }
@@ -57,12 +77,15 @@ interface Frozen { dumped: Promise<void>; release(): Promise<void> }
 export class Migrator {
   #progress = new Map<string, { phase: string; bytesSent: number; started: number }>();
   #incoming = new Map<string, Incoming>();
-  /** post-copy moves out of this host: the frozen memory the destinations fetch from. */
+  /** Lazy moves out of this host: the frozen memory the destinations fetch from. */
   #frozen = new Map<string, FrozenMemory>();
-  /** post-copy moves into this host that have every page, until the source asks (allLocal). */
-  #landed = new Map<string, { bytes: number; pages: number }>();
+  /** Lazy moves into this host that have every page, until the source asks (allLocal). */
+  #landed = new Map<string, Landed>();
 
-  constructor(private readonly jobs: JobManager, private readonly mesh: Mesh, private readonly workDir: string) {}
+  constructor(private readonly jobs: JobManager, private readonly mesh: Mesh, private readonly workDir: string,
+    private readonly store: PageStore, private readonly ledger: TrafficLedger) {
+    jobs.stillFetching = async (rec) => Boolean(await this.mesh.call(rec.host, 'job', { op: 'fetching', id: rec.id }, 2000).catch(() => false));
+  }
 
   progress(id: string): MoveProgress | undefined {
     const p = this.#progress.get(id);
@@ -70,7 +93,7 @@ export class Migrator {
   }
 
   /** The source's side of a move. The job must run here. */
-  async move(ref: string, to: string, mode: MoveMode = 'stop-copy'): Promise<MoveResult> {
+  async move(ref: string, to: string, mode: MoveMode = 'hybrid'): Promise<MoveResult> {
     if (!MODES.includes(mode)) throw new PjError(codes.USAGE, `--mode must be one of ${MODES.join(', ')}`);
     const j = await this.jobs.find(ref);
     const rec = j.value;
@@ -89,11 +112,22 @@ export class Migrator {
       if (found.offenders.length) {
         throw new PjError(codes.NOT_MIGRATABLE, `job ${rec.id} cannot move: ${found.offenders.map((o) => `pid ${o.pid} fd ${o.fd} ${o.path} (${o.why})`).join('; ')}`);
       }
-      await this.mesh.call(to, 'job', { op: 'prepare', id: rec.id, key, mode, revision: j.modRevision, systemFiles: found.systemFiles, cwd: rec.cwd }).catch((e) => { throw abort(e, rec); });
+      const holders = (rec.holders ?? []).filter((h) => h !== to);
+      await this.mesh.call(to, 'job', { op: 'prepare', id: rec.id, key, mode, revision: j.modRevision, systemFiles: found.systemFiles, cwd: rec.cwd, holders }).catch((e) => { throw abort(e, rec); });
+      const lazy = mode !== 'stop-copy';
+      let pre: PrecopyResult = { rounds: 0, bytes: 0 };
+      if (mode === 'pre-copy' || mode === 'hybrid') {
+        p.phase = 'pre-copy';
+        pre = await this.#precopy(rec, to, key, p).catch(async (e) => {
+          await this.mesh.call(to, 'job', { op: 'abort', key }).catch(() => {});
+          throw abort(e, rec);
+        });
+      }
       p.phase = 'dump';
       mkdirSync(dir, { recursive: true });
       const frozen = Date.now();
-      const f = mode === 'post-copy' ? await this.#freezeLazy(rec, dir, key) : this.#freeze(rec, dir);
+      const imagesFrom = p.bytesSent;
+      const f = lazy ? await this.#freezeLazy(rec, dir, key) : this.#freeze(rec, dir);
       // The images stream to the destination while CRIU writes them.
       const sending = this.mesh.upload(to, 'job-images', { key }, imageStream(dir, f.dumped, p), TRANSFER_IDLE_MS);
       sending.catch(() => {}); // observed below, once the dump is done
@@ -116,11 +150,12 @@ export class Migrator {
         await sending;
         sent = Date.now();
         p.phase = 'restore';
-        const r = (await this.mesh.call(to, 'job', { op: 'restore', key }, RESTORE_TIMEOUT_MS)) as { pid: number; pidStart: number };
+        const r = (await this.mesh.call(to, 'job', { op: 'restore', key }, mode === 'pre-copy' ? ALL_LOCAL_TIMEOUT_MS : RESTORE_TIMEOUT_MS)) as { pid: number; pidStart: number };
         restored = Date.now() - sent;
         newPid = r.pid;
         p.phase = 'commit';
-        if (!(await this.#commit(j.id, j.modRevision, { ...rec, host: to, pid: r.pid, pidStart: r.pidStart, moves: rec.moves + 1 }))) {
+        const nextHolders = lazy ? [...new Set([self, ...holders])].slice(0, MAX_HOLDERS) : holders;
+        if (!(await this.#commit(j.id, j.modRevision, { ...rec, host: to, pid: r.pid, pidStart: r.pidStart, moves: rec.moves + 1, holders: nextHolders }))) {
           throw new PjError(codes.MIGRATION_ABORTED, 'the job table changed during the move');
         }
         crashPoint('source-after-commit');
@@ -143,13 +178,21 @@ export class Migrator {
         transfer_ms: sent - dumpedAt, restore_ms: restored, bytes_sent: p.bytesSent,
       };
       try {
-        if (mode === 'post-copy') {
+        if (lazy) {
           p.phase = 'pages';
-          const l = (await this.mesh.call(to, 'job', { op: 'all-local', key }, ALL_LOCAL_TIMEOUT_MS)) as { bytes: number; pages: number };
-          Object.assign(result, { bytes_lazy: l.bytes, pages_fetched: l.pages, all_local_ms: Date.now() - resumed });
+          Object.assign(result, { precopy_rounds: pre.rounds, bytes_precopy: pre.bytes, bytes_frozen: p.bytesSent - imagesFrom });
+          const l = (await this.mesh.call(to, 'job', { op: 'all-local', key }, ALL_LOCAL_TIMEOUT_MS)) as Landed;
+          Object.assign(result, { bytes_lazy: l.bytes, pages_from_store: l.fromStore, pages_fetched: l.pages, all_local_ms: Date.now() - resumed, ...l.faults });
         }
+      } catch (e) {
+        // Committed: the job is the destination's, whatever became of its pages; say so rather than fail.
+        result.note = `moved, but ${to} did not confirm that every page arrived: ${(e as Error).message}`;
+        log.error({ op: 'job-move', job: rec.id, to, err: (e as Error).message }, 'committed; the destination did not confirm every page');
       } finally {
-        // Committed: the source copy ends (once the destination holds every page, or when it cannot).
+        // Committed: the source copy ends (once the destination holds every page, or when it cannot),
+        // its pages kept in this host's store first.
+        const m = this.#frozen.get(key);
+        if (m) await m.keep(this.store).catch((e: Error) => log.warn({ op: 'job-move', job: rec.id, err: e.message }, 'could not keep the job\'s pages here'));
         await f.release();
         signalAll(jobPids(rec.pid), 'SIGKILL');
         await dropNetworkLocks(dir);
@@ -169,8 +212,16 @@ export class Migrator {
     return { dumped: dump(rec.pid, dir), release: async () => {} };
   }
 
+  /** The pre-copy rounds into the destination's store, while the job runs. */
+  #precopy(rec: JobRecord, to: string, key: string, p: { bytesSent: number }): Promise<PrecopyResult> {
+    return precopy(() => [...jobTasks(rec.pid).values()], {
+      missing: async (hashes) => (await this.mesh.call(to, 'job', { op: 'have', key, hashes })) as number[],
+      put: async (hashes, data) => { await this.mesh.call(to, 'job', { op: 'put-pages', key, hashes }, TRANSFER_IDLE_MS, data); },
+    }, (n) => (p.bytesSent += n));
+  }
+
   /**
-   * post-copy: CRIU writes the images but the pages and keeps the job frozen, its memory in place;
+   * Lazy modes: CRIU writes the images but the pages and keeps the job frozen, its memory in place;
    * a SIGSTOP queued on every task keeps it stopped whichever way CRIU ends. Destinations read the
    * memory through this host (`pages`), not through CRIU's page server, which is only closed at the end.
    */
@@ -182,7 +233,7 @@ export class Migrator {
     const dumped = d.ready.then(() => {
       ready = true;
       signalAll(jobPids(rec.pid), 'SIGSTOP');
-      this.#frozen.set(key, new FrozenMemory(jobTasks(rec.pid)));
+      this.#frozen.set(key, new FrozenMemory(jobTasks(rec.pid), dir));
     });
     return {
       dumped,
@@ -193,11 +244,44 @@ export class Migrator {
     };
   }
 
-  /** post-copy: pages of a frozen job for a destination's pager. */
+  /** Lazy modes: pages of a frozen job for a destination's pager. */
   pages(a: { key: string; id: number; addrs: Buffer }): Buffer {
-    const m = this.#frozen.get(a.key);
-    if (!m) throw new PjError(codes.PAGES_LOST, `no frozen job for move ${a.key} on ${this.jobs.self}`);
-    return m.read(a.id, a.addrs);
+    return this.#frozenOf(a.key).read(a.id, a.addrs);
+  }
+
+  /** Lazy modes: the frozen job's manifest (its pages' hashes). */
+  manifest(key: string): Promise<TaskManifest[]> {
+    return this.#frozenOf(key).manifest;
+  }
+
+  /** A move's frozen memory; after a restart of this manager, the job's stopped copy found here (pages by address only). */
+  #frozenOf(key: string): FrozenMemory {
+    let m = this.#frozen.get(key);
+    if (!m) {
+      const id = key.split('-')[0];
+      const copy = localJobInits().find((c) => c.dir.endsWith(`/${id}`) && /^[Tt]$/.test(stateOf(c.pid) ?? ''));
+      if (!copy) throw new PjError(codes.PAGES_LOST, `no frozen job for move ${key} on ${this.jobs.self}`);
+      this.jobs.log.warn({ op: 'job-move', job: id, pid: copy.pid }, 'serving the pages of a copy frozen before this manager started');
+      this.#frozen.set(key, (m = new FrozenMemory(jobTasks(copy.pid))));
+    }
+    return m;
+  }
+
+  /** Whether a lazy move of job `id` into this host still fetches pages. */
+  fetching(id: string): boolean {
+    return [...this.#incoming.values()].some((inc) => inc.id === id && inc.fill);
+  }
+
+  /** Which of these hashes this host's store lacks (positions): a destination asks which pages only its source holds. */
+  storeLacks(hashes: Buffer): number[] {
+    return this.store.missing(hashes);
+  }
+
+  /** Pages of this host's store by hash, for a destination whose source is gone; all or none. */
+  storedPages(hashes: Buffer): Buffer {
+    const r = this.store.getMany(hashes);
+    if (r.missing.length) throw new PjError(codes.PAGES_LOST, `${r.missing.length} of ${hashes.length / 16} pages are not in ${this.jobs.self}'s store`);
+    return r.data;
   }
 
   /** The compare-and-swap of the new location; when etcd's answer is lost, the record says what happened. */
@@ -216,14 +300,30 @@ export class Migrator {
 
   // --- the destination's side ---
 
-  async prepare(a: { id: string; key: string; mode: MoveMode; revision: string; systemFiles: SystemFile[]; cwd: string }, from: string): Promise<void> {
+  async prepare(a: { id: string; key: string; mode: MoveMode; revision: string; systemFiles: SystemFile[]; cwd: string; holders?: string[] }, from: string): Promise<void> {
+    if (!MODES.includes(a.mode)) throw new PjError(codes.USAGE, `this host does not know the mode '${a.mode}'`);
     const differ = differingSystemFiles(a.systemFiles);
     if (!(await isDirectory(a.cwd))) differ.push(`${a.cwd}: the job's working directory is missing`);
     if (differ.length) throw new PjError(codes.NOT_MIGRATABLE, `files the job maps differ on ${this.jobs.self}: ${differ.join('; ')}`);
     if (this.jobs.busy.has(a.id)) throw new PjError(codes.JOB_BUSY, `job ${a.id} is already moving here`);
     this.jobs.busy.add(a.id);
-    this.#incoming.set(a.key, { id: a.id, from, mode: a.mode === 'post-copy' ? 'post-copy' : 'stop-copy', revision: String(a.revision), dir: join(this.workDir, 'incoming', a.key) });
+    this.#incoming.set(a.key, { id: a.id, from, mode: a.mode, revision: String(a.revision), dir: join(this.workDir, 'incoming', a.key), holders: a.holders ?? [], unpins: [] });
     this.#touch(a.key);
+  }
+
+  /** Pre-copy: which of these hashes this host's store lacks (positions). */
+  have(key: string, hashes: Buffer): number[] {
+    this.#touch(key);
+    this.#get(key);
+    return this.store.missing(hashes);
+  }
+
+  /** Pre-copy: pages into this host's store, pinned until the move ends. */
+  putPages(key: string, hashes: Buffer, pieces: Buffer[]): void {
+    const inc = this.#get(key);
+    this.#touch(key);
+    inc.unpins.push(this.store.pin(hashes));
+    this.store.put(hashes, pieces.length === 1 ? pieces[0] : Buffer.concat(pieces));
   }
 
   async receive(a: { key: string }, stream: AsyncIterable<Buffer>): Promise<{ bytes: number }> {
@@ -239,15 +339,11 @@ export class Migrator {
     this.#touch(key);
     crashPoint('destination-before-restore');
     try {
-      // post-copy: the pager listens before CRIU's restore looks for it; pages come from the frozen source.
-      if (inc.mode === 'post-copy') {
-        inc.fill = new LazyFill(inc.dir, async (id, addrs) => {
-          const pieces = (await this.mesh.call(inc.from, 'job', { op: 'pages', key, id, addrs })) as Buffer[];
-          return pieces.length === 1 ? pieces[0] : Buffer.concat(pieces);
-        }, this.jobs.log);
-      }
-      inc.pid = await restore(inc.dir, inc.mode === 'post-copy');
+      // Lazy modes: the pager listens before CRIU's restore looks for it.
+      if (inc.mode !== 'stop-copy') inc.fill = new LazyFill(inc.dir, this.#sources(key, inc), this.store, this.jobs.log);
+      inc.pid = await restore(inc.dir, inc.mode !== 'stop-copy');
       inc.fill?.startBackground();
+      if (inc.mode === 'pre-copy') await inc.fill!.allLocal;
       this.#touch(key, RESTORED_IDLE_MS);
     } catch (e) {
       inc.fill?.stop();
@@ -257,6 +353,40 @@ export class Migrator {
     return { pid: inc.pid, pidStart: startTime(inc.pid) ?? 0 };
   }
 
+  /** Where the pages this host's store lacks come from: the frozen source, else other holders; counted in the ledger. */
+  #sources(key: string, inc: Incoming): PageSources {
+    const fetched = (from: string, pieces: Buffer[]): Buffer => {
+      const data = pieces.length === 1 ? pieces[0] : Buffer.concat(pieces);
+      if (inc.pid) this.ledger.record(this.ledger.jobOf(inc.pid), from, 'mem', 1, data.length);
+      return data;
+    };
+    return {
+      manifest: async () => (await this.mesh.call(inc.from, 'job', { op: 'manifest', key }, TRANSFER_IDLE_MS)) as TaskManifest[],
+      fromSource: async (id, addrs) => fetched(inc.from, (await this.mesh.call(inc.from, 'job', { op: 'pages', key, id, addrs })) as Buffer[]),
+      fromHolders: async (hashes) => {
+        let last: Error = new PjError(codes.PAGES_LOST, 'no other host holds the job\'s pages');
+        for (const h of inc.holders) {
+          try {
+            return fetched(h, (await this.mesh.call(h, 'job', { op: 'stored-pages', hashes })) as Buffer[]);
+          } catch (e) {
+            last = e as Error;
+          }
+        }
+        throw last;
+      },
+      onlyAtSource: async (hashes) => {
+        let only = [...Array(hashes.length / 16).keys()];
+        for (const h of inc.holders) {
+          if (!only.length) break;
+          const asked = Buffer.concat(only.map((i) => hashes.subarray(i * 16, (i + 1) * 16)));
+          const lacking = (await this.mesh.call(h, 'job', { op: 'store-lacks', hashes: asked }).catch(() => undefined)) as number[] | undefined;
+          if (lacking) only = lacking.map((k) => only[k]);
+        }
+        return only;
+      },
+    };
+  }
+
   resume(key: string): void {
     const inc = this.#get(key);
     if (inc.pid) signalAll(jobPids(inc.pid), 'SIGCONT');
@@ -264,14 +394,14 @@ export class Migrator {
     else this.#finish(key);
   }
 
-  /** post-copy, committed: the move ends when every page is here; a page that cannot be fetched ends the job. */
+  /** Lazy modes, committed: the move ends when every page is here; a page that cannot be had ends the job. */
   #untilLocal(key: string, inc: Incoming, fill: LazyFill): void {
     clearTimeout(inc.timer);
     fill.allLocal.then(
       () => {
-        this.#landed.set(key, { bytes: fill.bytesFetched, pages: fill.bytesFetched / 4096 });
+        this.#landed.set(key, landed(fill));
         setTimeout(() => this.#landed.delete(key), INCOMING_IDLE_MS).unref();
-        this.jobs.log.info({ op: 'job-move-in', job: inc.id, pages: fill.pagesTotal, faults: fill.faultsFetched }, 'every page is here');
+        this.jobs.log.info({ op: 'job-move-in', job: inc.id, pages: fill.pagesTotal, fromStore: fill.pagesFromStore, fetched: fill.pagesFetched, faults: fill.faults }, 'every page is here');
       },
       (e: Error) => {
         this.jobs.log.error({ op: 'job-move-in', job: inc.id, err: e.message, code: codes.PAGES_LOST }, 'pages lost: the job is ended');
@@ -283,14 +413,14 @@ export class Migrator {
     });
   }
 
-  /** post-copy: resolves once every page of the move is here. */
-  async allLocal(key: string): Promise<{ bytes: number; pages: number }> {
-    const landed = this.#landed.get(key);
-    if (landed) return landed;
+  /** Lazy modes: resolves once every page of the move is here. */
+  async allLocal(key: string): Promise<Landed> {
+    const done = this.#landed.get(key);
+    if (done) return done;
     const fill = this.#get(key).fill;
-    if (!fill) throw new PjError(codes.USAGE, `move ${key} is not post-copy`);
+    if (!fill) throw new PjError(codes.USAGE, `move ${key} is stop-copy`);
     await fill.allLocal;
-    return { bytes: fill.bytesFetched, pages: fill.bytesFetched / 4096 };
+    return landed(fill);
   }
 
   /** The source gave up (or went silent): our copy goes, unless the job table says it is the job. */
@@ -345,11 +475,21 @@ export class Migrator {
     const inc = this.#incoming.get(key);
     if (!inc) return;
     inc.fill?.stop();
+    for (const unpin of inc.unpins) unpin();
     clearTimeout(inc.timer);
     this.#incoming.delete(key);
     this.jobs.busy.delete(inc.id);
     rmSync(inc.dir, { recursive: true, force: true });
   }
+}
+
+function landed(fill: LazyFill): Landed {
+  const s = fill.stats();
+  const us = (ns: number) => Math.round(ns / 100) / 10;
+  return {
+    bytes: fill.bytesFetched, pages: fill.pagesFetched, fromStore: fill.pagesFromStore,
+    faults: { faults: s.faults, fault_local_p50_us: us(s.localP50Ns), fault_local_p99_us: us(s.localP99Ns), fault_fetched_p50_us: us(s.fetchedP50Ns), fault_fetched_p99_us: us(s.fetchedP99Ns) },
+  };
 }
 
 /** PJ_FAULT=corrupt-images: garbage over the start of every image, as a damaged stream would leave them. */

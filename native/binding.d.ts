@@ -59,4 +59,4 @@ export interface NativeBinding {
   pagerStop(handle: number): void;
 }
 
-export interface PagerStats { tasks: number; waiting: number; installed: number; faults: number; faultsOnSupplied: number; serviceP50Ns: number; serviceP99Ns: number }
+export interface PagerStats { tasks: number; waiting: number; installed: number; faults: number; faultsOnSupplied: number; localP50Ns: number; localP99Ns: number; fetchedP50Ns: number; fetchedP99Ns: number }

@@ -1,5 +1,6 @@
 // `npm run demo`: brings a 3-host simulated cluster up, shows it, measures the
-// mesh, shares a SQLite file through /pj, moves a running program h1 -> h2 -> h3,
+// mesh, shares a SQLite file through /pj, moves a running program holding 192 MiB
+// h1 -> h2 -> h3 -> h1 (hybrid: pre-copy, lazy restore, page stores),
 // and takes everything down at the end or on Ctrl-C.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -45,18 +46,20 @@ try {
     step('... and its lease has expired: h2 is down', ['hosts']);
     step('h2\'s agent is started again', ['cluster', 'start', 'h2']);
     step('h2 is up again', ['hosts']);
-    step('a program starts on h1 as a job: its own PID namespace, its output under /pj/h1/.pj-jobs', ['run', '--on', 'h1', '--name', 'ticker', '--',
-      'python3', '-c', "import time\nfor i in range(10**9):\n    print('tick', i, time.strftime('%H:%M:%S'), flush=True); time.sleep(0.25)"]);
-    spawnSync('sleep', ['2']);
+    step('a program holding 192 MiB starts on h1 as a job: its own PID namespace, its output under /pj/h1/.pj-jobs', ['run', '--on', 'h1', '--name', 'ticker', '--',
+      'python3', '-c', "import os, time\nheld = os.urandom(192 << 20)\nfor i in range(10**9):\n    print('tick', i, time.strftime('%H:%M:%S'), flush=True); time.sleep(0.25)"]);
+    spawnSync('sleep', ['3']);
     step('where it runs, what it uses', ['ps']);
     step('what it printed so far', ['logs', '--tail', '3', 'ticker']);
-    step('move it, running, to h2 (CRIU dump, images over the mesh, restore, commit in etcd)', ['mv', 'ticker', 'h2']);
+    step('move it, running, to h2 (hybrid: pages pre-copied into h2\'s page store while it runs, a short freeze, the rest after the resume)', ['mv', 'ticker', 'h2']);
     spawnSync('sleep', ['2']);
     step('it carries on where it was, on h2', ['logs', '--tail', '3', 'ticker']);
     step('and on to h3', ['mv', 'ticker', 'h3']);
+    step('and back to h1, which kept its pages when it left: only what changed moves', ['mv', 'ticker', 'h1']);
+    step('h1\'s page store', ['cache', '--host', 'h1']);
     spawnSync('sleep', ['2']);
-    step('three hosts later: no tick lost, none twice', ['logs', '--tail', '4', 'ticker']);
-    step('pj ps: on h3, moved twice', ['ps']);
+    step('three moves later: no tick lost, none twice', ['logs', '--tail', '4', 'ticker']);
+    step('pj ps: back on h1, moved three times', ['ps']);
     step('stop it', ['kill', 'ticker']);
     step('its exit status', ['wait', 'ticker']);
   }

@@ -5,6 +5,7 @@ import type { ExportInfo } from '../../manager/cluster-state.js';
 import { runAgent } from '../../manager/agent.js';
 import { DEFAULT_DATA_CACHE_BYTES } from '../../fs-layer/index.js';
 import { parseExportSpec } from '../../manager/exports.js';
+import { DEFAULT_PAGE_STORE_BYTES } from '../../migrator/index.js';
 import { action, reportError } from '../output.js';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -19,6 +20,13 @@ function parseListen(s: string): { address: string; port: number } {
 function checkedNumber(flag: string, v: number, min: number, max: number): number {
   if (!Number.isFinite(v) || v < min || v > max) throw new PjError(codes.USAGE, `${flag} must be a number from ${min} to ${max}`);
   return v;
+}
+
+/** "512M", "4G", "1.5T" or a number of bytes. */
+function parseSize(flag: string, v: string): number {
+  const m = /^(\d+(?:\.\d+)?)([KMGT]?)i?B?$/i.exec(v.trim());
+  if (!m) throw new PjError(codes.USAGE, `${flag} must be a size such as 512M or 4G`);
+  return Math.round(Number(m[1]) * 1024 ** ' KMGT'.indexOf(m[2].toUpperCase() || ' '));
 }
 
 export function register(program: Command): void {
@@ -37,6 +45,7 @@ export function register(program: Command): void {
     .option('--attr-timeout <seconds>', 'how long the kernel trusts /pj names and attributes', parseFloat, 1)
     .option('--rpc-timeout <ms>', 'deadline of each /pj request to another host', (v) => parseInt(v, 10), 5000)
     .option('--data-cache-mib <n>', 'memory for remote file data kept by this agent (0: none)', parseFloat, DEFAULT_DATA_CACHE_BYTES / (1 << 20))
+    .option('--page-store-size <size>', 'disk for jobs\' pages kept by content, e.g. 512M, 4G (0: keep none)', `${DEFAULT_PAGE_STORE_BYTES / 1024 ** 3}G`)
     .action(action(async (o) => {
       const exports: ExportInfo[] = [
         ...(o.export as string[]).map((s) => parseExportSpec(s, 'dir')),
@@ -47,6 +56,7 @@ export function register(program: Command): void {
         stateDir: o.stateDir, exports, mount: o.mount, controlSocket: o.controlSocket,
         attrTimeoutS: checkedNumber('--attr-timeout', o.attrTimeout, 0, 3600), rpcTimeoutMs: checkedNumber('--rpc-timeout', o.rpcTimeout, 1, 3_600_000),
         dataCacheBytes: Math.round(checkedNumber('--data-cache-mib', o.dataCacheMib, 0, 1 << 20) * (1 << 20)),
+        pageStoreBytes: parseSize('--page-store-size', o.pageStoreSize),
       });
       let stopping = false;
       const stop = () => {

@@ -23,16 +23,24 @@ export async function moveJob(t: AgentTarget, job: string, to: string, json: boo
     if (json) return printJson(r);
     if (tty) process.stderr.write('\n');
     if (r.note) return void process.stdout.write(`${r.job}: ${r.from} -> ${r.to} (${r.note})\n`);
-    process.stdout.write(`${r.job}: ${r.from} -> ${r.to} in ${r.downtime_ms} ms of downtime (${r.mode}: dump ${r.dump_ms} ms, transfer ${(r.bytes_sent / (1 << 20)).toFixed(1)} MiB in ${r.transfer_ms} ms, restore ${r.restore_ms} ms${
-      r.all_local_ms === undefined ? '' : `; then ${(r.bytes_lazy! / (1 << 20)).toFixed(1)} MiB of pages, all here ${r.all_local_ms} ms after the resume`})\n`);
+    process.stdout.write(`${r.job}: ${r.from} -> ${r.to} in ${r.downtime_ms} ms of downtime (${describe(r)})\n`);
   } finally {
     clearInterval(timer);
   }
 }
 
+const mib = (n = 0): string => `${(n / (1 << 20)).toFixed(1)} MiB`;
+
+function describe(r: MoveResult): string {
+  const frozen = `dump ${r.dump_ms} ms, images ${mib(r.bytes_frozen ?? r.bytes_sent)} in ${r.transfer_ms} ms, restore ${r.restore_ms} ms`;
+  if (r.all_local_ms === undefined) return `${r.mode}: ${frozen}`;
+  const pre = r.precopy_rounds ? `${mib(r.bytes_precopy)} pre-copied in ${r.precopy_rounds} rounds; ` : '';
+  return `${r.mode}: ${pre}${frozen}; then ${r.pages_from_store} pages from this host's store and ${r.pages_fetched} fetched (${mib(r.bytes_lazy)}), all here ${r.all_local_ms} ms after the resume`;
+}
+
 export function register(program: Command): void {
   withAgentOptions(program.command('mv').description('move a running job to another host').argument('<job>', 'job id, id prefix or name').argument('<host>', 'the destination'))
-    .option('--mode <mode>', `how memory moves: ${MODES.join(' (default), ')}`, 'stop-copy')
+    .option('--mode <mode>', `how memory moves: ${MODES.join(' (default), ')}`, 'hybrid')
     .option('--json', 'print the result as JSON')
     .action(action(async (job: string, host: string, o) => moveJob(o, job, host, Boolean(o.json), o.mode)));
 }

@@ -32,6 +32,7 @@ export function startAgent(c: ClusterFile, host: SimHost): number {
     '--mount', '/pj',
     '--control-socket', '/run/pj/agent.sock',
     ...exportFlags,
+    ...(c.agentOptions ?? []),
   ];
   return spawnDaemon('nsenter', args, p.hostLog(host.name));
 }

@@ -21,6 +21,8 @@ export interface ClusterFile {
   switchNetns: string;
   exports: string[];
   devices: string[];
+  /** More options for every host's `pj agent` (e.g. --page-store-size=512M). */
+  agentOptions?: string[];
   createdAt: string;
 }
 

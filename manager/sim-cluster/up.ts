@@ -11,7 +11,7 @@ import { parseExportSpec } from '../exports.js';
 import { ETCD_ADDRESS, hostAddress, paths, writeClusterFile, type ClusterFile } from './layout.js';
 import { addBridge, addMountNs, addNetns, listNetns, makePrivateMount, nsenterArgs, plugIn } from './namespaces.js';
 
-export interface UpOptions { dir: string; name: string; hosts: number; exports: string[]; devices?: string[] }
+export interface UpOptions { dir: string; name: string; hosts: number; exports: string[]; devices?: string[]; agentOptions?: string[] }
 
 const NAME = /^[a-z][a-z0-9]{0,11}$/;
 
@@ -28,6 +28,7 @@ export async function clusterUp(o: UpOptions): Promise<ClusterFile> {
     hosts: Array.from({ length: o.hosts }, (_, i) => ({ name: `h${i + 1}`, address: hostAddress(i + 1), netns: `${o.name}-h${i + 1}` })),
     exports: o.exports.length ? o.exports : ['data=/srv/data'],
     devices: o.devices ?? [],
+    agentOptions: o.agentOptions ?? [],
     createdAt: new Date().toISOString(),
   };
   const taken = new Set(await listNetns());

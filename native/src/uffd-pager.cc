@@ -96,16 +96,19 @@ class Pager {
       waiting += t->waiting.size() + t->held.size();
       installed += t->installed;
     }
-    std::vector<uint64_t> s = serviceNs_;
-    std::sort(s.begin(), s.end());
-    auto pct = [&](double p) { return s.empty() ? 0.0 : static_cast<double>(s[std::min(s.size() - 1, static_cast<size_t>(p * s.size()))]); };
+    auto pct = [](std::vector<uint64_t> s, double p) {
+      std::sort(s.begin(), s.end());
+      return s.empty() ? 0.0 : static_cast<double>(s[std::min(s.size() - 1, static_cast<size_t>(p * s.size()))]);
+    };
     o.Set("tasks", static_cast<double>(tasks_.size()));
     o.Set("waiting", static_cast<double>(waiting));
     o.Set("installed", static_cast<double>(installed));
     o.Set("faults", static_cast<double>(faults_));
     o.Set("faultsOnSupplied", static_cast<double>(faultsOnSupplied_));
-    o.Set("serviceP50Ns", pct(0.5));
-    o.Set("serviceP99Ns", pct(0.99));
+    o.Set("localP50Ns", pct(localNs_, 0.5));
+    o.Set("localP99Ns", pct(localNs_, 0.99));
+    o.Set("fetchedP50Ns", pct(fetchedNs_, 0.5));
+    o.Set("fetchedP99Ns", pct(fetchedNs_, 0.99));
     return o;
   }
 
@@ -159,10 +162,11 @@ class Pager {
       t->installed++;
       auto f = t->faulted.find(a);
       if (f != t->faulted.end()) {
-        serviceNs_.push_back(now - f->second);
+        fetchedNs_.push_back(now - f->second);
         t->faulted.erase(f);
       }
     }
+    if (t->waiting.empty() && t->held.empty()) std::vector<uint8_t>().swap(t->data);  // every supplied page is in: free them
     return true;
   }
 
@@ -177,12 +181,13 @@ class Pager {
         if (msg[i].event != UFFD_EVENT_PAGEFAULT) continue;
         uint64_t addr = msg[i].arg.pagefault.address & ~(kPage - 1);
         faults_++;
-        t->faulted.emplace(addr, now);
         auto& from = t->held.count(addr) ? t->held : t->waiting;
         if (from.count(addr)) {
           faultsOnSupplied_++;
           Copy(t, from, addr, 1);
+          localNs_.push_back(NowNs() - now);
         } else {
+          t->faulted.emplace(addr, now);
           Emit(kFault, t->pid, addr);
         }
       }
@@ -293,7 +298,8 @@ class Pager {
   struct Early { uint64_t addr; bool background; std::vector<uint8_t> page; };
   std::map<int, std::vector<Early>> early_;  // pages supplied before their task arrived
   std::vector<int> clients_;
-  std::vector<uint64_t> serviceNs_;
+  std::vector<uint64_t> localNs_;    // fault service times, page supplied already
+  std::vector<uint64_t> fetchedNs_;  // fault service times, page fetched after the fault
   uint64_t faults_ = 0;
   uint64_t faultsOnSupplied_ = 0;
 };
@@ -349,7 +355,7 @@ Napi::Value PagerSupply(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), true);
 }
 
-// pagerStats(handle) -> { tasks, waiting, installed, faults, faultsOnSupplied, serviceP50Ns, serviceP99Ns }
+// pagerStats(handle) -> { tasks, waiting, installed, faults, faultsOnSupplied, localP50Ns, localP99Ns, fetchedP50Ns, fetchedP99Ns }
 Napi::Value PagerStats(const Napi::CallbackInfo& info) {
   Pager* p = PagerOf(info);
   return p ? p->Stats(info.Env()) : info.Env().Undefined();

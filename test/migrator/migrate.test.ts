@@ -1,17 +1,21 @@
 // Jobs and pj mv on a real 3-host cluster with real CRIU: a counter moved
-// around the cluster, 256 MiB of memory in threads and a forked child, an
-// SQLite writer moved mid-transaction, refusals, and real faults (a manager
-// killed, the images damaged, the link cut) that must leave exactly one copy.
+// around the cluster, 256 MiB of memory in threads and a forked child moved in
+// every mode and on return trips, jobs whose memory changes as they move, a
+// source lost mid-transfer, an SQLite writer moved mid-transaction, refusals,
+// and real faults (a manager killed, the images damaged, the link cut) that
+// must leave exactly one copy; and the page stores' bound.
 import t, { type Test } from 'tap';
 import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../../common/repo-root.js';
-import { migrationDir, type JobView, type MoveResult } from '../../migrator/index.js';
+import { migrationDir, type JobView, type LedgerRow, type MoveResult } from '../../migrator/index.js';
+import type { PageStoreStats } from '../../mem-layer/index.js';
 import { paths } from '../../manager/sim-cluster/layout.js';
 import { startCluster, waitFor } from '../helpers/cluster.js';
 
-const c = await startCluster(t, { hosts: 3 });
+const STORE_BYTES = 1280 * 2 ** 20;
+const c = await startCluster(t, { hosts: 3, agentOptions: [`--page-store-size=${STORE_BYTES}`] });
 const helper = (name: string) => join(repoRoot(), 'test', 'helpers', name);
 
 async function run(cmd: string[], on = 'h1', cwd?: string): Promise<string> {
@@ -60,7 +64,7 @@ t.test('a counter moved h1 -> h2 -> h3 -> h1 while it prints keeps counting, onc
     const r = await mv(id, to, from);
     t.equal(r.code, 0, r.stderr);
     const m = JSON.parse(r.stdout) as MoveResult;
-    t.same([m.from, m.to, m.mode], [from, to, 'stop-copy']);
+    t.same([m.from, m.to, m.mode], [from, to, 'hybrid']);
     worst = Math.max(worst, m.downtime_ms);
     const j = await jobOf(id);
     t.same([j.host, j.state, j.moves], [to, 'running', ['h2', 'h3', 'h1'].indexOf(to) + 1], `pj ps shows it on ${to}`);
@@ -93,40 +97,89 @@ async function memorySums(id: string): Promise<Record<string, string>> {
   return Object.fromEntries((await lines(id)).slice(before).map((l) => l.split(' ')));
 }
 
-t.test('256 MiB of memory in threads and a forked child: the same checksums after every move', async (t) => {
+const MiB = 2 ** 20;
+const mib = (n = 0) => `${(n / MiB).toFixed(1)} MiB`;
+/** Bytes a lazy move carried between hosts: pre-copy, images, pages after the freeze. */
+const carried = (m: MoveResult) => (m.bytes_precopy ?? 0) + (m.bytes_frozen ?? m.bytes_sent) + (m.bytes_lazy ?? 0);
+
+async function moveAndCheck(t: Test, id: string, to: string, mode: string, sums: () => Promise<Record<string, string>>, first: Record<string, string>): Promise<MoveResult> {
+  const from = (await jobOf(id)).host;
+  const r = await c.pj(['mv', id, to, '--mode', mode, '--json', '--host', from], { timeoutMs: 300_000 });
+  t.equal(r.code, 0, r.stderr);
+  const m = JSON.parse(r.stdout) as MoveResult;
+  t.equal(m.mode, mode);
+  await waitFor(async () => copies(id).length === 1, 10_000);
+  t.same([(await jobOf(id)).host, runningCopies(id).length], [to, 1], `${mode} ${from} -> ${to}: downtime ${m.downtime_ms} ms; pre-copy ${mib(m.bytes_precopy)} in ${m.precopy_rounds ?? 0} rounds, images ${mib(m.bytes_frozen ?? m.bytes_sent)}, ${m.pages_from_store ?? 0} pages from the store, ${m.pages_fetched ?? 0} fetched (${mib(m.bytes_lazy)}); on ${to}, once`);
+  t.same(await sums(), first, `checksums on ${to} are those before the moves`);
+  return m;
+}
+
+t.test('each mode moves 256 MiB (threads, a forked child; private, file-backed and shared mappings), then a return trip h1 -> h2 -> h1 -> h3: the same checksums', async (t) => {
   const id = await startMemoryJob(256);
   const sums = () => memorySums(id);
   const first = await sums();
   t.match(first, { main: /^[0-9a-f]{32}$/, child: /^[0-9a-f]{32}$/ });
-  for (const to of ['h2', 'h3']) {
-    const r = await mv(id, to, (await jobOf(id)).host);
-    t.equal(r.code, 0, r.stderr);
-    const m = JSON.parse(r.stdout) as MoveResult;
-    t.ok(m.bytes_sent > 256 << 20, `${(m.bytes_sent / 2 ** 20).toFixed(0)} MiB sent; downtime ${m.downtime_ms} ms`);
-    const usage = (await jobOf(id)).usage!;
-    t.ok(usage.rssBytes > 256 << 20 && usage.processes === 3, `pj ps: ${usage.processes} processes, ${(usage.rssBytes / 2 ** 20).toFixed(0)} MiB`);
-    t.same(await sums(), first, `checksums on ${to} are those before the moves`);
+  const stop = await moveAndCheck(t, id, 'h2', 'stop-copy', sums, first);
+  t.ok(stop.bytes_sent > 256 * MiB && stop.bytes_lazy === undefined, 'stop-copy: every page in the images');
+  const usage = (await jobOf(id)).usage!;
+  t.ok(usage.rssBytes > 256 * MiB && usage.processes === 3, `pj ps: ${usage.processes} processes, ${mib(usage.rssBytes)}`);
+  const pre = await moveAndCheck(t, id, 'h3', 'pre-copy', sums, first);
+  t.ok(pre.precopy_rounds! >= 1 && pre.bytes_precopy! > 256 * MiB && pre.bytes_frozen! < 32 * MiB, 'pre-copy: the pages went before the freeze');
+  const post = await moveAndCheck(t, id, 'h1', 'post-copy', sums, first);
+  t.ok(post.precopy_rounds === 0 && post.bytes_lazy! > 256 * MiB && post.bytes_frozen! < 32 * MiB, 'post-copy: the pages came after the resume');
+  // The return trip: h1 -> h2 (both held the job before), h2 -> h1, h1 -> h3.
+  for (const to of ['h2', 'h1', 'h3']) {
+    const m = await moveAndCheck(t, id, to, 'hybrid', sums, first);
+    t.ok(carried(m) < 32 * MiB && m.pages_from_store! > 60_000, `hybrid to ${to}, where it ran before: ${mib(carried(m))} carried, ${m.pages_from_store} pages from its store`);
   }
   await c.pj(['kill', '-s', 'KILL', id]);
   await waitFor(async () => copies(id).length === 0, 10_000);
 });
 
-t.test('post-copy: 256 MiB moved h1 -> h2 -> h1 -> h3 with its memory fetched after the resume: the same checksums', async (t) => {
-  const id = await startMemoryJob(256);
-  const sums = () => memorySums(id);
-  const first = await sums();
-  for (const to of ['h2', 'h1', 'h3']) {
-    const from = (await jobOf(id)).host;
-    const r = await c.pj(['mv', id, to, '--mode', 'post-copy', '--json', '--host', from], { timeoutMs: 300_000 });
+/** busy-memory.py: its own check of every page, on SIGUSR1. */
+async function busyCheck(id: string): Promise<string> {
+  const before = (await lines(id)).length;
+  await c.pj(['kill', '-s', 'USR1', id]);
+  await waitFor(async () => (await lines(id)).length > before, 30_000, 200);
+  return (await lines(id)).at(-1)!;
+}
+
+t.test('a job writing 10 MiB/s while it moves, and one reading every page right after the resume, keep every page', async (t) => {
+  const writer = await run(['python3', helper('busy-memory.py'), '128', 'write', '10']);
+  const reader = await run(['python3', helper('busy-memory.py'), '128', 'touch']);
+  await waitFor(async () => /ready/.test(await logs(writer)) && /ready/.test(await logs(reader)), 60_000, 200);
+  for (const to of ['h2', 'h1']) {
+    const r = await mv(writer, to, (await jobOf(writer)).host);
     t.equal(r.code, 0, r.stderr);
     const m = JSON.parse(r.stdout) as MoveResult;
-    t.equal(m.mode, 'post-copy');
-    t.ok(m.bytes_sent < 32 << 20 && m.bytes_lazy! > 256 << 20,
-      `${from} -> ${to}: ${(m.bytes_sent / 2 ** 20).toFixed(1)} MiB of images before the resume (downtime ${m.downtime_ms} ms), ${(m.bytes_lazy! / 2 ** 20).toFixed(0)} MiB of pages after it (all here in ${m.all_local_ms} ms)`);
-    await waitFor(async () => copies(id).length === 1, 10_000);
-    t.same([(await jobOf(id)).host, runningCopies(id).length], [to, 1], `on ${to}, once: the frozen source ended once every page had arrived`);
-    t.same(await sums(), first, `checksums on ${to} are those before the moves`);
+    t.ok(m.precopy_rounds! >= 1, `writer to ${to}: ${m.precopy_rounds} pre-copy rounds (${mib(m.bytes_precopy)}), downtime ${m.downtime_ms} ms, ${m.pages_fetched} pages fetched after the resume`);
+    t.match(await busyCheck(writer), /^ok \d+ [1-9]\d*$/, 'every page holds the version its table says; it went on writing');
   }
+  const r = await mv(reader, 'h3');
+  t.equal(r.code, 0, r.stderr);
+  const m = JSON.parse(r.stdout) as MoveResult;
+  t.match(await busyCheck(reader), /^ok [1-9]\d* 0$/, `the reader checked every page again and again after the move (downtime ${m.downtime_ms} ms, ${m.pages_fetched} pages fetched)`);
+  for (const id of [writer, reader]) await c.pj(['kill', '-s', 'KILL', id]);
+  await waitFor(async () => copies(writer).length + copies(reader).length === 0, 10_000);
+});
+
+t.test('post-copy: the source dies before every page arrived, another host holds them: the job finishes its transfer from there', async (t) => {
+  const id = await startMemoryJob(1024);
+  const first = await memorySums(id);
+  t.equal((await mv(id, 'h2')).code, 0, 'moved h1 -> h2: h1 keeps its pages');
+  const moving = c.pj(['mv', id, 'h3', '--mode', 'post-copy', '--json', '--host', 'h2'], { timeoutMs: 120_000 });
+  await waitFor(async () => (await jobOf(id)).host === 'h3', 60_000, 20); // committed; 1 GiB takes seconds to follow
+  t.equal((await c.pj(['cluster', 'stop', 'h2', '--signal', 'KILL'])).code, 0, "h2's manager dies while pages are still coming");
+  let restarted = false;
+  t.teardown(async () => { if (!restarted) await c.pj(['cluster', 'start', 'h2']); }); // whatever happens below
+  await moving;
+  const fromH1 = async () => (JSON.parse((await c.pj(['ledger', '--json', '--host', 'h3'])).stdout) as LedgerRow[]).filter((r) => r.layer === 'mem' && r.target === 'h1').reduce((n, r) => n + r.bytes, 0);
+  await waitFor(async () => (await fromH1()) > 0, 30_000, 200);
+  t.same(await memorySums(id), first, `the job on h3 has every page: ${mib(await fromH1())} came from h1's store (pj ledger)`);
+  t.same([(await jobOf(id, 'h3')).state, (await jobOf(id, 'h3')).host], ['running', 'h3']);
+  restarted = true;
+  t.equal((await c.pj(['cluster', 'start', 'h2'])).code, 0);
+  await waitFor(async () => copies(id).length === 1, 15_000, 200);
   await c.pj(['kill', '-s', 'KILL', id]);
   await waitFor(async () => copies(id).length === 0, 10_000);
 });
@@ -234,12 +287,18 @@ async function survives(t: Test, expectHost: string, id: string): Promise<void> 
   t.ok(rows.every((r, i) => i === 0 || r === rows[i - 1] + 1), `its ${rows.length} lines count on with no gap or repeat`);
 }
 
-t.test("faults: the destination's manager killed during the transfer", async (t) => {
+/** The bytes of a host's page store on disk. */
+function storeBytes(host: string): number {
+  const dir = join(paths(c.dir).hostState(host), 'pages');
+  return existsSync(dir) ? readdirSync(dir).reduce((n, f) => n + statSync(join(dir, f)).size, 0) : 0;
+}
+
+t.test("faults: the destination's manager killed during the pre-copy", async (t) => {
   const id = await startMemoryJob(192);
   const counter = await run(['python3', helper('counter-job.py')]);
-  const incoming = join(migrationDir('h2', paths(c.dir).hostState('h2')), 'incoming');
+  const before = storeBytes('h2');
   const moving = mv(id, 'h2');
-  await waitFor(async () => existsSync(incoming) && readdirSync(incoming).some((k) => readdirSync(join(incoming, k)).length > 0), 60_000, 10);
+  await waitFor(async () => storeBytes('h2') > before + 16 * MiB, 60_000, 10);
   t.equal((await c.pj(['cluster', 'stop', 'h2', '--signal', 'KILL'])).code, 0);
   const r = await moving;
   t.match(r.stderr, /PJ_ERR_MIGRATION_ABORTED: .*h2/, 'pj mv says the move was aborted, and why');
@@ -292,15 +351,15 @@ t.test("faults: damaged images make the destination's CRIU fail; the job resumes
   const id = await run(['python3', helper('counter-job.py')]);
   await waitFor(async () => (await lines(id)).length > 5, 10_000);
   const r = await mv(id, 'h3');
-  t.match(r.stderr, /PJ_ERR_MIGRATION_ABORTED: .*criu restore failed/, r.stderr);
+  t.match(r.stderr, /PJ_ERR_MIGRATION_ABORTED: .*(criu restore failed|is not a CRIU pagemap image)/, r.stderr);
   await survives(t, 'h1', id);
   await restartWith(t, 'h3');
 });
 
-t.test('faults: the link to the destination cut during the transfer', async (t) => {
+t.test('faults: the link to the destination cut while stop-copy images stream', async (t) => {
   const id = await startMemoryJob(192);
   const incoming = join(migrationDir('h3', paths(c.dir).hostState('h3')), 'incoming');
-  const moving = mv(id, 'h3');
+  const moving = c.pj(['mv', id, 'h3', '--mode', 'stop-copy', '--json'], { timeoutMs: 300_000 });
   await waitFor(async () => existsSync(incoming) && readdirSync(incoming).some((k) => readdirSync(join(incoming, k)).length > 0), 60_000, 10);
   const link = (state: string) => spawnSync('ip', ['-n', `${c.name}-h3`, 'link', 'set', 'eth0', state]).status;
   t.equal(link('down'), 0, "h3's link is down");
@@ -321,4 +380,19 @@ t.test("faults: the source's manager killed right after the commit", async (t) =
   t.match(JSON.parse(r.stdout), { committed: true, to: 'h2' }, 'pj mv (asked through h3) reports the move that committed');
   await restartWith(t, 'h1');
   await survives(t, 'h2', id);
+});
+
+t.test("the page stores keep within their bound when a move brings more pages than that", async (t) => {
+  // 1 GiB moved h3 -> h1: h1's store takes it in (pinned until the move ends), h3's keeps it, over what both held.
+  const id = await run(['python3', join(repoRoot(), 'bench', 'peers', 'memory-hog.py'), '1024'], 'h3');
+  await waitFor(async () => /ready/.test(await logs(id)), 60_000, 200);
+  const r = await mv(id, 'h1', 'h3');
+  t.equal(r.code, 0, r.stderr);
+  for (const host of ['h1', 'h3']) {
+    const s = (JSON.parse((await c.pj(['cache', '--json', '--host', host])).stdout) as { pageStore: PageStoreStats }).pageStore;
+    t.ok(s.bytes <= STORE_BYTES && s.limitBytes === STORE_BYTES && s.evictedSegments > 0,
+      `${host}: ${mib(s.bytes)} of ${mib(s.limitBytes)} after the move, ${s.evictedSegments} segments evicted`);
+  }
+  await c.pj(['kill', '-s', 'KILL', id]);
+  await waitFor(async () => copies(id).length === 0, 10_000);
 });
