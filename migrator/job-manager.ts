@@ -24,6 +24,8 @@ const LOG_CHUNK = 1 << 20;
 export class JobManager {
   /** Jobs a move is working on here (as source or destination): reconciliation leaves them alone. */
   readonly busy = new Set<string>();
+  /** Of those, jobs that run here already while their pages arrive: they take signals, not another move. */
+  readonly filling = new Set<string>();
   /** Why jobs ended here when their first process could not record it (SIGKILL, pages lost). */
   #endings = new Map<string, string>();
   #timer: NodeJS.Timeout | undefined;
@@ -110,7 +112,7 @@ export class JobManager {
   /** A signal to a job running here: pj-init passes it on to the program (SIGKILL ends the whole job). */
   kill(rec: JobRecord, signal: NodeJS.Signals): void {
     if (rec.host !== this.self || !alive(rec.pid, rec.pidStart)) throw new PjError(codes.NO_SUCH_JOB, `job ${rec.id} is not running on ${this.self}`);
-    if (this.busy.has(rec.id)) throw new PjError(codes.JOB_BUSY, `job ${rec.id} is moving; signal it once it has`);
+    if (this.busy.has(rec.id) && !this.filling.has(rec.id)) throw new PjError(codes.JOB_BUSY, `job ${rec.id} is moving; signal it once it has`);
     if (signal === 'SIGKILL') this.#endings.set(rec.id, 'signal 9');
     process.kill(rec.pid, signal);
   }

@@ -397,6 +397,7 @@ export class Migrator {
   /** Lazy modes, committed: the move ends when every page is here; a page that cannot be had ends the job. */
   #untilLocal(key: string, inc: Incoming, fill: LazyFill): void {
     clearTimeout(inc.timer);
+    this.jobs.filling.add(inc.id);
     fill.allLocal.then(
       () => {
         this.#landed.set(key, landed(fill));
@@ -479,6 +480,7 @@ export class Migrator {
     clearTimeout(inc.timer);
     this.#incoming.delete(key);
     this.jobs.busy.delete(inc.id);
+    this.jobs.filling.delete(inc.id);
     rmSync(inc.dir, { recursive: true, force: true });
   }
 }
