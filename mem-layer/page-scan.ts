@@ -46,5 +46,25 @@ export function readPages(pid: number, addrs: BigUint64Array | Uint8Array): Buff
   return call((ctx) => loadBinding().readPages(pid, Buffer.from(addrs.buffer, addrs.byteOffset, addrs.byteLength), ctx));
 }
 
+/**
+ * The contents of those pages of a running process that are still mapped: one it unmapped since
+ * they were scanned (EFAULT, or a read that stops short) is left out.
+ */
+export function readMappedPages(pid: number, addrs: bigint[]): Buffer {
+  const pieces: Buffer[] = [];
+  for (let at = 0; at < addrs.length;) {
+    let data: Buffer;
+    try {
+      data = readPages(pid, BigUint64Array.from(addrs.slice(at)));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EFAULT') throw e;
+      data = Buffer.alloc(0);
+    }
+    pieces.push(data);
+    at += data.length / PAGE + 1; // past the page that could not be read, if any
+  }
+  return pieces.length === 1 ? pieces[0] : Buffer.concat(pieces);
+}
+
 /** The hash of each 4 KiB page of `data`, 16 bytes each. */
 export const hashPages = (data: Buffer): Buffer => loadBinding().hashPages(data);

@@ -20,14 +20,14 @@ export class Pager extends EventEmitter<PagerEvents> {
   #stopped = false;
   #last: PagerStats | undefined;
 
-  /** Listens on `socketPath` (lazy-pages.socket in the images folder, for CRIU). */
-  constructor(readonly socketPath: string) {
+  /** Listens on `socketPath` (lazy-pages.socket in the images folder, for CRIU); `cpu`: the one CPU its thread runs on. */
+  constructor(readonly socketPath: string, cpu = -1) {
     super();
     this.#handle = call((ctx) => loadBinding().pagerStart(socketPath, (kind, pid, addr) => {
       if (kind === 0) this.emit('task', pid);
       else if (kind === 1) this.emit('fault', pid, addr);
       else this.emit('gone', pid);
-    }, ctx), socketPath);
+    }, ctx, cpu), socketPath);
   }
 
   /**

@@ -5,7 +5,7 @@
 // what changes after the last one is fetched lazily after the freeze. A page
 // that changes between its hash and its read is stored under the hash of what
 // was read: the store never holds a page under a wrong hash.
-import { HASH_BYTES, hashPages, readPages, scanPages } from './page-scan.js';
+import { HASH_BYTES, hashPages, readMappedPages, scanPages } from './page-scan.js';
 
 const MAX_ROUNDS = 5;
 /** A round that sends no more pages than this ends the pre-copy. */
@@ -68,7 +68,7 @@ async function sendPages(pid: number, addrs: bigint[], to: StoreAt, onBytes: (n:
   let bytes = 0;
   const inFlight = new Set<Promise<void>>();
   for (let b = 0; b < addrs.length; b += PUT_PAGES) {
-    const data = readPages(pid, BigUint64Array.from(addrs.slice(b, b + PUT_PAGES)));
+    const data = readMappedPages(pid, addrs.slice(b, b + PUT_PAGES)); // pages unmapped since the scan are left out
     if (!data.length) continue;
     const hashes = hashPages(data);
     bytes += data.length + hashes.length;

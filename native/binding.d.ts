@@ -52,7 +52,7 @@ export interface NativeBinding {
   /** XXH3-128 of each 4 KiB page of `data`, 16 bytes each. */
   hashPages(data: Buffer): Buffer;
   /** Listens on `socketPath` as CRIU's lazy-pages daemon does and starts the pager thread; events: 0 task arrived, 1 fault on a page not supplied, 2 task gone. */
-  pagerStart(socketPath: string, onEvent: (kind: number, pid: number, addr: number) => void, ctx: SyscallContext): number | undefined;
+  pagerStart(socketPath: string, onEvent: (kind: number, pid: number, addr: number) => void, ctx: SyscallContext, cpu: number): number | undefined;
   /** Pages for a task (addresses u64 LE, 4 KiB of data each), installed by the pager's thread (in the background, or only when faulted). */
   pagerSupply(handle: number, pid: number, addrs: Buffer, data: Buffer, background: boolean): true;
   pagerStats(handle: number): PagerStats;

@@ -4,6 +4,7 @@
 # userfaultfd by SCM_RIGHTS over the unix socket SOCKET. Prints {"pid","addr"};
 # on a line "go" on stdin touches every page in order, timing each touch, and
 # prints {"p50_us","p99_us","bad"} (bad: pages whose first byte is not page % 251).
+# A third argument pins the task to that CPU.
 import ctypes, json, os, socket, struct, sys, time
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mmap.restype = ctypes.c_void_p
@@ -11,6 +12,8 @@ libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_i
 SYS_userfaultfd, UFFDIO_API, UFFDIO_REGISTER, UFFD_API = 323, 0xC018AA3F, 0xC020AA00, 0xAA
 PAGE = 4096
 path, mib = sys.argv[1], int(sys.argv[2])
+if len(sys.argv) > 3:
+    os.sched_setaffinity(0, {int(sys.argv[3])})
 n = mib << 20
 
 uffd = libc.syscall(SYS_userfaultfd, os.O_CLOEXEC | os.O_NONBLOCK)

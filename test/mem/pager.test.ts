@@ -25,8 +25,8 @@ function pattern(addr: number, pages: number[]): { addrs: BigUint64Array; data: 
 }
 
 /** A task handed to `pager`; `go` has it touch every page and resolves with what it measured. */
-async function startTask(t: Test, pager: Pager) {
-  const child = spawn('python3', [join(repoRoot(), 'test', 'helpers', 'uffd-task.py'), pager.socketPath, String(MIB)], { stdio: ['pipe', 'pipe', 'inherit'] });
+async function startTask(t: Test, pager: Pager, cpu?: number) {
+  const child = spawn('python3', [join(repoRoot(), 'test', 'helpers', 'uffd-task.py'), pager.socketPath, String(MIB), ...(cpu === undefined ? [] : [String(cpu)])], { stdio: ['pipe', 'pipe', 'inherit'] });
   t.teardown(() => { child.kill('SIGKILL'); });
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
   const arrived = new Promise<number>((resolve) => pager.once('task', resolve));
@@ -82,4 +82,21 @@ t.test('a fault on a page not supplied is reported; the page supplied then lets 
   t.equal(reported.length, PAGES, 'each page was asked for once');
   t.ok(reported.every((i, k) => i === k), 'in the order the task touched them');
   t.equal(pager.stats().installed, PAGES, `fetched through JavaScript: touch p50 ${r.p50_us} us, p99 ${r.p99_us} us`);
+});
+
+t.test('CPU placement: faults served with the pager on the task\'s CPU, on another, and unpinned', async (t) => {
+  const placements = [['same CPU', 0, 0], ['other CPU', 0, 1], ['unpinned', -1, undefined]] as const;
+  const seen: string[] = [];
+  for (const [name, pagerCpu, taskCpu] of placements) {
+    const pager = new Pager(join(dir, `cpu-${pagerCpu}-${taskCpu}.socket`), pagerCpu);
+    const task = await startTask(t, pager, taskCpu);
+    const p = pattern(task.addr, all);
+    pager.supply(task.pid, p.addrs, p.data, false);
+    const r = await task.go();
+    const s = pager.stats();
+    pager.stop();
+    t.equal(r.bad, 0, `${name}: every page holds what was supplied`);
+    seen.push(`${name}: service p50 ${(s.localP50Ns / 1000).toFixed(1)} us, p99 ${(s.localP99Ns / 1000).toFixed(1)} us; touch p50 ${r.p50_us} us`);
+  }
+  t.pass(seen.join('; '));
 });
