@@ -1,6 +1,6 @@
 // The source's side of a lazy move: the frozen job's memory, read in place
 // (process_vm_readv) for the destination's pager, its manifest (hashed once,
-// while the images travel), and, once the destination holds every page, a
+// at idle priority while the images travel), and, once the destination holds every page, a
 // copy into this host's page store, so that coming back costs only what changed.
 // Tasks are named as CRIU's images and the pager name them: by pid inside the job's namespace.
 import { PjError, codes } from '../common/errors.js';
@@ -11,15 +11,19 @@ import type { PageStore } from './page-store.js';
 const KEEP_BATCH = 4096;
 
 export class FrozenMemory {
-  readonly manifest: Promise<TaskManifest[]>;
+  #manifest: Promise<TaskManifest[]> | undefined;
 
   /**
    * `hostPid`: each task's pid on this host, by its id in the job's namespace; `dir`: the lazy dump's
    * images (none for a copy a restarted manager found frozen: it serves pages by address only).
    */
-  constructor(readonly hostPid: Map<number, number>, dir?: string) {
-    this.manifest = dir ? frozenManifest(dir, hostPid) : Promise.reject(new PjError(codes.PAGES_LOST, 'the manifest went with the manager that froze the job'));
-    this.manifest.catch(() => {}); // observed by whoever asks for it
+  constructor(readonly hostPid: Map<number, number>, private readonly dir?: string) {
+    this.manifest().catch(() => {}); // hashed from now on; observed by whoever asks for it
+  }
+
+  manifest(): Promise<TaskManifest[]> {
+    if (!this.dir) return Promise.reject(new PjError(codes.PAGES_LOST, 'the manifest went with the manager that froze the job'));
+    return (this.#manifest ??= frozenManifest(this.dir, this.hostPid));
   }
 
   /** 4 KiB per address (u64 LE each) of task `id`. */
@@ -32,7 +36,7 @@ export class FrozenMemory {
   /** Puts the pages `store` lacks into it; returns how many. */
   async keep(store: PageStore): Promise<number> {
     let added = 0;
-    for (const t of await this.manifest) {
+    for (const t of await this.manifest()) {
       const missing = store.missing(t.hashes);
       for (let b = 0; b < missing.length; b += KEEP_BATCH) {
         const addrs = Buffer.concat(missing.slice(b, b + KEEP_BATCH).map((i) => t.addrs.subarray(i * 8, (i + 1) * 8)));

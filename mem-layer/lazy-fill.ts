@@ -18,11 +18,13 @@ import { HASH_BYTES, PAGE } from './page-scan.js';
 import type { PageStore } from './page-store.js';
 import { Pager } from './pager.js';
 
-const BATCH_PAGES = 256;
-const IN_FLIGHT = 4;
+const BATCH_PAGES = 128;
+const IN_FLIGHT = 2;
 /** How long pages may wait for a source that does not answer (its manager restarting) and no other holder has them. */
 const SOURCE_DEADLINE_MS = 10_000;
 const RETRY_MS = 500;
+/** Pages supplied from the store between two looks at the faults. */
+const YIELD_PAGES = 4096;
 /** Hashes per question to the other holders. */
 const SOLE_QUERY = 65_536;
 
@@ -48,7 +50,7 @@ export class LazyFill {
   readonly #queue: Batch[] = [];
   readonly #total: number;
   #hashes = new Map<number, Map<number, Buffer>>();
-  #manifest: Promise<void>;
+  #started = false;
   #unpin: (() => void) | undefined;
   #sourceDown = false;
   #inFlight = 0;
@@ -68,7 +70,6 @@ export class LazyFill {
     this.#total = [...this.#ranges.values()].flat().reduce((n, r) => n + r.pages, 0);
     this.allLocal = new Promise((resolve, reject) => (this.#settle = { resolve, reject }));
     this.allLocal.catch(() => {}); // observed by whoever waits for it
-    this.#manifest = this.#takeManifest();
     this.#pager = new Pager(join(dir, 'lazy-pages.socket'));
     this.#pager.on('task', (id) => {
       for (const r of this.#ranges.get(id) ?? []) {
@@ -80,6 +81,14 @@ export class LazyFill {
     });
     this.#pager.on('fault', (id, addr) => {
       this.faults++;
+      void this.#get(id, [addr], true);
+    });
+    this.#pager.on('storeMiss', (id, addr) => {
+      // The store's copy is damaged: it forgets it, and the page is fetched like any the store lacks.
+      this.pagesFromStore--;
+      const hash = this.#hashes.get(id)?.get(addr);
+      if (hash) this.store?.forget(hash);
+      this.#requested.get(id)?.delete(addr);
       void this.#get(id, [addr], true);
     });
     if (this.#total === 0) this.#settle.resolve();
@@ -103,7 +112,9 @@ export class LazyFill {
 
   /** The restore is done: the mappings are where the pages go. */
   startBackground(): void {
-    void this.#manifest.then(() => this.#soleFirst()).then(() => {
+    if (this.#started) return;
+    this.#started = true;
+    void this.#takeManifest().then(() => this.#allFromStore()).then(() => this.#soleFirst()).then(() => {
       this.#background = true;
       this.#pump();
       this.#check();
@@ -114,6 +125,27 @@ export class LazyFill {
       this.log.warn({ op: 'lazy-stall', seconds: Math.round((Date.now() - since) / 1000), total: this.#total, queued: this.#queue.length, inFlight: this.#inFlight, installed: s.installed, waiting: s.waiting }, 'pages still missing');
     }, 5000);
     this.allLocal.finally(() => clearInterval(stall)).catch(() => {});
+  }
+
+  /**
+   * Supplies every queued page the store holds before anything is fetched, so that a fault on one is
+   * served by the pager's thread alone; the queue keeps the others. Yields now and then to faults.
+   */
+  async #allFromStore(): Promise<void> {
+    if (!this.store) return;
+    let since = 0;
+    for (const b of this.#queue) {
+      const asked = this.#requested.get(b.id) ?? this.#requested.set(b.id, new Set()).get(b.id)!;
+      const todo = b.addrs.filter((a) => !asked.has(a));
+      const rest = new Set(this.#fromStore(b.id, todo));
+      for (const a of todo) if (!rest.has(a)) asked.add(a);
+      b.addrs = [...rest];
+      if ((since += todo.length) >= YIELD_PAGES) {
+        since = 0;
+        await new Promise((r) => setImmediate(r));
+      }
+    }
+    this.#queue.splice(0, this.#queue.length, ...this.#queue.filter((b) => b.addrs.length));
   }
 
   /** Reorders the queue: the pages that neither this host's store nor another holder has come first. */
@@ -176,7 +208,7 @@ export class LazyFill {
       if (data.length !== addrs.length * PAGE) throw new PjError(codes.PROTOCOL, `${data.length / PAGE} pages came for ${addrs.length} asked`);
       this.pagesFetched += addrs.length;
       this.bytesFetched += data.length;
-      this.#supply(id, list, data);
+      this.#supply(id, list, data, true);
     } catch (e) {
       this.#failure = new PjError(codes.PAGES_LOST, `pages of task ${id} could not be had: ${(e as Error).message}`, { cause: e });
       this.#settle.reject(this.#failure);
@@ -184,18 +216,16 @@ export class LazyFill {
     }
   }
 
-  /** Supplies the pages of `addrs` that the store holds; returns the others. */
+  /** Hands the pager where the store holds pages of `addrs` (its thread reads them); returns the others. */
   #fromStore(id: number, addrs: number[]): number[] {
     const byAddr = this.#hashes.get(id);
     if (!this.store || !byAddr) return addrs;
     const known = addrs.filter((a) => byAddr.has(a));
     if (!known.length) return addrs;
-    const r = this.store.getMany(Buffer.concat(known.map((a) => byAddr.get(a)!)));
-    if (r.found.length) {
-      this.#supply(id, Buffer.from(BigUint64Array.from(r.found.map((i) => BigInt(known[i]))).buffer), r.data);
-      this.pagesFromStore += r.found.length;
-    }
-    const have = new Set(r.found.map((i) => known[i]));
+    const { found, at } = this.store.locate(Buffer.concat(known.map((a) => byAddr.get(a)!)));
+    if (!found.length || !this.#pager.supplyStored(id, BigUint64Array.from(found, (i) => BigInt(known[i])), at)) return addrs;
+    this.pagesFromStore += found.length;
+    const have = new Set(found.map((i) => known[i]));
     return addrs.filter((a) => !have.has(a));
   }
 
@@ -233,8 +263,8 @@ export class LazyFill {
     }
   }
 
-  #supply(id: number, addrs: Buffer, data: Buffer): void {
-    this.#pager.supply(id, new BigUint64Array(addrs.buffer, addrs.byteOffset, addrs.length / 8), data, true);
+  #supply(id: number, addrs: Buffer, data: Buffer, remote: boolean): void {
+    this.#pager.supply(id, new BigUint64Array(addrs.buffer, addrs.byteOffset, addrs.length / 8), data, true, remote);
   }
 
   /** Once every batch has arrived, watches the pager until the last pages are installed. */

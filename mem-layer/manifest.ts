@@ -8,14 +8,17 @@ import { PAGE, scanPages } from './page-scan.js';
 /** One task's lazy pages: addresses (u64 LE each) and, in the same order, hashes (16 bytes each). */
 export interface TaskManifest { id: number; addrs: Buffer; hashes: Buffer }
 
-/** Hashes the frozen memory of a lazy dump in `dir`; `hostPid` maps each task's id in the job's namespace to its pid here. */
+/**
+ * Hashes the frozen memory of a lazy dump in `dir`; `hostPid` maps each task's id in the job's namespace
+ * to its pid here. At idle priority: it runs while the job's restore does, which must not wait for it.
+ */
 export async function frozenManifest(dir: string, hostPid: Map<number, number>): Promise<TaskManifest[]> {
   const out: TaskManifest[] = [];
   for (const id of dumpedTasks(dir)) {
     const pid = hostPid.get(id);
     const ranges = lazyRanges(dir, id).flatMap((r) => [r.vaddr, r.vaddr + r.pages * PAGE]);
     if (pid === undefined || !ranges.length) continue;
-    const scan = await scanPages(pid, ranges);
+    const scan = await scanPages(pid, ranges, true);
     out.push({ id, addrs: Buffer.from(scan.addrs.buffer, scan.addrs.byteOffset, scan.addrs.byteLength), hashes: scan.hashes });
   }
   return out;

@@ -33,8 +33,9 @@ export function memoryRanges(pid: number): number[] {
   return out;
 }
 
-export async function scanPages(pid: number, ranges = memoryRanges(pid)): Promise<PageScan> {
-  const r = await loadBinding().pageScan(pid, ranges);
+/** `idle`: the scan takes only CPU that nothing else wants (SCHED_IDLE). */
+export async function scanPages(pid: number, ranges = memoryRanges(pid), idle = false): Promise<PageScan> {
+  const r = await loadBinding().pageScan(pid, ranges, idle);
   if ('errno' in r) throw systemError(r);
   const addrs = new BigUint64Array(r.addrs.length / 8);
   Buffer.from(addrs.buffer).set(r.addrs); // copied: the Buffer need not be 8-byte aligned

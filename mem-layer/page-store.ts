@@ -14,6 +14,9 @@ const SEGMENT = /^seg-(\d+)\.pages$/;
 
 interface Segment { id: number; fd: number; records: number; lastUsed: number; hashes: string[] }
 
+/** Where pages are in the store: per page its segment's descriptor, its record's offset and its hash. */
+export interface StoredPages { fds: Int32Array; offsets: BigUint64Array; hashes: Buffer }
+
 export interface PageStoreStats { pages: number; bytes: number; limitBytes: number; segments: number; evictedSegments: number }
 
 /** A hash as the index keys it: its 16 bytes as a latin1 string. */
@@ -99,6 +102,36 @@ export class PageStore {
     const kept = Buffer.allocUnsafe(good.length * PAGE);
     good.forEach((f, k) => data.copy(kept, k * PAGE, f * PAGE, (f + 1) * PAGE));
     return { data: kept, found: good.map((f) => found[f]), missing: missing.sort((a, b) => a - b) };
+  }
+
+  /**
+   * Where the pages of `hashes` (16 bytes each) are, for a reader of the segment files (the pager):
+   * `found` gives the positions of those here, in the order of `at`. They are read unchecked: the
+   * reader checks each page against its hash. Pin them first (`pin`) so that they stay.
+   */
+  locate(hashes: Buffer): { found: number[]; at: StoredPages } {
+    const found: number[] = [];
+    const places: Array<{ seg: Segment; record: number }> = [];
+    for (let i = 0; i * HASH_BYTES < hashes.length; i++) {
+      const place = this.#index.get(key(hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES)));
+      if (!place) continue;
+      found.push(i);
+      places.push(place);
+      place.seg.lastUsed = ++this.#clock;
+    }
+    return {
+      found,
+      at: {
+        fds: Int32Array.from(places, (p) => p.seg.fd),
+        offsets: BigUint64Array.from(places, (p) => BigInt(p.record * RECORD)),
+        hashes: Buffer.concat(found.map((i) => hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES))),
+      },
+    };
+  }
+
+  /** A page whose record turned out damaged (a reader of `locate` found so): the store no longer offers it. */
+  forget(hash: Buffer): void {
+    this.#index.delete(key(hash));
   }
 
   /** The page, or undefined when it is not here (or no longer matches its hash). */

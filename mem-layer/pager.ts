@@ -6,6 +6,7 @@
 import { EventEmitter } from 'node:events';
 import type { PagerStats } from '../native/binding.js';
 import { call, loadBinding } from '../native/loader.js';
+import type { StoredPages } from './page-store.js';
 
 export type { PagerStats } from '../native/binding.js';
 
@@ -13,6 +14,8 @@ export interface PagerEvents {
   task: [pid: number];
   fault: [pid: number, addr: number];
   gone: [pid: number];
+  /** A page given by its place in the store did not match its hash there: fetch it elsewhere. */
+  storeMiss: [pid: number, addr: number];
 }
 
 export class Pager extends EventEmitter<PagerEvents> {
@@ -26,16 +29,28 @@ export class Pager extends EventEmitter<PagerEvents> {
     this.#handle = call((ctx) => loadBinding().pagerStart(socketPath, (kind, pid, addr) => {
       if (kind === 0) this.emit('task', pid);
       else if (kind === 1) this.emit('fault', pid, addr);
-      else this.emit('gone', pid);
+      else if (kind === 2) this.emit('gone', pid);
+      else this.emit('storeMiss', pid, addr);
     }, ctx, cpu), socketPath);
   }
 
   /**
    * Pages of task `pid` (page-aligned addresses; 4 KiB of `data` each). In the background they are
    * installed as fast as the thread can; held back (`background` false), only when faulted.
+   * `remote`: they came from another host (the fault figures tell those apart).
    */
-  supply(pid: number, addrs: BigUint64Array, data: Buffer, background = true): void {
-    loadBinding().pagerSupply(this.#handle, pid, Buffer.from(addrs.buffer, addrs.byteOffset, addrs.byteLength), data, background);
+  supply(pid: number, addrs: BigUint64Array, data: Buffer, background = true, remote = false): void {
+    loadBinding().pagerSupply(this.#handle, pid, Buffer.from(addrs.buffer, addrs.byteOffset, addrs.byteLength), data, background, remote);
+  }
+
+  /**
+   * Pages of task `pid` that the page store holds, by place (`PageStore.locate`): the pager's thread
+   * reads each, checks it against its hash and installs it; a fault on one never waits for JavaScript.
+   * False when the task has not arrived yet.
+   */
+  supplyStored(pid: number, addrs: BigUint64Array, at: StoredPages): boolean {
+    return loadBinding().pagerSupplyStored(this.#handle, pid, Buffer.from(addrs.buffer, addrs.byteOffset, addrs.byteLength),
+      Buffer.from(at.fds.buffer, at.fds.byteOffset, at.fds.byteLength), Buffer.from(at.offsets.buffer, at.offsets.byteOffset, at.offsets.byteLength), at.hashes);
   }
 
   /** What the pager did (after stop: what it had done). */

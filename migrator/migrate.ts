@@ -22,6 +22,7 @@ import { randomBytes } from 'node:crypto';
 import { PjError, codes } from '../common/errors.js';
 import { crashPoint, faultActive } from '../common/fault.js';
 import type { Mesh } from '../manager/mesh/mesh.js';
+import { pingPeer } from '../manager/mesh-diagnostics.js';
 import { FrozenMemory, LazyFill, precopy, type PageSources, type PageStore, type PrecopyResult, type TaskManifest } from '../mem-layer/index.js';
 import { CriuError, closePageServer, dropNetworkLocks, dump, dumpLazy, restore } from './criu.js';
 import { imageStream, receiveImages } from './image-transfer.js';
@@ -251,7 +252,7 @@ export class Migrator {
 
   /** Lazy modes: the frozen job's manifest (its pages' hashes). */
   manifest(key: string): Promise<TaskManifest[]> {
-    return this.#frozenOf(key).manifest;
+    return this.#frozenOf(key).manifest();
   }
 
   /** A move's frozen memory; after a restart of this manager, the job's stopped copy found here (pages by address only). */
@@ -307,8 +308,10 @@ export class Migrator {
     if (differ.length) throw new PjError(codes.NOT_MIGRATABLE, `files the job maps differ on ${this.jobs.self}: ${differ.join('; ')}`);
     if (this.jobs.busy.has(a.id)) throw new PjError(codes.JOB_BUSY, `job ${a.id} is already moving here`);
     this.jobs.busy.add(a.id);
-    this.#incoming.set(a.key, { id: a.id, from, mode: a.mode, revision: String(a.revision), dir: join(this.workDir, 'incoming', a.key), holders: a.holders ?? [], unpins: [] });
+    const inc: Incoming = { id: a.id, from, mode: a.mode, revision: String(a.revision), dir: join(this.workDir, 'incoming', a.key), holders: a.holders ?? [], unpins: [] };
+    this.#incoming.set(a.key, inc);
     this.#touch(a.key);
+    void nearestFirst(this.mesh, inc.holders).then((h) => (inc.holders = h));
   }
 
   /** Pre-copy: which of these hashes this host's store lacks (positions). */
@@ -342,8 +345,11 @@ export class Migrator {
       // Lazy modes: the pager listens before CRIU's restore looks for it.
       if (inc.mode !== 'stop-copy') inc.fill = new LazyFill(inc.dir, this.#sources(key, inc), this.store, this.jobs.log);
       inc.pid = await restore(inc.dir, inc.mode !== 'stop-copy');
-      inc.fill?.startBackground();
-      if (inc.mode === 'pre-copy') await inc.fill!.allLocal;
+      // pre-copy fills every page before the resume; the others after it (off the freeze).
+      if (inc.mode === 'pre-copy') {
+        inc.fill!.startBackground();
+        await inc.fill!.allLocal;
+      }
       this.#touch(key, RESTORED_IDLE_MS);
     } catch (e) {
       inc.fill?.stop();
@@ -398,6 +404,7 @@ export class Migrator {
   #untilLocal(key: string, inc: Incoming, fill: LazyFill): void {
     clearTimeout(inc.timer);
     this.jobs.filling.add(inc.id);
+    fill.startBackground();
     fill.allLocal.then(
       () => {
         this.#landed.set(key, landed(fill));
@@ -492,6 +499,12 @@ function landed(fill: LazyFill): Landed {
     bytes: fill.bytesFetched, pages: fill.pagesFetched, fromStore: fill.pagesFromStore,
     faults: { faults: s.faults, fault_local_p50_us: us(s.localP50Ns), fault_local_p99_us: us(s.localP99Ns), fault_fetched_p50_us: us(s.fetchedP50Ns), fault_fetched_p99_us: us(s.fetchedP99Ns) },
   };
+}
+
+/** Hosts nearest first (one ping each; one that does not answer goes last; ties keep their order). */
+async function nearestFirst(mesh: Mesh, hosts: string[]): Promise<string[]> {
+  const rtt = await Promise.all(hosts.map((h) => pingPeer(mesh, h, 1, 0, 1000).then((r) => r.rttsMs[0], () => Infinity)));
+  return hosts.map((h, i) => ({ h, r: rtt[i] })).sort((x, y) => x.r - y.r).map((x) => x.h);
 }
 
 /** PJ_FAULT=corrupt-images: garbage over the start of every image, as a damaged stream would leave them. */

@@ -46,7 +46,7 @@ export interface NativeBinding {
   /** poll(2) of one fd with a zero timeout: the revents now. */
   pollNow(fd: number, events: number, ctx: SyscallContext): number | undefined;
   /** The present pages of `ranges` ([start, end, …], page-aligned) of a process, and their XXH3-128 hashes; on a worker thread. */
-  pageScan(pid: number, ranges: number[]): Promise<{ addrs: Buffer; hashes: Buffer } | Required<SyscallContext>>;
+  pageScan(pid: number, ranges: number[], idle: boolean): Promise<{ addrs: Buffer; hashes: Buffer } | Required<SyscallContext>>;
   /** The contents of pages (addresses as u64 LE), 4 KiB each; a page unmapped meanwhile ends it early. */
   readPages(pid: number, addrs: Buffer, ctx: SyscallContext): Buffer | undefined;
   /** XXH3-128 of each 4 KiB page of `data`, 16 bytes each. */
@@ -54,7 +54,8 @@ export interface NativeBinding {
   /** Listens on `socketPath` as CRIU's lazy-pages daemon does and starts the pager thread; events: 0 task arrived, 1 fault on a page not supplied, 2 task gone. */
   pagerStart(socketPath: string, onEvent: (kind: number, pid: number, addr: number) => void, ctx: SyscallContext, cpu: number): number | undefined;
   /** Pages for a task (addresses u64 LE, 4 KiB of data each), installed by the pager's thread (in the background, or only when faulted). */
-  pagerSupply(handle: number, pid: number, addrs: Buffer, data: Buffer, background: boolean): true;
+  pagerSupply(handle: number, pid: number, addrs: Buffer, data: Buffer, background: boolean, remote: boolean): true;
+  pagerSupplyStored(handle: number, pid: number, addrs: Buffer, fds: Buffer, offsets: Buffer, hashes: Buffer): boolean;
   pagerStats(handle: number): PagerStats;
   pagerStop(handle: number): void;
 }

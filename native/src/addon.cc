@@ -30,6 +30,7 @@ Napi::Value ReadPagesOf(const Napi::CallbackInfo& info);
 Napi::Value HashPages(const Napi::CallbackInfo& info);
 Napi::Value PagerStart(const Napi::CallbackInfo& info);
 Napi::Value PagerSupply(const Napi::CallbackInfo& info);
+Napi::Value PagerSupplyStored(const Napi::CallbackInfo& info);
 Napi::Value PagerStats(const Napi::CallbackInfo& info);
 Napi::Value PagerStop(const Napi::CallbackInfo& info);
 }
@@ -49,6 +50,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("hashPages", Napi::Function::New(env, pj::HashPages, "hashPages"));
   exports.Set("pagerStart", Napi::Function::New(env, pj::PagerStart, "pagerStart"));
   exports.Set("pagerSupply", Napi::Function::New(env, pj::PagerSupply, "pagerSupply"));
+  exports.Set("pagerSupplyStored", Napi::Function::New(env, pj::PagerSupplyStored, "pagerSupplyStored"));
   exports.Set("pagerStats", Napi::Function::New(env, pj::PagerStats, "pagerStats"));
   exports.Set("pagerStop", Napi::Function::New(env, pj::PagerStop, "pagerStop"));
   exports.Set("openat2", Napi::Function::New(env, pj::Openat2, "openat2"));

@@ -3,6 +3,7 @@
 // and their XXH3-128 hashes. Scans run on a worker thread: a GiB takes long
 // enough that the agent's event loop must not wait for it.
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/uio.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "error-context.h"
+#include "page-hash.h"
 
 namespace pj {
 namespace {
@@ -23,9 +25,9 @@ constexpr size_t kBatchPages = 512;
 constexpr size_t kMaxIov = 1024;
 
 void PutHash(const uint8_t* page, std::vector<uint8_t>& out) {
-  XXH128_canonical_t c;
-  XXH128_canonicalFromHash(&c, XXH3_128bits(page, kPage));
-  out.insert(out.end(), c.digest, c.digest + sizeof c.digest);
+  uint8_t h[kHashBytes];
+  HashPage(page, kPage, h);
+  out.insert(out.end(), h, h + kHashBytes);
 }
 
 // Reads the pages at `addrs` (page-aligned) of `pid` into `buf`; returns how many were read in
@@ -53,12 +55,20 @@ ssize_t ReadPages(int pid, const uint64_t* addrs, size_t count, uint8_t* buf) {
 
 class ScanWorker : public Napi::AsyncWorker {
  public:
-  ScanWorker(Napi::Env env, int pid, std::vector<uint64_t> ranges)
-      : Napi::AsyncWorker(env), pid_(pid), ranges_(std::move(ranges)), deferred_(Napi::Promise::Deferred::New(env)) {}
+  ScanWorker(Napi::Env env, int pid, std::vector<uint64_t> ranges, bool idle)
+      : Napi::AsyncWorker(env), pid_(pid), ranges_(std::move(ranges)), idle_(idle), deferred_(Napi::Promise::Deferred::New(env)) {}
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
+    // idle: this (pool) thread yields to any other work while it scans, and gets its class back after.
+    sched_param none{};
+    if (idle_) sched_setscheduler(0, SCHED_IDLE, &none);
+    Scan();
+    if (idle_) sched_setscheduler(0, SCHED_OTHER, &none);
+  }
+
+  void Scan() {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/pagemap", pid_);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -114,6 +124,7 @@ class ScanWorker : public Napi::AsyncWorker {
 
   int pid_;
   std::vector<uint64_t> ranges_;
+  bool idle_;
   Napi::Promise::Deferred deferred_;
   std::vector<uint8_t> addrs_;
   std::vector<uint8_t> hashes_;
@@ -123,15 +134,16 @@ class ScanWorker : public Napi::AsyncWorker {
 
 }  // namespace
 
-// pageScan(pid, ranges: number[] [start, end, start, end…] page-aligned) ->
+// pageScan(pid, ranges: number[] [start, end, start, end…] page-aligned, idle) ->
 //   Promise<{ addrs: Buffer (u64 LE each), hashes: Buffer (16 bytes each) } | { errno, syscall }>
 // The present pages of the ranges, in address order, with their XXH3-128 hashes (canonical form).
+// idle: the scan runs at SCHED_IDLE, taking no CPU that other work wants.
 Napi::Value PageScan(const Napi::CallbackInfo& info) {
   if (!RequireInt(info, 0, "pid")) return info.Env().Undefined();
   Napi::Array list = info[1].As<Napi::Array>();
   std::vector<uint64_t> ranges(list.Length());
   for (uint32_t i = 0; i < list.Length(); i++) ranges[i] = static_cast<uint64_t>(list.Get(i).As<Napi::Number>().DoubleValue());
-  auto* w = new ScanWorker(info.Env(), info[0].As<Napi::Number>().Int32Value(), std::move(ranges));
+  auto* w = new ScanWorker(info.Env(), info[0].As<Napi::Number>().Int32Value(), std::move(ranges), info.Length() > 2 && info[2].ToBoolean().Value());
   Napi::Promise p = w->Promise();
   w->Queue();
   return p;

@@ -2,8 +2,10 @@
 // received as CRIU's own lazy-pages daemon receives them: CRIU's restore
 // connects to a unix socket and sends, per task, its pid as an int and then its
 // userfaultfd by SCM_RIGHTS (a negative pid is a zombie, with no fd).
-// JavaScript supplies pages (pagerSupply); one native thread serves faults
-// first, then installs supplied pages in the background in contiguous runs.
+// JavaScript supplies pages (pagerSupply), or says where the page store holds
+// them (pagerSupplyStored: the thread reads and checks them itself, so that a
+// fault on such a page never waits for JavaScript); one native thread serves
+// faults first, then installs pages in the background in contiguous runs.
 // A fault on a page not supplied yet is passed to JavaScript, which fetches it
 // and supplies it; the thread installs it the moment it arrives.
 // See userfaultfd(2), ioctl_userfaultfd(2), criu/uffd.c.
@@ -32,12 +34,14 @@
 #include <vector>
 
 #include "error-context.h"
+#include "page-hash.h"
 
 namespace pj {
 namespace {
 
 constexpr size_t kPage = 4096;
 constexpr size_t kRunPages = 256;  // pages per background UFFDIO_COPY at most
+constexpr size_t kStoreRecord = kHashBytes + kPage;  // a page store record: hash, then page (mem-layer/page-store.ts)
 
 uint64_t NowNs() {
   timespec t;
@@ -53,12 +57,16 @@ struct Task {
   std::map<uint64_t, size_t> waiting;
   std::map<uint64_t, size_t> held;
   std::vector<uint8_t> data;
+  std::vector<bool> remote;  // by slot: the page came from another host (for the fault service figures)
+  struct Stored { int fd; uint64_t offset; uint8_t hash[kHashBytes]; };
+  std::map<uint64_t, Stored> stored;  // address -> its record in the page store, not read yet
   std::unordered_map<uint64_t, uint64_t> faulted;  // address -> when its fault was read (ns), until installed
   uint64_t installed = 0;
 };
 
-struct Event { int kind; int pid; uint64_t addr; };  // kind: 0 task arrived, 1 fault on a page not supplied, 2 task gone
-enum { kTask = 0, kFault = 1, kGone = 2 };
+// kind: 0 task arrived, 1 fault on a page not supplied, 2 task gone, 3 a stored page did not match its hash
+struct Event { int kind; int pid; uint64_t addr; };
+enum { kTask = 0, kFault = 1, kGone = 2, kStoreMiss = 3 };
 
 class Pager {
  public:
@@ -85,16 +93,33 @@ class Pager {
   }
 
   // Pages for a task (addresses u64 LE, data 4 KiB each); copied, installed by the thread.
-  void Supply(int pid, const uint64_t* addrs, size_t count, const uint8_t* data, bool background) {
+  void Supply(int pid, const uint64_t* addrs, size_t count, const uint8_t* data, bool background, bool remote) {
     std::lock_guard<std::mutex> g(mu_);
     Task* t = Find(pid);
     if (!t) {
       auto& pending = early_[pid];
-      for (size_t i = 0; i < count; i++) pending.push_back({addrs[i], background, std::vector<uint8_t>(data + i * kPage, data + (i + 1) * kPage)});
+      for (size_t i = 0; i < count; i++) pending.push_back({addrs[i], background, remote, std::vector<uint8_t>(data + i * kPage, data + (i + 1) * kPage)});
     } else {
-      for (size_t i = 0; i < count; i++) Add(t, addrs[i], data + i * kPage, background);
+      for (size_t i = 0; i < count; i++) Add(t, addrs[i], data + i * kPage, background, remote);
     }
     Wake();
+  }
+
+  // Pages of a known task that the page store holds: per page its file, record offset and hash.
+  // False when the task has not arrived (the caller supplies the data instead).
+  bool SupplyStored(int pid, const uint64_t* addrs, size_t count, const int32_t* fds, const uint64_t* offsets, const uint8_t* hashes) {
+    std::lock_guard<std::mutex> g(mu_);
+    Task* t = Find(pid);
+    if (!t) return false;
+    for (size_t i = 0; i < count; i++) {
+      if (t->waiting.count(addrs[i]) || t->held.count(addrs[i])) continue;
+      Task::Stored& s = t->stored[addrs[i]];
+      s.fd = fds[i];
+      s.offset = offsets[i];
+      memcpy(s.hash, hashes + i * kHashBytes, kHashBytes);
+    }
+    Wake();
+    return true;
   }
 
   Napi::Object Stats(Napi::Env env) {
@@ -102,7 +127,7 @@ class Pager {
     Napi::Object o = Napi::Object::New(env);
     uint64_t waiting = 0, installed = 0;
     for (auto& [pid, t] : tasks_) {
-      waiting += t->waiting.size() + t->held.size();
+      waiting += t->waiting.size() + t->held.size() + t->stored.size();
       installed += t->installed;
     }
     auto pct = [](std::vector<uint64_t> s, double p) {
@@ -127,10 +152,12 @@ class Pager {
     return it == tasks_.end() ? nullptr : it->second.get();
   }
 
-  void Add(Task* t, uint64_t addr, const uint8_t* page, bool background) {
+  void Add(Task* t, uint64_t addr, const uint8_t* page, bool background, bool remote) {
     if (t->waiting.count(addr) || t->held.count(addr)) return;
+    t->stored.erase(addr);  // supplied otherwise meanwhile
     (background ? t->waiting : t->held)[addr] = t->data.size() / kPage;
     t->data.insert(t->data.end(), page, page + kPage);
+    t->remote.push_back(remote);
   }
 
   void Wake() {
@@ -167,16 +194,46 @@ class Pager {
     uint64_t now = NowNs();
     for (size_t i = 0; i < n; i++) {
       uint64_t a = addr + i * kPage;
-      from.erase(a);
+      auto slot = from.find(a);
+      bool remote = t->remote[slot->second];
+      from.erase(slot);
       t->installed++;
       auto f = t->faulted.find(a);
       if (f != t->faulted.end()) {
-        fetchedNs_.push_back(now - f->second);
+        (remote ? fetchedNs_ : localNs_).push_back(now - f->second);
         t->faulted.erase(f);
       }
     }
-    if (t->waiting.empty() && t->held.empty()) std::vector<uint8_t>().swap(t->data);  // every supplied page is in: free them
+    if (t->waiting.empty() && t->held.empty()) {  // every supplied page is in: free them
+      std::vector<uint8_t>().swap(t->data);
+      std::vector<bool>().swap(t->remote);
+    }
     return true;
+  }
+
+  // Reads up to `most` stored pages from `addr` (contiguous in memory and in one file) at once and
+  // moves those that match their hash to `waiting`; one that does not is reported (kStoreMiss).
+  void Load(Task* t, uint64_t addr, size_t most) {
+    auto first = t->stored.find(addr);
+    const Task::Stored head = first->second;
+    size_t n = 1;
+    for (auto it = std::next(first); n < most && it != t->stored.end(); ++it, ++n)
+      if (it->first != addr + n * kPage || it->second.fd != head.fd || it->second.offset != head.offset + n * kStoreRecord) break;
+    std::vector<uint8_t> records(n * kStoreRecord);
+    ssize_t got = pread(head.fd, records.data(), records.size(), static_cast<off_t>(head.offset));
+    size_t whole = got > 0 ? static_cast<size_t>(got) / kStoreRecord : 0;
+    for (size_t i = 0; i < n; i++) {
+      uint64_t a = addr + i * kPage;
+      auto s = t->stored.find(a);
+      uint8_t want[kHashBytes];
+      memcpy(want, s->second.hash, kHashBytes);
+      t->stored.erase(s);
+      const uint8_t* page = records.data() + i * kStoreRecord + kHashBytes;
+      uint8_t h[kHashBytes];
+      if (i < whole) HashPage(page, kPage, h);
+      if (i < whole && memcmp(h, want, kHashBytes) == 0) Add(t, a, page, true, false);
+      else Emit(kStoreMiss, t->pid, a);
+    }
   }
 
   void ReadFaults(Task* t) {
@@ -190,6 +247,12 @@ class Pager {
         if (msg[i].event != UFFD_EVENT_PAGEFAULT) continue;
         uint64_t addr = msg[i].arg.pagefault.address & ~(kPage - 1);
         faults_++;
+        if (t->stored.count(addr)) {  // in this host's store: read here, no JavaScript involved
+          t->faulted.emplace(addr, now);
+          Load(t, addr, 1);
+          if (t->waiting.count(addr)) Copy(t, t->waiting, addr, 1);
+          continue;
+        }
         auto& from = t->held.count(addr) ? t->held : t->waiting;
         if (from.count(addr)) {
           faultsOnSupplied_++;
@@ -232,7 +295,7 @@ class Pager {
       auto t = std::make_unique<Task>();
       t->pid = pid;
       t->uffd = uffd;
-      for (auto& e : early_[pid]) Add(t.get(), e.addr, e.page.data(), e.background);
+      for (auto& e : early_[pid]) Add(t.get(), e.addr, e.page.data(), e.background, e.remote);
       early_.erase(pid);
       tasks_[pid] = std::move(t);
     }
@@ -240,11 +303,15 @@ class Pager {
     return true;
   }
 
-  // Installs one contiguous run of waiting pages; false when none is waiting.
+  // Installs one contiguous run of waiting pages (or reads a run of stored ones); false when there is none.
   bool InstallSome() {
     std::lock_guard<std::mutex> g(mu_);
     for (auto it = tasks_.begin(); it != tasks_.end(); ++it) {
       Task* t = it->second.get();
+      if (t->waiting.empty() && !t->stored.empty()) {
+        Load(t, t->stored.begin()->first, kRunPages);
+        return true;
+      }
       if (t->waiting.empty()) continue;
       auto first = t->waiting.begin();
       uint64_t addr = first->first;
@@ -304,11 +371,11 @@ class Pager {
   std::atomic<bool> stop_{false};
   std::mutex mu_;
   std::map<int, std::unique_ptr<Task>> tasks_;
-  struct Early { uint64_t addr; bool background; std::vector<uint8_t> page; };
+  struct Early { uint64_t addr; bool background; bool remote; std::vector<uint8_t> page; };
   std::map<int, std::vector<Early>> early_;  // pages supplied before their task arrived
   std::vector<int> clients_;
-  std::vector<uint64_t> localNs_;    // fault service times, page supplied already
-  std::vector<uint64_t> fetchedNs_;  // fault service times, page fetched after the fault
+  std::vector<uint64_t> localNs_;    // fault service times, the page on this host (supplied already, or from its store)
+  std::vector<uint64_t> fetchedNs_;  // fault service times, the page fetched from another host after the fault
   uint64_t faults_ = 0;
   uint64_t faultsOnSupplied_ = 0;
 };
@@ -351,8 +418,8 @@ Napi::Value PagerStart(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), id);
 }
 
-// pagerSupply(handle, pid, addrs: Buffer (u64 LE), data: Buffer (4 KiB per address), background) -> true
-// background false: installed only when faulted.
+// pagerSupply(handle, pid, addrs: Buffer (u64 LE), data: Buffer (4 KiB per address), background, remote) -> true
+// background false: installed only when faulted. remote: the pages came from another host (fault figures).
 Napi::Value PagerSupply(const Napi::CallbackInfo& info) {
   Pager* p = PagerOf(info);
   if (!p) return info.Env().Undefined();
@@ -361,8 +428,28 @@ Napi::Value PagerSupply(const Napi::CallbackInfo& info) {
   size_t count = std::min(a.Length() / sizeof(uint64_t), d.Length() / kPage);
   std::vector<uint64_t> addrs(count);
   memcpy(addrs.data(), a.Data(), count * sizeof(uint64_t));
-  p->Supply(info[1].As<Napi::Number>().Int32Value(), addrs.data(), count, d.Data(), info[4].ToBoolean().Value());
+  p->Supply(info[1].As<Napi::Number>().Int32Value(), addrs.data(), count, d.Data(), info[4].ToBoolean().Value(), info[5].ToBoolean().Value());
   return Napi::Boolean::New(info.Env(), true);
+}
+
+// pagerSupplyStored(handle, pid, addrs: Buffer (u64 LE), fds: Buffer (i32), offsets: Buffer (u64 LE),
+// hashes: Buffer (16 bytes each)) -> whether the task is known. The pages are in the page store's
+// files at those record offsets; the thread reads them, checks each against its hash, installs it.
+Napi::Value PagerSupplyStored(const Napi::CallbackInfo& info) {
+  Pager* p = PagerOf(info);
+  if (!p) return info.Env().Undefined();
+  auto bytes = [&](int i) { return info[i].As<Napi::Buffer<uint8_t>>(); };
+  size_t count = bytes(2).Length() / sizeof(uint64_t);
+  if (bytes(3).Length() < count * sizeof(int32_t) || bytes(4).Length() < count * sizeof(uint64_t) || bytes(5).Length() < count * kHashBytes) {
+    Napi::TypeError::New(info.Env(), "pagerSupplyStored: fds, offsets and hashes must match the addresses").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  std::vector<uint64_t> addrs(count), offsets(count);
+  std::vector<int32_t> fds(count);
+  memcpy(addrs.data(), bytes(2).Data(), count * sizeof(uint64_t));
+  memcpy(fds.data(), bytes(3).Data(), count * sizeof(int32_t));
+  memcpy(offsets.data(), bytes(4).Data(), count * sizeof(uint64_t));
+  return Napi::Boolean::New(info.Env(), p->SupplyStored(info[1].As<Napi::Number>().Int32Value(), addrs.data(), count, fds.data(), offsets.data(), bytes(5).Data()));
 }
 
 // pagerStats(handle) -> { tasks, waiting, installed, faults, faultsOnSupplied, localP50Ns, localP99Ns, fetchedP50Ns, fetchedP99Ns }

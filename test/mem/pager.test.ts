@@ -4,12 +4,13 @@
 // fault report; every page must hold what was supplied.
 import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { repoRoot } from '../../common/repo-root.js';
-import { PAGE } from '../../mem-layer/page-scan.js';
+import { PAGE, hashPages } from '../../mem-layer/page-scan.js';
+import { PageStore } from '../../mem-layer/page-store.js';
 import { Pager } from '../../mem-layer/pager.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pj-pager-'));
@@ -99,4 +100,34 @@ t.test('CPU placement: faults served with the pager on the task\'s CPU, on anoth
     seen.push(`${name}: service p50 ${(s.localP50Ns / 1000).toFixed(1)} us, p99 ${(s.localP99Ns / 1000).toFixed(1)} us; touch p50 ${r.p50_us} us`);
   }
   t.pass(seen.join('; '));
+});
+
+t.test('pages given by their place in the page store: the pager\'s thread reads and checks them; a damaged one is reported', async (t) => {
+  const store = new PageStore(join(dir, 'store'), 1 << 30);
+  t.teardown(() => store.close());
+  const p = pattern(0, all);
+  const hashes = hashPages(p.data);
+  store.put(hashes, p.data);
+  const damaged = 77;
+  const fd = openSync(join(dir, 'store', readdirSync(join(dir, 'store'))[0]), 'r+');
+  writeSync(fd, Buffer.alloc(16, 0xee), 0, 16, damaged * (PAGE + 16) + 16 + 100); // inside page 77's bytes
+  closeSync(fd);
+  const pager = new Pager(join(dir, 'stored.socket'));
+  t.teardown(() => pager.stop());
+  const task = await startTask(t, pager);
+  const misses: number[] = [];
+  pager.on('storeMiss', (pid, addr) => {
+    const i = (addr - task.addr) / PAGE;
+    misses.push(i);
+    const q = pattern(task.addr, [i]);
+    pager.supply(pid, q.addrs, q.data, true, true);
+  });
+  const { found, at } = store.locate(hashes);
+  t.equal(found.length, PAGES);
+  t.ok(pager.supplyStored(task.pid, BigUint64Array.from(found, (i) => BigInt(task.addr + i * PAGE)), at), 'the task is known: the pager takes them');
+  const r = await task.go();
+  t.equal(r.bad, 0, `all ${PAGES} pages hold what was stored: touch p50 ${r.p50_us} us, p99 ${r.p99_us} us`);
+  t.same(misses, all.filter((i) => i % 251 === damaged), 'the damaged record was reported (for every page of that content: stored once), and the pages fetched instead');
+  const s = pager.stats();
+  t.same([s.installed, s.waiting], [PAGES, 0], `${s.faults} faults; served from the store p50 ${(s.localP50Ns / 1000).toFixed(1)} us`);
 });
