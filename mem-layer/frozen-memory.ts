@@ -1,6 +1,6 @@
 // The source's side of a lazy move: the frozen job's memory, read in place
 // (process_vm_readv) for the destination's pager, its manifest (hashed once,
-// at idle priority while the images travel), and, once the destination holds every page, a
+// at idle priority until the destination restored), and, once the destination holds every page, a
 // copy into this host's page store, so that coming back costs only what changed.
 // Tasks are named as CRIU's images and the pager name them: by pid inside the job's namespace.
 import { PjError, codes } from '../common/errors.js';
@@ -12,6 +12,7 @@ const KEEP_BATCH = 4096;
 
 export class FrozenMemory {
   #manifest: Promise<TaskManifest[]> | undefined;
+  #restoring = true;
 
   /**
    * `hostPid`: each task's pid on this host, by its id in the job's namespace; `dir`: the lazy dump's
@@ -23,7 +24,12 @@ export class FrozenMemory {
 
   manifest(): Promise<TaskManifest[]> {
     if (!this.dir) return Promise.reject(new PjError(codes.PAGES_LOST, 'the manifest went with the manager that froze the job'));
-    return (this.#manifest ??= frozenManifest(this.dir, this.hostPid));
+    return (this.#manifest ??= frozenManifest(this.dir, this.hostPid, () => this.#restoring));
+  }
+
+  /** The destination restored the job: the manifest's hashing takes the CPU it needs from now on. */
+  restored(): void {
+    this.#restoring = false;
   }
 
   /** 4 KiB per address (u64 LE each) of task `id`. */

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { PjError, codes } from '../common/errors.js';
 import type { Log } from '../common/log.js';
 import { dumpedTasks, lazyRanges } from './criu-images.js';
-import { hashesByAddress, type TaskManifest } from './manifest.js';
+import type { TaskManifest } from './manifest.js';
 import { HASH_BYTES, PAGE } from './page-scan.js';
 import type { PageStore } from './page-store.js';
 import { Pager } from './pager.js';
@@ -23,8 +23,8 @@ const IN_FLIGHT = 2;
 /** How long pages may wait for a source that does not answer (its manager restarting) and no other holder has them. */
 const SOURCE_DEADLINE_MS = 10_000;
 const RETRY_MS = 500;
-/** Pages supplied from the store between two looks at the faults. */
-const YIELD_PAGES = 4096;
+/** Pages of the manifest taken in, or handed over from the store, between two looks at the faults. */
+const YIELD_PAGES = 2048;
 /** Hashes per question to the other holders. */
 const SOLE_QUERY = 65_536;
 
@@ -103,8 +103,19 @@ export class LazyFill {
   async #takeManifest(): Promise<void> {
     try {
       const m = await this.sources.manifest();
-      for (const t of m) this.#hashes.set(t.id, hashesByAddress(t));
-      if (this.store) this.#unpin = this.store.pin(Buffer.concat(m.map((t) => t.hashes)));
+      // In steps, so that faults are served in between: the job may run already.
+      const unpins: Array<() => void> = [];
+      this.#unpin = () => unpins.forEach((u) => u());
+      for (const t of m) {
+        const byAddr = new Map<number, Buffer>();
+        this.#hashes.set(t.id, byAddr);
+        for (let i = 0; i * 8 < t.addrs.length; i += YIELD_PAGES) {
+          const hashes = t.hashes.subarray(i * HASH_BYTES, (i + YIELD_PAGES) * HASH_BYTES);
+          if (this.store) unpins.push(this.store.pin(hashes));
+          for (let k = 0; k * HASH_BYTES < hashes.length; k++) byAddr.set(Number(t.addrs.readBigUInt64LE((i + k) * 8)), hashes.subarray(k * HASH_BYTES, (k + 1) * HASH_BYTES));
+          await new Promise((r) => setImmediate(r));
+        }
+      }
     } catch (e) {
       this.log.warn({ op: 'lazy-fill', err: (e as Error).message }, 'no manifest from the source: every page comes from it');
     }
@@ -128,24 +139,28 @@ export class LazyFill {
   }
 
   /**
-   * Supplies every queued page the store holds before anything is fetched, so that a fault on one is
-   * served by the pager's thread alone; the queue keeps the others. Yields now and then to faults.
+   * Hands the pager every queued page the store holds before anything is fetched, so that a fault on
+   * one is served by the pager's thread alone; the queue keeps the others. Yields now and then to faults.
    */
   async #allFromStore(): Promise<void> {
     if (!this.store) return;
-    let since = 0;
-    for (const b of this.#queue) {
-      const asked = this.#requested.get(b.id) ?? this.#requested.set(b.id, new Set()).get(b.id)!;
-      const todo = b.addrs.filter((a) => !asked.has(a));
-      const rest = new Set(this.#fromStore(b.id, todo));
-      for (const a of todo) if (!rest.has(a)) asked.add(a);
-      b.addrs = [...rest];
-      if ((since += todo.length) >= YIELD_PAGES) {
-        since = 0;
+    const rest: Batch[] = [];
+    for (const id of new Set(this.#queue.map((b) => b.id))) {
+      const asked = this.#requested.get(id) ?? this.#requested.set(id, new Set()).get(id)!;
+      const todo = this.#queue.filter((b) => b.id === id).flatMap((b) => b.addrs).filter((a) => !asked.has(a));
+      const left: number[] = [];
+      for (let i = 0; i < todo.length; i += YIELD_PAGES) {
+        const part = todo.slice(i, i + YIELD_PAGES);
+        const missing = new Set(this.#fromStore(id, part));
+        for (const a of part) {
+          if (missing.has(a)) left.push(a);
+          else asked.add(a);
+        }
         await new Promise((r) => setImmediate(r));
       }
+      for (let i = 0; i < left.length; i += BATCH_PAGES) rest.push({ id, addrs: left.slice(i, i + BATCH_PAGES) });
     }
-    this.#queue.splice(0, this.#queue.length, ...this.#queue.filter((b) => b.addrs.length));
+    this.#queue.splice(0, this.#queue.length, ...rest);
   }
 
   /** Reorders the queue: the pages that neither this host's store nor another holder has come first. */

@@ -8,25 +8,47 @@ import { PAGE, scanPages } from './page-scan.js';
 /** One task's lazy pages: addresses (u64 LE each) and, in the same order, hashes (16 bytes each). */
 export interface TaskManifest { id: number; addrs: Buffer; hashes: Buffer }
 
+/** Pages hashed per step, each step at the priority `idle()` says then. */
+const STEP_PAGES = 16_384;
+
 /**
  * Hashes the frozen memory of a lazy dump in `dir`; `hostPid` maps each task's id in the job's namespace
- * to its pid here. At idle priority: it runs while the job's restore does, which must not wait for it.
+ * to its pid here. While `idle()` says so (the job's restore runs, which must not wait for it), at idle priority.
  */
-export async function frozenManifest(dir: string, hostPid: Map<number, number>): Promise<TaskManifest[]> {
+export async function frozenManifest(dir: string, hostPid: Map<number, number>, idle: () => boolean): Promise<TaskManifest[]> {
   const out: TaskManifest[] = [];
   for (const id of dumpedTasks(dir)) {
     const pid = hostPid.get(id);
-    const ranges = lazyRanges(dir, id).flatMap((r) => [r.vaddr, r.vaddr + r.pages * PAGE]);
-    if (pid === undefined || !ranges.length) continue;
-    const scan = await scanPages(pid, ranges, true);
-    out.push({ id, addrs: Buffer.from(scan.addrs.buffer, scan.addrs.byteOffset, scan.addrs.byteLength), hashes: scan.hashes });
+    if (pid === undefined) continue;
+    const addrs: Buffer[] = [];
+    const hashes: Buffer[] = [];
+    for (const step of steps(lazyRanges(dir, id))) {
+      const scan = await scanPages(pid, step, idle());
+      addrs.push(Buffer.from(scan.addrs.buffer, scan.addrs.byteOffset, scan.addrs.byteLength));
+      hashes.push(scan.hashes);
+    }
+    if (addrs.length) out.push({ id, addrs: Buffer.concat(addrs), hashes: Buffer.concat(hashes) });
   }
   return out;
 }
 
-/** A task's manifest as a lookup: address -> its hash. */
-export function hashesByAddress(m: TaskManifest): Map<number, Buffer> {
-  const out = new Map<number, Buffer>();
-  for (let i = 0; i * 8 < m.addrs.length; i++) out.set(Number(m.addrs.readBigUInt64LE(i * 8)), m.hashes.subarray(i * 16, (i + 1) * 16));
+/** Ranges ([start, end, …]) of about STEP_PAGES pages each. */
+function steps(ranges: Array<{ vaddr: number; pages: number }>): number[][] {
+  const out: number[][] = [];
+  let step: number[] = [];
+  let pages = 0;
+  for (const r of ranges) {
+    for (let p = 0; p < r.pages;) {
+      const n = Math.min(r.pages - p, STEP_PAGES - pages);
+      step.push(r.vaddr + p * PAGE, r.vaddr + (p + n) * PAGE);
+      p += n;
+      if ((pages += n) === STEP_PAGES) {
+        out.push(step);
+        step = [];
+        pages = 0;
+      }
+    }
+  }
+  if (step.length) out.push(step);
   return out;
 }

@@ -41,8 +41,11 @@ export interface MoveResult {
   /** Lazy modes: pre-copy rounds and their bytes, the images' bytes, pages fetched after the freeze or taken from the destination's store, and when the last one was there. */
   precopy_rounds?: number; bytes_precopy?: number; bytes_frozen?: number; bytes_lazy?: number;
   pages_from_store?: number; pages_fetched?: number; all_local_ms?: number;
-  /** Lazy modes: faults after the resume, and how long the pager took to serve them (page here already, or fetched). */
-  faults?: number; fault_local_p50_us?: number; fault_local_p99_us?: number; fault_fetched_p50_us?: number; fault_fetched_p99_us?: number;
+  /**
+   * Lazy modes: faults, and how long the pager took to serve them, by where the page was: in the pager
+   * already (given, or its place in this host's store), brought from this host after the fault, fetched from another.
+   */
+  faults?: { local: number; handed: number; fetched: number; local_p50_us: number; local_p99_us: number; handed_p50_us: number; fetched_p50_us: number; fetched_p99_us: number };
   /** Set instead of the figures when the source's manager went away after committing. */
   note?: string;
 }
@@ -70,7 +73,7 @@ interface Incoming {
 }
 
 /** What the destination says once every page is there. */
-interface Landed { bytes: number; pages: number; fromStore: number; faults: Pick<MoveResult, 'faults' | 'fault_local_p50_us' | 'fault_local_p99_us' | 'fault_fetched_p50_us' | 'fault_fetched_p99_us'> }
+interface Landed { bytes: number; pages: number; fromStore: number; faults: MoveResult['faults'] }
 
 /** The source's frozen copy: `dumped` once the images are complete; `release` ends CRIU's hold (the copy stays stopped). */
 interface Frozen { dumped: Promise<void>; release(): Promise<void> }
@@ -154,6 +157,7 @@ export class Migrator {
         const r = (await this.mesh.call(to, 'job', { op: 'restore', key }, mode === 'pre-copy' ? ALL_LOCAL_TIMEOUT_MS : RESTORE_TIMEOUT_MS)) as { pid: number; pidStart: number };
         restored = Date.now() - sent;
         newPid = r.pid;
+        this.#frozen.get(key)?.restored();
         p.phase = 'commit';
         const nextHolders = lazy ? [...new Set([self, ...holders])].slice(0, MAX_HOLDERS) : holders;
         if (!(await this.#commit(j.id, j.modRevision, { ...rec, host: to, pid: r.pid, pidStart: r.pidStart, moves: rec.moves + 1, holders: nextHolders }))) {
@@ -183,7 +187,7 @@ export class Migrator {
           p.phase = 'pages';
           Object.assign(result, { precopy_rounds: pre.rounds, bytes_precopy: pre.bytes, bytes_frozen: p.bytesSent - imagesFrom });
           const l = (await this.mesh.call(to, 'job', { op: 'all-local', key }, ALL_LOCAL_TIMEOUT_MS)) as Landed;
-          Object.assign(result, { bytes_lazy: l.bytes, pages_from_store: l.fromStore, pages_fetched: l.pages, all_local_ms: Date.now() - resumed, ...l.faults });
+          Object.assign(result, { bytes_lazy: l.bytes, pages_from_store: l.fromStore, pages_fetched: l.pages, all_local_ms: Date.now() - resumed, faults: l.faults });
         }
       } catch (e) {
         // Committed: the job is the destination's, whatever became of its pages; say so rather than fail.
@@ -345,11 +349,9 @@ export class Migrator {
       // Lazy modes: the pager listens before CRIU's restore looks for it.
       if (inc.mode !== 'stop-copy') inc.fill = new LazyFill(inc.dir, this.#sources(key, inc), this.store, this.jobs.log);
       inc.pid = await restore(inc.dir, inc.mode !== 'stop-copy');
-      // pre-copy fills every page before the resume; the others after it (off the freeze).
-      if (inc.mode === 'pre-copy') {
-        inc.fill!.startBackground();
-        await inc.fill!.allLocal;
-      }
+      // Pages go in from now on (the task stays stopped until the resume); pre-copy waits for all of them.
+      inc.fill?.startBackground();
+      if (inc.mode === 'pre-copy') await inc.fill!.allLocal;
       this.#touch(key, RESTORED_IDLE_MS);
     } catch (e) {
       inc.fill?.stop();
@@ -497,7 +499,10 @@ function landed(fill: LazyFill): Landed {
   const us = (ns: number) => Math.round(ns / 100) / 10;
   return {
     bytes: fill.bytesFetched, pages: fill.pagesFetched, fromStore: fill.pagesFromStore,
-    faults: { faults: s.faults, fault_local_p50_us: us(s.localP50Ns), fault_local_p99_us: us(s.localP99Ns), fault_fetched_p50_us: us(s.fetchedP50Ns), fault_fetched_p99_us: us(s.fetchedP99Ns) },
+    faults: {
+      local: s.faultsOnSupplied, handed: s.faultsHanded, fetched: s.faultsFetched, local_p50_us: us(s.localP50Ns), local_p99_us: us(s.localP99Ns),
+      handed_p50_us: us(s.handedP50Ns), fetched_p50_us: us(s.fetchedP50Ns), fetched_p99_us: us(s.fetchedP99Ns),
+    },
   };
 }
 

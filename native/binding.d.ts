@@ -60,4 +60,5 @@ export interface NativeBinding {
   pagerStop(handle: number): void;
 }
 
-export interface PagerStats { tasks: number; waiting: number; installed: number; faults: number; faultsOnSupplied: number; localP50Ns: number; localP99Ns: number; fetchedP50Ns: number; fetchedP99Ns: number }
+export interface PagerStats { tasks: number; waiting: number; installed: number; faults: number; faultsOnSupplied: number; faultsHanded: number; faultsFetched: number;
+  localP50Ns: number; localP99Ns: number; handedP50Ns: number; handedP99Ns: number; fetchedP50Ns: number; fetchedP99Ns: number }

@@ -21,6 +21,7 @@ namespace {
 
 constexpr size_t kPage = 4096;
 constexpr uint64_t kPresent = 1ULL << 63;
+constexpr uint64_t kSwapped = 1ULL << 62;  // also a page under migration: read, as CRIU dumps it
 constexpr size_t kBatchPages = 512;
 constexpr size_t kMaxIov = 1024;
 
@@ -86,7 +87,7 @@ class ScanWorker : public Napi::AsyncWorker {
         }
         present.clear();
         for (size_t i = 0; i < static_cast<size_t>(got) / sizeof(uint64_t); i++)
-          if (map[i] & kPresent) present.push_back(at + i * kPage);
+          if (map[i] & (kPresent | kSwapped)) present.push_back(at + i * kPage);
         if (present.empty()) continue;
         ssize_t read = ReadPages(pid_, present.data(), present.size(), buf.data());
         if (read < 0) {
@@ -136,7 +137,7 @@ class ScanWorker : public Napi::AsyncWorker {
 
 // pageScan(pid, ranges: number[] [start, end, start, end…] page-aligned, idle) ->
 //   Promise<{ addrs: Buffer (u64 LE each), hashes: Buffer (16 bytes each) } | { errno, syscall }>
-// The present pages of the ranges, in address order, with their XXH3-128 hashes (canonical form).
+// The present (or swapped: CRIU dumps those too) pages of the ranges, in address order, with their XXH3-128 hashes (canonical form).
 // idle: the scan runs at SCHED_IDLE, taking no CPU that other work wants.
 Napi::Value PageScan(const Napi::CallbackInfo& info) {
   if (!RequireInt(info, 0, "pid")) return info.Env().Undefined();

@@ -139,8 +139,12 @@ class Pager {
     o.Set("installed", static_cast<double>(installed));
     o.Set("faults", static_cast<double>(faults_));
     o.Set("faultsOnSupplied", static_cast<double>(faultsOnSupplied_));
+    o.Set("faultsHanded", static_cast<double>(handedNs_.size()));
+    o.Set("faultsFetched", static_cast<double>(fetchedNs_.size()));
     o.Set("localP50Ns", pct(localNs_, 0.5));
     o.Set("localP99Ns", pct(localNs_, 0.99));
+    o.Set("handedP50Ns", pct(handedNs_, 0.5));
+    o.Set("handedP99Ns", pct(handedNs_, 0.99));
     o.Set("fetchedP50Ns", pct(fetchedNs_, 0.5));
     o.Set("fetchedP99Ns", pct(fetchedNs_, 0.99));
     return o;
@@ -200,7 +204,7 @@ class Pager {
       t->installed++;
       auto f = t->faulted.find(a);
       if (f != t->faulted.end()) {
-        (remote ? fetchedNs_ : localNs_).push_back(now - f->second);
+        (remote ? fetchedNs_ : handedNs_).push_back(now - f->second);
         t->faulted.erase(f);
       }
     }
@@ -247,18 +251,13 @@ class Pager {
         if (msg[i].event != UFFD_EVENT_PAGEFAULT) continue;
         uint64_t addr = msg[i].arg.pagefault.address & ~(kPage - 1);
         faults_++;
-        if (t->stored.count(addr)) {  // in this host's store: read here, no JavaScript involved
-          t->faulted.emplace(addr, now);
-          Load(t, addr, 1);
-          if (t->waiting.count(addr)) Copy(t, t->waiting, addr, 1);
-          continue;
-        }
+        if (t->stored.count(addr)) Load(t, addr, 1);  // in this host's store: read here, no JavaScript involved
         auto& from = t->held.count(addr) ? t->held : t->waiting;
         if (from.count(addr)) {
           faultsOnSupplied_++;
           Copy(t, from, addr, 1);
           localNs_.push_back(NowNs() - now);
-        } else {
+        } else {  // not here yet (or its stored copy was damaged): JavaScript gets it
           t->faulted.emplace(addr, now);
           Emit(kFault, t->pid, addr);
         }
@@ -374,8 +373,11 @@ class Pager {
   struct Early { uint64_t addr; bool background; bool remote; std::vector<uint8_t> page; };
   std::map<int, std::vector<Early>> early_;  // pages supplied before their task arrived
   std::vector<int> clients_;
-  std::vector<uint64_t> localNs_;    // fault service times, the page on this host (supplied already, or from its store)
-  std::vector<uint64_t> fetchedNs_;  // fault service times, the page fetched from another host after the fault
+  // Fault service times: the pager had the page (supplied, or its place in the store); the page came
+  // from this host after the fault reached JavaScript; it was fetched from another host.
+  std::vector<uint64_t> localNs_;
+  std::vector<uint64_t> handedNs_;
+  std::vector<uint64_t> fetchedNs_;
   uint64_t faults_ = 0;
   uint64_t faultsOnSupplied_ = 0;
 };
@@ -452,7 +454,8 @@ Napi::Value PagerSupplyStored(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), p->SupplyStored(info[1].As<Napi::Number>().Int32Value(), addrs.data(), count, fds.data(), offsets.data(), bytes(5).Data()));
 }
 
-// pagerStats(handle) -> { tasks, waiting, installed, faults, faultsOnSupplied, localP50Ns, localP99Ns, fetchedP50Ns, fetchedP99Ns }
+// pagerStats(handle) -> { tasks, waiting, installed, faults, faultsOnSupplied, faultsHanded, faultsFetched,
+//   localP50Ns, localP99Ns, handedP50Ns, handedP99Ns, fetchedP50Ns, fetchedP99Ns }
 Napi::Value PagerStats(const Napi::CallbackInfo& info) {
   Pager* p = PagerOf(info);
   return p ? p->Stats(info.Env()) : info.Env().Undefined();
