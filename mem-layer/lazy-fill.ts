@@ -63,7 +63,6 @@ export class LazyFill {
   pagesFromStore = 0;
   pagesFetched = 0;
   bytesFetched = 0;
-  faults = 0;
 
   constructor(readonly dir: string, private readonly sources: PageSources, private readonly store: PageStore | undefined, private readonly log: Log) {
     this.#ranges = new Map(dumpedTasks(dir).map((id) => [id, lazyRanges(dir, id)]));
@@ -79,10 +78,7 @@ export class LazyFill {
       }
       this.#pump();
     });
-    this.#pager.on('fault', (id, addr) => {
-      this.faults++;
-      void this.#get(id, [addr], true);
-    });
+    this.#pager.on('fault', (id, addr) => void this.#get(id, [addr], true));
     this.#pager.on('storeMiss', (id, addr) => {
       // The store's copy is damaged: it forgets it, and the page is fetched like any the store lacks.
       this.pagesFromStore--;
@@ -96,7 +92,7 @@ export class LazyFill {
 
   get pagesTotal(): number { return this.#total; }
 
-  /** What the pager measured: fault service times (local: page supplied already; fetched: after the fault). */
+  /** What the pager did: pages installed, faults and their service times by where the page was. */
   stats() { return this.#pager.stats(); }
 
   /** The hashes of the pages to come, and the store's pins on them; without them, every page comes from the source. */

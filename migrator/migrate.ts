@@ -411,7 +411,7 @@ export class Migrator {
       () => {
         this.#landed.set(key, landed(fill));
         setTimeout(() => this.#landed.delete(key), INCOMING_IDLE_MS).unref();
-        this.jobs.log.info({ op: 'job-move-in', job: inc.id, pages: fill.pagesTotal, fromStore: fill.pagesFromStore, fetched: fill.pagesFetched, faults: fill.faults }, 'every page is here');
+        this.jobs.log.info({ op: 'job-move-in', job: inc.id, pages: fill.pagesTotal, fromStore: fill.pagesFromStore, fetched: fill.pagesFetched, faults: fill.stats().faults }, 'every page is here');
       },
       (e: Error) => {
         this.jobs.log.error({ op: 'job-move-in', job: inc.id, err: e.message, code: codes.PAGES_LOST }, 'pages lost: the job is ended');
