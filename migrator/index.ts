@@ -12,12 +12,13 @@ import { JobManager, type RunRequest } from './job-manager.js';
 import type { JobUsage } from './job-processes.js';
 import type { JobRecord } from './jobs.js';
 import type { TrafficLedger } from './ledger.js';
-import { Migrator, type MoveMode } from './migrate.js';
+import { Migrator } from './migrate.js';
+import type { MoveMode } from './move-types.js';
 import { PageStore } from '../mem-layer/index.js';
 
 export { TrafficLedger, type LedgerRow } from './ledger.js';
 export { JOBS_EXPORT, type JobRecord } from './jobs.js';
-export { MODES, type MoveMode, type MoveProgress, type MoveResult } from './migrate.js';
+export { MODES, type MoveMode, type MoveProgress, type MoveResult } from './move-types.js';
 
 export interface JobView extends JobRecord { usage?: JobUsage }
 
@@ -73,24 +74,24 @@ export function startMigrator(o: { self: string; mount: string; stateDir: string
 
   o.mesh.handle('job', (a: Record<string, unknown>, ctx) => {
     switch (a?.op) {
-      case 'prepare': return migrator.prepare(a as never, ctx.from);
-      case 'restore': return migrator.restore(String(a.key));
-      case 'resume': return migrator.resume(String(a.key));
-      case 'abort': return migrator.abort(String(a.key));
+      case 'prepare': return migrator.incoming.prepare(a as never, ctx.from);
+      case 'restore': return migrator.incoming.restore(String(a.key));
+      case 'resume': return migrator.incoming.resume(String(a.key));
+      case 'abort': return migrator.incoming.abort(String(a.key));
       case 'pages': return migrator.pages(a as { key: string; id: number; addrs: Buffer });
       case 'manifest': return migrator.manifest(String(a.key));
-      case 'fetching': return migrator.fetching(String(a.id));
-      case 'have': return migrator.have(String(a.key), a.hashes as Buffer);
-      case 'put-pages': return migrator.putPages(String(a.key), a.hashes as Buffer, ctx.attachment ?? []);
+      case 'fetching': return migrator.incoming.fetching(String(a.id));
+      case 'have': return migrator.incoming.have(String(a.key), a.hashes as Buffer);
+      case 'put-pages': return migrator.incoming.putPages(String(a.key), a.hashes as Buffer, ctx.attachment ?? []);
       case 'stored-pages': return migrator.storedPages(a.hashes as Buffer);
       case 'store-lacks': return migrator.storeLacks(a.hashes as Buffer);
-      case 'all-local': return migrator.allLocal(String(a.key));
+      case 'all-local': return migrator.incoming.allLocal(String(a.key));
       default: return local(String(a?.op), a ?? {});
     }
   });
   o.mesh.handle('job-images', (a: { key: string }, ctx) => {
     if (!ctx.stream) throw new PjError(codes.PROTOCOL, 'job-images is an upload');
-    return migrator.receive(a, ctx.stream);
+    return migrator.incoming.receive(a, ctx.stream);
   });
 
   async function ps(): Promise<JobView[]> {

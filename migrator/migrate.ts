@@ -15,79 +15,45 @@
 // every page before the resume, `post-copy` and `hybrid` after it. The source
 // copy ends once every page is on the destination, after the source kept the
 // job's pages in its own store (a return trip then moves only what changed).
-import { closeSync, mkdirSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
+// This file is the source's side (and a holder's); move-in.ts the destination's.
+import { mkdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { PjError, codes } from '../common/errors.js';
-import { crashPoint, faultActive } from '../common/fault.js';
+import { crashPoint } from '../common/fault.js';
 import type { Mesh } from '../manager/mesh/mesh.js';
-import { pingPeer } from '../manager/mesh-diagnostics.js';
-import { FrozenMemory, LazyFill, precopy, type PageSources, type PageStore, type PrecopyResult, type TaskManifest } from '../mem-layer/index.js';
-import { CriuError, closePageServer, dropNetworkLocks, dump, dumpLazy, restore } from './criu.js';
-import { imageStream, receiveImages } from './image-transfer.js';
-import { isDirectory, type JobManager } from './job-manager.js';
-import { alive, jobPids, jobTasks, localJobInits, signalAll, startTime, stateOf } from './job-processes.js';
+import { FrozenMemory, precopy, type PageStore, type PrecopyResult, type TaskManifest } from '../mem-layer/index.js';
+import { closePageServer, dropNetworkLocks, dump, dumpLazy } from './criu.js';
+import { imageStream } from './image-transfer.js';
+import type { JobManager } from './job-manager.js';
+import { alive, jobPids, jobTasks, localJobInits, signalAll, stateOf } from './job-processes.js';
 import type { JobRecord } from './jobs.js';
 import type { TrafficLedger } from './ledger.js';
-import { differingSystemFiles, inspectJob, type SystemFile } from './migratable.js';
+import { inspectJob } from './migratable.js';
 
-export const MODES = ['hybrid', 'stop-copy', 'pre-copy', 'post-copy'] as const;
-export type MoveMode = (typeof MODES)[number];
+import { MovesIn, type Landed } from './move-in.js';
+import { MODES, TRANSFER_IDLE_MS, type MoveMode, type MoveProgress, type MoveResult } from './move-types.js';
 
-export interface MoveResult {
-  job: string; from: string; to: string; mode: MoveMode;
-  downtime_ms: number; dump_ms: number; transfer_ms: number; restore_ms: number; bytes_sent: number;
-  /** Lazy modes: pre-copy rounds and their bytes, the images' bytes, pages fetched after the freeze or taken from the destination's store, and when the last one was there. */
-  precopy_rounds?: number; bytes_precopy?: number; bytes_frozen?: number; bytes_lazy?: number;
-  pages_from_store?: number; pages_fetched?: number; all_local_ms?: number;
-  /**
-   * Lazy modes: faults, and how long the pager took to serve them, by where the page was: in the pager
-   * already (given, or its place in this host's store), brought from this host after the fault, fetched from another.
-   */
-  faults?: { local: number; handed: number; fetched: number; local_p50_us: number; local_p99_us: number; handed_p50_us: number; fetched_p50_us: number; fetched_p99_us: number };
-  /** Set instead of the figures when the source's manager went away after committing. */
-  note?: string;
-}
-export interface MoveProgress { phase: string; bytesSent: number; elapsedMs: number }
-
-/** A transfer that makes no progress for this long (a cut link) is given up. */
-const TRANSFER_IDLE_MS = 15_000;
 const RESTORE_TIMEOUT_MS = 60_000;
 /** Lazy modes: how long the source waits for the destination to hold every page. */
 const ALL_LOCAL_TIMEOUT_MS = 10 * 60_000;
-/** How long a destination keeps a move's state without hearing from the source; once restored, the commit is quick. */
-const INCOMING_IDLE_MS = 60_000;
-const RESTORED_IDLE_MS = 3_000;
 /** How many hosts a job's record names as holding its pages (the most recent first). */
 const MAX_HOLDERS = 4;
-
-/** A move into this host: `revision` is the job record's, which the source's commit is conditioned on. */
-interface Incoming {
-  id: string; from: string; dir: string; revision: string; mode: MoveMode;
-  /** Other hosts whose stores hold the job's pages, when the source is gone. */
-  holders: string[];
-  /** Pins on the pages the pre-copy put in the store, until the move ends. */
-  unpins: Array<() => void>;
-  pid?: number; fill?: LazyFill; timer?: NodeJS.Timeout;
-}
-
-/** What the destination says once every page is there. */
-interface Landed { bytes: number; pages: number; fromStore: number; faults: MoveResult['faults'] }
 
 /** The source's frozen copy: `dumped` once the images are complete; `release` ends CRIU's hold (the copy stays stopped). */
 interface Frozen { dumped: Promise<void>; release(): Promise<void> }
 
 export class Migrator {
   #progress = new Map<string, { phase: string; bytesSent: number; started: number }>();
-  #incoming = new Map<string, Incoming>();
   /** Lazy moves out of this host: the frozen memory the destinations fetch from. */
   #frozen = new Map<string, FrozenMemory>();
-  /** Lazy moves into this host that have every page, until the source asks (allLocal). */
-  #landed = new Map<string, Landed>();
+  /** This host's side of the moves into it. */
+  readonly incoming: MovesIn;
 
   constructor(private readonly jobs: JobManager, private readonly mesh: Mesh, private readonly workDir: string,
-    private readonly store: PageStore, private readonly ledger: TrafficLedger) {
+    private readonly store: PageStore, ledger: TrafficLedger) {
+    this.incoming = new MovesIn(jobs, mesh, workDir, store, ledger);
     jobs.stillFetching = async (rec) => Boolean(await this.mesh.call(rec.host, 'job', { op: 'fetching', id: rec.id }, 2000).catch(() => false));
   }
 
@@ -272,11 +238,6 @@ export class Migrator {
     return m;
   }
 
-  /** Whether a lazy move of job `id` into this host still fetches pages. */
-  fetching(id: string): boolean {
-    return [...this.#incoming.values()].some((inc) => inc.id === id && inc.fill);
-  }
-
   /** Which of these hashes this host's store lacks (positions): a destination asks which pages only its source holds. */
   storeLacks(hashes: Buffer): number[] {
     return this.store.missing(hashes);
@@ -303,223 +264,8 @@ export class Migrator {
     }
   }
 
-  // --- the destination's side ---
-
-  async prepare(a: { id: string; key: string; mode: MoveMode; revision: string; systemFiles: SystemFile[]; cwd: string; holders?: string[] }, from: string): Promise<void> {
-    if (!MODES.includes(a.mode)) throw new PjError(codes.USAGE, `this host does not know the mode '${a.mode}'`);
-    const differ = differingSystemFiles(a.systemFiles);
-    if (!(await isDirectory(a.cwd))) differ.push(`${a.cwd}: the job's working directory is missing`);
-    if (differ.length) throw new PjError(codes.NOT_MIGRATABLE, `files the job maps differ on ${this.jobs.self}: ${differ.join('; ')}`);
-    if (this.jobs.busy.has(a.id)) throw new PjError(codes.JOB_BUSY, `job ${a.id} is already moving here`);
-    this.jobs.busy.add(a.id);
-    const inc: Incoming = { id: a.id, from, mode: a.mode, revision: String(a.revision), dir: join(this.workDir, 'incoming', a.key), holders: a.holders ?? [], unpins: [] };
-    this.#incoming.set(a.key, inc);
-    this.#touch(a.key);
-    void nearestFirst(this.mesh, inc.holders).then((h) => (inc.holders = h));
-  }
-
-  /** Pre-copy: which of these hashes this host's store lacks (positions). */
-  have(key: string, hashes: Buffer): number[] {
-    this.#touch(key);
-    this.#get(key);
-    return this.store.missing(hashes);
-  }
-
-  /** Pre-copy: pages into this host's store, pinned until the move ends. */
-  putPages(key: string, hashes: Buffer, pieces: Buffer[]): void {
-    const inc = this.#get(key);
-    this.#touch(key);
-    inc.unpins.push(this.store.pin(hashes));
-    this.store.put(hashes, pieces.length === 1 ? pieces[0] : Buffer.concat(pieces));
-  }
-
-  async receive(a: { key: string }, stream: AsyncIterable<Buffer>): Promise<{ bytes: number }> {
-    const inc = this.#get(a.key);
-    this.#touch(a.key);
-    const bytes = await receiveImages(inc.dir, stream);
-    if (faultActive('corrupt-images')) damage(inc.dir);
-    return { bytes };
-  }
-
-  async restore(key: string): Promise<{ pid: number; pidStart: number }> {
-    const inc = this.#get(key);
-    this.#touch(key);
-    crashPoint('destination-before-restore');
-    try {
-      // Lazy modes: the pager listens before CRIU's restore looks for it.
-      if (inc.mode !== 'stop-copy') inc.fill = new LazyFill(inc.dir, this.#sources(key, inc), this.store, this.jobs.log);
-      inc.pid = await restore(inc.dir, inc.mode !== 'stop-copy');
-      // Pages go in from now on (the task stays stopped until the resume); pre-copy waits for all of them.
-      inc.fill?.startBackground();
-      if (inc.mode === 'pre-copy') await inc.fill!.allLocal;
-      this.#touch(key, RESTORED_IDLE_MS);
-    } catch (e) {
-      inc.fill?.stop();
-      await dropNetworkLocks(inc.dir);
-      throw e instanceof CriuError ? new PjError(codes.MIGRATION_ABORTED, `on ${this.jobs.self}: ${e.message}`) : e;
-    }
-    return { pid: inc.pid, pidStart: startTime(inc.pid) ?? 0 };
-  }
-
-  /** Where the pages this host's store lacks come from: the frozen source, else other holders; counted in the ledger. */
-  #sources(key: string, inc: Incoming): PageSources {
-    const fetched = (from: string, pieces: Buffer[]): Buffer => {
-      const data = pieces.length === 1 ? pieces[0] : Buffer.concat(pieces);
-      if (inc.pid) this.ledger.record(this.ledger.jobOf(inc.pid), from, 'mem', 1, data.length);
-      return data;
-    };
-    return {
-      manifest: async () => (await this.mesh.call(inc.from, 'job', { op: 'manifest', key }, TRANSFER_IDLE_MS)) as TaskManifest[],
-      fromSource: async (id, addrs) => fetched(inc.from, (await this.mesh.call(inc.from, 'job', { op: 'pages', key, id, addrs })) as Buffer[]),
-      fromHolders: async (hashes) => {
-        let last: Error = new PjError(codes.PAGES_LOST, 'no other host holds the job\'s pages');
-        for (const h of inc.holders) {
-          try {
-            return fetched(h, (await this.mesh.call(h, 'job', { op: 'stored-pages', hashes })) as Buffer[]);
-          } catch (e) {
-            last = e as Error;
-          }
-        }
-        throw last;
-      },
-      onlyAtSource: async (hashes) => {
-        let only = [...Array(hashes.length / 16).keys()];
-        for (const h of inc.holders) {
-          if (!only.length) break;
-          const asked = Buffer.concat(only.map((i) => hashes.subarray(i * 16, (i + 1) * 16)));
-          const lacking = (await this.mesh.call(h, 'job', { op: 'store-lacks', hashes: asked }).catch(() => undefined)) as number[] | undefined;
-          if (lacking) only = lacking.map((k) => only[k]);
-        }
-        return only;
-      },
-    };
-  }
-
-  resume(key: string): void {
-    const inc = this.#get(key);
-    if (inc.pid) signalAll(jobPids(inc.pid), 'SIGCONT');
-    if (inc.fill) this.#untilLocal(key, inc, inc.fill);
-    else this.#finish(key);
-  }
-
-  /** Lazy modes, committed: the move ends when every page is here; a page that cannot be had ends the job. */
-  #untilLocal(key: string, inc: Incoming, fill: LazyFill): void {
-    clearTimeout(inc.timer);
-    this.jobs.filling.add(inc.id);
-    fill.startBackground();
-    fill.allLocal.then(
-      () => {
-        this.#landed.set(key, landed(fill));
-        setTimeout(() => this.#landed.delete(key), INCOMING_IDLE_MS).unref();
-        this.jobs.log.info({ op: 'job-move-in', job: inc.id, pages: fill.pagesTotal, fromStore: fill.pagesFromStore, fetched: fill.pagesFetched, faults: fill.stats().faults }, 'every page is here');
-      },
-      (e: Error) => {
-        this.jobs.log.error({ op: 'job-move-in', job: inc.id, err: e.message, code: codes.PAGES_LOST }, 'pages lost: the job is ended');
-        if (inc.pid) this.jobs.end(inc.id, inc.pid, `${codes.PAGES_LOST}`);
-      },
-    ).finally(() => {
-      fill.stop();
-      this.#finish(key);
-    });
-  }
-
-  /** Lazy modes: resolves once every page of the move is here. */
-  async allLocal(key: string): Promise<Landed> {
-    const done = this.#landed.get(key);
-    if (done) return done;
-    const fill = this.#get(key).fill;
-    if (!fill) throw new PjError(codes.USAGE, `move ${key} is stop-copy`);
-    await fill.allLocal;
-    return landed(fill);
-  }
-
-  /** The source gave up (or went silent): our copy goes, unless the job table says it is the job. */
-  async abort(key: string): Promise<void> {
-    const inc = this.#incoming.get(key);
-    if (!inc) return;
-    if (inc.pid) {
-      let committed: boolean;
-      try {
-        committed = await this.#committed(inc);
-      } catch (e) {
-        // etcd does not answer: nothing is decided, ask again later.
-        this.jobs.log.warn({ op: 'job-move-in', job: inc.id, err: (e as Error).message }, 'cannot tell whether the move committed yet');
-        return this.#touch(key, RESTORED_IDLE_MS);
-      }
-      signalAll(jobPids(inc.pid), committed ? 'SIGCONT' : 'SIGKILL');
-      if (!committed) await dropNetworkLocks(inc.dir);
-      if (committed && inc.fill) return this.#untilLocal(key, inc, inc.fill);
-      this.jobs.log.warn({ op: 'job-move-in', job: inc.id, from: inc.from, committed }, committed ? 'resumed a committed copy' : 'dropped an uncommitted copy');
-    }
-    this.#finish(key);
-  }
-
-  /**
-   * Whether the source committed the move to us. If not yet, we fence it off: a write of the record
-   * as it is, conditioned on the revision the source's commit needs, makes that commit fail for good.
-   */
-  async #committed(inc: Incoming): Promise<boolean> {
-    for (;;) {
-      const now = await this.jobs.table.get<JobRecord>(inc.id);
-      if (!now) return false;
-      if (now.value.host === this.jobs.self && now.value.pid === inc.pid) return true;
-      if (now.modRevision !== inc.revision) return false;
-      if (await this.jobs.table.compareAndSwap(inc.id, inc.revision, now.value)) return false;
-    }
-  }
-
-  #get(key: string): Incoming {
-    const inc = this.#incoming.get(key);
-    if (!inc) throw new PjError(codes.MIGRATION_ABORTED, `no move ${key} in progress on ${this.jobs.self}`);
-    return inc;
-  }
-
-  #touch(key: string, idleMs = INCOMING_IDLE_MS): void {
-    const inc = this.#incoming.get(key);
-    if (!inc) return;
-    clearTimeout(inc.timer);
-    inc.timer = setTimeout(() => void this.abort(key), idleMs);
-  }
-
-  #finish(key: string): void {
-    const inc = this.#incoming.get(key);
-    if (!inc) return;
-    inc.fill?.stop();
-    for (const unpin of inc.unpins) unpin();
-    clearTimeout(inc.timer);
-    this.#incoming.delete(key);
-    this.jobs.busy.delete(inc.id);
-    this.jobs.filling.delete(inc.id);
-    rmSync(inc.dir, { recursive: true, force: true });
-  }
 }
 
-function landed(fill: LazyFill): Landed {
-  const s = fill.stats();
-  const us = (ns: number) => Math.round(ns / 100) / 10;
-  return {
-    bytes: fill.bytesFetched, pages: fill.pagesFetched, fromStore: fill.pagesFromStore,
-    faults: {
-      local: s.faultsOnSupplied, handed: s.faultsHanded, fetched: s.faultsFetched, local_p50_us: us(s.localP50Ns), local_p99_us: us(s.localP99Ns),
-      handed_p50_us: us(s.handedP50Ns), fetched_p50_us: us(s.fetchedP50Ns), fetched_p99_us: us(s.fetchedP99Ns),
-    },
-  };
-}
-
-/** Hosts nearest first (one ping each; one that does not answer goes last; ties keep their order). */
-async function nearestFirst(mesh: Mesh, hosts: string[]): Promise<string[]> {
-  const rtt = await Promise.all(hosts.map((h) => pingPeer(mesh, h, 1, 0, 1000).then((r) => r.rttsMs[0], () => Infinity)));
-  return hosts.map((h, i) => ({ h, r: rtt[i] })).sort((x, y) => x.r - y.r).map((x) => x.h);
-}
-
-/** PJ_FAULT=corrupt-images: garbage over the start of every image, as a damaged stream would leave them. */
-function damage(dir: string): void {
-  for (const name of readdirSync(dir)) {
-    const fd = openSync(join(dir, name), 'r+');
-    writeSync(fd, randomBytes(64), 0, 64, 0);
-    closeSync(fd);
-  }
-}
 
 function abort(e: unknown, rec: JobRecord): PjError {
   if (e instanceof PjError && (e.code === codes.MIGRATION_ABORTED || e.code === codes.NOT_MIGRATABLE || e.code === codes.JOB_BUSY)) return e;

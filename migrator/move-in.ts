@@ -1,0 +1,268 @@
+// The destination's side of a move: it checks the files the job maps, takes
+// the pre-copy's pages into this host's store, receives the images, restores
+// them left stopped (lazy modes: with a pager that fills the memory from the
+// store, the frozen source or another holder), resumes its copy once the
+// source committed, and ends it if the source gave up or went silent without
+// committing (fencing that commit off first).
+import { closeSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { PjError, codes } from '../common/errors.js';
+import { crashPoint, faultActive } from '../common/fault.js';
+import type { Mesh } from '../manager/mesh/mesh.js';
+import { pingPeer } from '../manager/mesh-diagnostics.js';
+import { LazyFill, type PageSources, type PageStore, type TaskManifest } from '../mem-layer/index.js';
+import { CriuError, dropNetworkLocks, restore } from './criu.js';
+import { receiveImages } from './image-transfer.js';
+import { isDirectory, type JobManager } from './job-manager.js';
+import { jobPids, signalAll, startTime } from './job-processes.js';
+import type { JobRecord } from './jobs.js';
+import type { TrafficLedger } from './ledger.js';
+import { differingSystemFiles, type SystemFile } from './migratable.js';
+import { MODES, TRANSFER_IDLE_MS, type MoveMode, type MoveResult } from './move-types.js';
+
+/** How long a destination keeps a move's state without hearing from the source; once restored, the commit is quick. */
+const INCOMING_IDLE_MS = 60_000;
+const RESTORED_IDLE_MS = 3_000;
+
+/** A move into this host: `revision` is the job record's, which the source's commit is conditioned on. */
+interface Incoming {
+  id: string; from: string; dir: string; revision: string; mode: MoveMode;
+  /** Other hosts whose stores hold the job's pages, when the source is gone. */
+  holders: string[];
+  /** Pins on the pages the pre-copy put in the store, until the move ends. */
+  unpins: Array<() => void>;
+  pid?: number; fill?: LazyFill; timer?: NodeJS.Timeout;
+}
+
+/** What the destination says once every page is there. */
+export interface Landed { bytes: number; pages: number; fromStore: number; faults: MoveResult['faults'] }
+
+export class MovesIn {
+  #incoming = new Map<string, Incoming>();
+  /** Lazy moves into this host that have every page, until the source asks (allLocal). */
+  #landed = new Map<string, Landed>();
+
+  constructor(private readonly jobs: JobManager, private readonly mesh: Mesh, private readonly workDir: string,
+    private readonly store: PageStore, private readonly ledger: TrafficLedger) {}
+
+  async prepare(a: { id: string; key: string; mode: MoveMode; revision: string; systemFiles: SystemFile[]; cwd: string; holders?: string[] }, from: string): Promise<void> {
+    if (!MODES.includes(a.mode)) throw new PjError(codes.USAGE, `this host does not know the mode '${a.mode}'`);
+    const differ = differingSystemFiles(a.systemFiles);
+    if (!(await isDirectory(a.cwd))) differ.push(`${a.cwd}: the job's working directory is missing`);
+    if (differ.length) throw new PjError(codes.NOT_MIGRATABLE, `files the job maps differ on ${this.jobs.self}: ${differ.join('; ')}`);
+    if (this.jobs.busy.has(a.id)) throw new PjError(codes.JOB_BUSY, `job ${a.id} is already moving here`);
+    this.jobs.busy.add(a.id);
+    const inc: Incoming = { id: a.id, from, mode: a.mode, revision: String(a.revision), dir: join(this.workDir, 'incoming', a.key), holders: a.holders ?? [], unpins: [] };
+    this.#incoming.set(a.key, inc);
+    this.#touch(a.key);
+    void nearestFirst(this.mesh, inc.holders).then((h) => (inc.holders = h));
+  }
+
+  /** Pre-copy: which of these hashes this host's store lacks (positions). */
+  have(key: string, hashes: Buffer): number[] {
+    this.#touch(key);
+    this.#get(key);
+    return this.store.missing(hashes);
+  }
+
+  /** Pre-copy: pages into this host's store, pinned until the move ends. */
+  putPages(key: string, hashes: Buffer, pieces: Buffer[]): void {
+    const inc = this.#get(key);
+    this.#touch(key);
+    inc.unpins.push(this.store.pin(hashes));
+    this.store.put(hashes, pieces.length === 1 ? pieces[0] : Buffer.concat(pieces));
+  }
+
+  async receive(a: { key: string }, stream: AsyncIterable<Buffer>): Promise<{ bytes: number }> {
+    const inc = this.#get(a.key);
+    this.#touch(a.key);
+    const bytes = await receiveImages(inc.dir, stream);
+    if (faultActive('corrupt-images')) damage(inc.dir);
+    return { bytes };
+  }
+
+  async restore(key: string): Promise<{ pid: number; pidStart: number }> {
+    const inc = this.#get(key);
+    this.#touch(key);
+    crashPoint('destination-before-restore');
+    try {
+      // Lazy modes: the pager listens before CRIU's restore looks for it.
+      if (inc.mode !== 'stop-copy') inc.fill = new LazyFill(inc.dir, this.#sources(key, inc), this.store, this.jobs.log);
+      inc.pid = await restore(inc.dir, inc.mode !== 'stop-copy');
+      // Pages go in from now on (the task stays stopped until the resume); pre-copy waits for all of them.
+      inc.fill?.startBackground();
+      if (inc.mode === 'pre-copy') await inc.fill!.allLocal;
+      this.#touch(key, RESTORED_IDLE_MS);
+    } catch (e) {
+      inc.fill?.stop();
+      await dropNetworkLocks(inc.dir);
+      throw e instanceof CriuError ? new PjError(codes.MIGRATION_ABORTED, `on ${this.jobs.self}: ${e.message}`) : e;
+    }
+    return { pid: inc.pid, pidStart: startTime(inc.pid) ?? 0 };
+  }
+
+  /** Where the pages this host's store lacks come from: the frozen source, else other holders; counted in the ledger. */
+  #sources(key: string, inc: Incoming): PageSources {
+    const fetched = (from: string, pieces: Buffer[]): Buffer => {
+      const data = pieces.length === 1 ? pieces[0] : Buffer.concat(pieces);
+      if (inc.pid) this.ledger.record(this.ledger.jobOf(inc.pid), from, 'mem', 1, data.length);
+      return data;
+    };
+    return {
+      manifest: async () => (await this.mesh.call(inc.from, 'job', { op: 'manifest', key }, TRANSFER_IDLE_MS)) as TaskManifest[],
+      fromSource: async (id, addrs) => fetched(inc.from, (await this.mesh.call(inc.from, 'job', { op: 'pages', key, id, addrs })) as Buffer[]),
+      fromHolders: async (hashes) => {
+        let last: Error = new PjError(codes.PAGES_LOST, 'no other host holds the job\'s pages');
+        for (const h of inc.holders) {
+          try {
+            return fetched(h, (await this.mesh.call(h, 'job', { op: 'stored-pages', hashes })) as Buffer[]);
+          } catch (e) {
+            last = e as Error;
+          }
+        }
+        throw last;
+      },
+      onlyAtSource: async (hashes) => {
+        let only = [...Array(hashes.length / 16).keys()];
+        for (const h of inc.holders) {
+          if (!only.length) break;
+          const asked = Buffer.concat(only.map((i) => hashes.subarray(i * 16, (i + 1) * 16)));
+          const lacking = (await this.mesh.call(h, 'job', { op: 'store-lacks', hashes: asked }).catch(() => undefined)) as number[] | undefined;
+          if (lacking) only = lacking.map((k) => only[k]);
+        }
+        return only;
+      },
+    };
+  }
+
+  resume(key: string): void {
+    const inc = this.#get(key);
+    if (inc.pid) signalAll(jobPids(inc.pid), 'SIGCONT');
+    if (inc.fill) this.#untilLocal(key, inc, inc.fill);
+    else this.#finish(key);
+  }
+
+  /** Lazy modes, committed: the move ends when every page is here; a page that cannot be had ends the job. */
+  #untilLocal(key: string, inc: Incoming, fill: LazyFill): void {
+    clearTimeout(inc.timer);
+    this.jobs.filling.add(inc.id);
+    fill.startBackground();
+    fill.allLocal.then(
+      () => {
+        this.#landed.set(key, landed(fill));
+        setTimeout(() => this.#landed.delete(key), INCOMING_IDLE_MS).unref();
+        this.jobs.log.info({ op: 'job-move-in', job: inc.id, pages: fill.pagesTotal, fromStore: fill.pagesFromStore, fetched: fill.pagesFetched, faults: fill.stats().faults }, 'every page is here');
+      },
+      (e: Error) => {
+        this.jobs.log.error({ op: 'job-move-in', job: inc.id, err: e.message, code: codes.PAGES_LOST }, 'pages lost: the job is ended');
+        if (inc.pid) this.jobs.end(inc.id, inc.pid, `${codes.PAGES_LOST}`);
+      },
+    ).finally(() => {
+      fill.stop();
+      this.#finish(key);
+    });
+  }
+
+  /** Lazy modes: resolves once every page of the move is here. */
+  async allLocal(key: string): Promise<Landed> {
+    const done = this.#landed.get(key);
+    if (done) return done;
+    const fill = this.#get(key).fill;
+    if (!fill) throw new PjError(codes.USAGE, `move ${key} is stop-copy`);
+    await fill.allLocal;
+    return landed(fill);
+  }
+
+  /** The source gave up (or went silent): our copy goes, unless the job table says it is the job. */
+  async abort(key: string): Promise<void> {
+    const inc = this.#incoming.get(key);
+    if (!inc) return;
+    if (inc.pid) {
+      let committed: boolean;
+      try {
+        committed = await this.#committed(inc);
+      } catch (e) {
+        // etcd does not answer: nothing is decided, ask again later.
+        this.jobs.log.warn({ op: 'job-move-in', job: inc.id, err: (e as Error).message }, 'cannot tell whether the move committed yet');
+        return this.#touch(key, RESTORED_IDLE_MS);
+      }
+      signalAll(jobPids(inc.pid), committed ? 'SIGCONT' : 'SIGKILL');
+      if (!committed) await dropNetworkLocks(inc.dir);
+      if (committed && inc.fill) return this.#untilLocal(key, inc, inc.fill);
+      this.jobs.log.warn({ op: 'job-move-in', job: inc.id, from: inc.from, committed }, committed ? 'resumed a committed copy' : 'dropped an uncommitted copy');
+    }
+    this.#finish(key);
+  }
+
+  /**
+   * Whether the source committed the move to us. If not yet, we fence it off: a write of the record
+   * as it is, conditioned on the revision the source's commit needs, makes that commit fail for good.
+   */
+  async #committed(inc: Incoming): Promise<boolean> {
+    for (;;) {
+      const now = await this.jobs.table.get<JobRecord>(inc.id);
+      if (!now) return false;
+      if (now.value.host === this.jobs.self && now.value.pid === inc.pid) return true;
+      if (now.modRevision !== inc.revision) return false;
+      if (await this.jobs.table.compareAndSwap(inc.id, inc.revision, now.value)) return false;
+    }
+  }
+
+  /** Whether a lazy move of job `id` into this host still fetches pages. */
+  fetching(id: string): boolean {
+    return [...this.#incoming.values()].some((inc) => inc.id === id && inc.fill);
+  }
+
+  #get(key: string): Incoming {
+    const inc = this.#incoming.get(key);
+    if (!inc) throw new PjError(codes.MIGRATION_ABORTED, `no move ${key} in progress on ${this.jobs.self}`);
+    return inc;
+  }
+
+  #touch(key: string, idleMs = INCOMING_IDLE_MS): void {
+    const inc = this.#incoming.get(key);
+    if (!inc) return;
+    clearTimeout(inc.timer);
+    inc.timer = setTimeout(() => void this.abort(key), idleMs);
+  }
+
+  #finish(key: string): void {
+    const inc = this.#incoming.get(key);
+    if (!inc) return;
+    inc.fill?.stop();
+    for (const unpin of inc.unpins) unpin();
+    clearTimeout(inc.timer);
+    this.#incoming.delete(key);
+    this.jobs.busy.delete(inc.id);
+    this.jobs.filling.delete(inc.id);
+    rmSync(inc.dir, { recursive: true, force: true });
+  }
+}
+
+function landed(fill: LazyFill): Landed {
+  const s = fill.stats();
+  const us = (ns: number) => Math.round(ns / 100) / 10;
+  return {
+    bytes: fill.bytesFetched, pages: fill.pagesFetched, fromStore: fill.pagesFromStore,
+    faults: {
+      local: s.faultsOnSupplied, handed: s.faultsHanded, fetched: s.faultsFetched, local_p50_us: us(s.localP50Ns), local_p99_us: us(s.localP99Ns),
+      handed_p50_us: us(s.handedP50Ns), fetched_p50_us: us(s.fetchedP50Ns), fetched_p99_us: us(s.fetchedP99Ns),
+    },
+  };
+}
+
+/** Hosts nearest first (one ping each; one that does not answer goes last; ties keep their order). */
+async function nearestFirst(mesh: Mesh, hosts: string[]): Promise<string[]> {
+  const rtt = await Promise.all(hosts.map((h) => pingPeer(mesh, h, 1, 0, 1000).then((r) => r.rttsMs[0], () => Infinity)));
+  return hosts.map((h, i) => ({ h, r: rtt[i] })).sort((x, y) => x.r - y.r).map((x) => x.h);
+}
+
+/** PJ_FAULT=corrupt-images: garbage over the start of every image, as a damaged stream would leave them. */
+function damage(dir: string): void {
+  for (const name of readdirSync(dir)) {
+    const fd = openSync(join(dir, name), 'r+');
+    writeSync(fd, randomBytes(64), 0, 64, 0);
+    closeSync(fd);
+  }
+}
