@@ -171,7 +171,10 @@ t.test('post-copy: the source dies before every page arrived, another host holds
   const fetched = async (from: string) => (JSON.parse((await c.pj(['ledger', '--json', '--host', 'h3'])).stdout) as LedgerRow[]).filter((r) => r.layer === 'mem' && r.target === from).reduce((n, r) => n + r.bytes, 0);
   // Committed, and 64 MiB come from h2: h3 has the manifest (the pages' hashes) and the pages only h2 holds, which come
   // first (a page the job changed since it left h1, or one the manifest has no hash for, is lost with h2); 2 GiB take seconds.
-  await waitFor(async () => (await jobOf(id)).host === 'h3' && (await fetched('h2')) >= 64 * MiB, 60_000, 20);
+  let failed = '';
+  void moving.then((r) => { if (r.code !== 0) failed = r.stderr; });
+  await waitFor(async () => Boolean(failed) || ((await jobOf(id)).host === 'h3' && (await fetched('h2')) >= 64 * MiB), 60_000, 20);
+  t.equal(failed, '', 'the move goes on');
   t.equal((await c.pj(['cluster', 'stop', 'h2', '--signal', 'KILL'])).code, 0, "h2's manager dies while pages are still coming");
   let restarted = false;
   t.teardown(async () => { if (!restarted) await c.pj(['cluster', 'start', 'h2']); }); // whatever happens below
