@@ -5,6 +5,6 @@ export { FrozenMemory } from './frozen-memory.js';
 export { LazyFill, type PageSources } from './lazy-fill.js';
 export { frozenManifest, type TaskManifest } from './manifest.js';
 export { precopy, type PrecopyResult, type StoreAt } from './precopy.js';
-export { PAGE, HASH_BYTES, hashPages, memoryRanges, readPages, scanPages, type PageScan } from './page-scan.js';
+export { PAGE, HASH_BYTES, hashAt, hashesAt, hashPages, memoryRanges, readPages, scanPages, type PageScan } from './page-scan.js';
 export { PageStore, type PageStoreStats } from './page-store.js';
 export { Pager, type PagerStats } from './pager.js';

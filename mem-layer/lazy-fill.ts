@@ -50,7 +50,6 @@ export class LazyFill {
   readonly #queue: Batch[] = [];
   readonly #total: number;
   #hashes = new Map<number, Map<number, Buffer>>();
-  #started = false;
   #unpin: (() => void) | undefined;
   #sourceDown = false;
   #inFlight = 0;
@@ -119,8 +118,6 @@ export class LazyFill {
 
   /** The restore is done: the mappings are where the pages go. */
   startBackground(): void {
-    if (this.#started) return;
-    this.#started = true;
     void this.#takeManifest().then(() => this.#allFromStore()).then(() => this.#soleFirst()).then(() => {
       this.#background = true;
       this.#pump();
@@ -161,13 +158,14 @@ export class LazyFill {
 
   /** Reorders the queue: the pages that neither this host's store nor another holder has come first. */
   async #soleFirst(): Promise<void> {
-    // The pages of each task that another host may hold: known hashes this host's store lacks.
+    // The pages another host may hold: those with a known hash (the queue keeps only what this host's store lacks).
     const asked: Array<{ id: number; addr: number; hash: Buffer }> = [];
     for (const b of this.#queue) {
       const byAddr = this.#hashes.get(b.id);
-      const known = byAddr ? b.addrs.filter((a) => byAddr.has(a)) : [];
-      const lacking = this.store ? this.store.missing(Buffer.concat(known.map((a) => byAddr!.get(a)!))) : known.map((_, i) => i);
-      for (const i of lacking) asked.push({ id: b.id, addr: known[i], hash: byAddr!.get(known[i])! });
+      for (const addr of b.addrs) {
+        const hash = byAddr?.get(addr);
+        if (hash) asked.push({ id: b.id, addr, hash });
+      }
     }
     const only = new Map<number, Set<number>>();
     try {

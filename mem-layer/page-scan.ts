@@ -67,5 +67,11 @@ export function readMappedPages(pid: number, addrs: bigint[]): Buffer {
   return pieces.length === 1 ? pieces[0] : Buffer.concat(pieces);
 }
 
+/** The hash at position `i` of hashes laid back to back (16 bytes each). */
+export const hashAt = (hashes: Buffer, i: number): Buffer => hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES);
+
+/** The hashes at `positions`, back to back. */
+export const hashesAt = (hashes: Buffer, positions: number[]): Buffer => Buffer.concat(positions.map((i) => hashAt(hashes, i)), positions.length * HASH_BYTES);
+
 /** The hash of each 4 KiB page of `data`, 16 bytes each. */
 export const hashPages = (data: Buffer): Buffer => loadBinding().hashPages(data);

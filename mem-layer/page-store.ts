@@ -7,7 +7,7 @@
 // back is checked against its hash: a damaged one counts as missing.
 import { closeSync, ftruncateSync, mkdirSync, openSync, readSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { HASH_BYTES, PAGE, hashPages } from './page-scan.js';
+import { HASH_BYTES, PAGE, hashAt, hashPages, hashesAt } from './page-scan.js';
 
 const RECORD = HASH_BYTES + PAGE;
 const SEGMENT = /^seg-(\d+)\.pages$/;
@@ -61,7 +61,7 @@ export class PageStore {
   /** Which of `hashes` (16 bytes each, back to back) the store lacks, by position. */
   missing(hashes: Buffer): number[] {
     const out: number[] = [];
-    for (let i = 0; i * HASH_BYTES < hashes.length; i++) if (!this.#index.has(key(hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES)))) out.push(i);
+    for (let i = 0; i * HASH_BYTES < hashes.length; i++) if (!this.#index.has(key(hashAt(hashes, i)))) out.push(i);
     return out;
   }
 
@@ -72,7 +72,7 @@ export class PageStore {
    */
   getMany(hashes: Buffer): { data: Buffer; found: number[]; missing: number[] } {
     const n = hashes.length / HASH_BYTES;
-    const at = Array.from({ length: n }, (_, i) => this.#index.get(key(hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES))));
+    const at = Array.from({ length: n }, (_, i) => this.#index.get(key(hashAt(hashes, i))));
     const found: number[] = [];
     const missing: number[] = [];
     for (let i = 0; i < n; i++) (at[i] ? found : missing).push(i);
@@ -92,9 +92,9 @@ export class PageStore {
     const good: number[] = [];
     for (let f = 0; f < found.length; f++) {
       const i = found[f];
-      if (actual.subarray(f * HASH_BYTES, (f + 1) * HASH_BYTES).equals(hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES))) good.push(f);
+      if (hashAt(actual, f).equals(hashAt(hashes, i))) good.push(f);
       else {
-        this.#index.delete(key(hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES)));
+        this.#index.delete(key(hashAt(hashes, i)));
         missing.push(i);
       }
     }
@@ -113,7 +113,7 @@ export class PageStore {
     const found: number[] = [];
     const places: Array<{ seg: Segment; record: number }> = [];
     for (let i = 0; i * HASH_BYTES < hashes.length; i++) {
-      const place = this.#index.get(key(hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES)));
+      const place = this.#index.get(key(hashAt(hashes, i)));
       if (!place) continue;
       found.push(i);
       places.push(place);
@@ -124,7 +124,7 @@ export class PageStore {
       at: {
         fds: Int32Array.from(places, (p) => p.seg.fd),
         offsets: BigUint64Array.from(places, (p) => BigInt(p.record * RECORD)),
-        hashes: Buffer.concat(found.map((i) => hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES))),
+        hashes: hashesAt(hashes, found),
       },
     };
   }
@@ -152,7 +152,7 @@ export class PageStore {
       batch = [];
     };
     for (let i = 0; i * PAGE < data.length; i++) {
-      const hash = hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES);
+      const hash = hashAt(hashes, i);
       const k = key(hash);
       const known = this.#index.get(k);
       if (known) {
@@ -177,7 +177,7 @@ export class PageStore {
   /** Keeps the pages of `hashes` from eviction until the returned function is called (a restore in progress). */
   pin(hashes: Buffer): () => void {
     const keys: string[] = [];
-    for (let i = 0; i * HASH_BYTES < hashes.length; i++) keys.push(key(hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES)));
+    for (let i = 0; i * HASH_BYTES < hashes.length; i++) keys.push(key(hashAt(hashes, i)));
     for (const k of keys) this.#pins.set(k, (this.#pins.get(k) ?? 0) + 1);
     return () => {
       for (const k of keys) {

@@ -5,7 +5,7 @@
 // what changes after the last one is fetched lazily after the freeze. A page
 // that changes between its hash and its read is stored under the hash of what
 // was read: the store never holds a page under a wrong hash.
-import { HASH_BYTES, hashPages, readMappedPages, scanPages } from './page-scan.js';
+import { HASH_BYTES, hashPages, hashesAt, readMappedPages, scanPages } from './page-scan.js';
 
 const MAX_ROUNDS = 5;
 /** A round that sends no more pages than this ends the pre-copy. */
@@ -31,7 +31,6 @@ export async function precopy(pids: () => number[], to: StoreAt, onBytes: (n: nu
   let rounds = 0;
   while (rounds < MAX_ROUNDS) {
     rounds++;
-    let bytes = 0;
     let pageBytes = 0;
     for (const pid of pids()) {
       const scan = await scanPages(pid).catch(() => undefined); // a process that ended meanwhile has nothing to send
@@ -47,16 +46,14 @@ export async function precopy(pids: () => number[], to: StoreAt, onBytes: (n: nu
       const send: bigint[] = [];
       for (let b = 0; b < fresh.length; b += HAVE_BATCH) {
         const part = fresh.slice(b, b + HAVE_BATCH);
-        const lacking = await to.missing(Buffer.concat(part.map((i) => scan.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES))));
-        bytes += part.length * HASH_BYTES;
+        const lacking = await to.missing(hashesAt(scan.hashes, part));
         for (const j of lacking) send.push(scan.addrs[part[j]]);
       }
       onBytes(fresh.length * HASH_BYTES);
-      const sent = await sendPages(pid, send, to, onBytes);
-      pageBytes += sent;
-      bytes += sent;
+      total += fresh.length * HASH_BYTES;
+      pageBytes += await sendPages(pid, send, to, onBytes);
     }
-    total += bytes;
+    total += pageBytes;
     if (pageBytes <= SMALL_ROUND_BYTES || pageBytes > previous / 2) break;
     previous = pageBytes;
   }

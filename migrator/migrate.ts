@@ -23,7 +23,7 @@ import { randomBytes } from 'node:crypto';
 import { PjError, codes } from '../common/errors.js';
 import { crashPoint } from '../common/fault.js';
 import type { Mesh } from '../manager/mesh/mesh.js';
-import { FrozenMemory, precopy, type PageStore, type PrecopyResult, type TaskManifest } from '../mem-layer/index.js';
+import { FrozenMemory, HASH_BYTES, precopy, type PageStore, type PrecopyResult, type TaskManifest } from '../mem-layer/index.js';
 import { closePageServer, dropNetworkLocks, dump, dumpLazy } from './criu.js';
 import { imageStream } from './image-transfer.js';
 import type { JobManager } from './job-manager.js';
@@ -246,7 +246,7 @@ export class Migrator {
   /** Pages of this host's store by hash, for a destination whose source is gone; all or none. */
   storedPages(hashes: Buffer): Buffer {
     const r = this.store.getMany(hashes);
-    if (r.missing.length) throw new PjError(codes.PAGES_LOST, `${r.missing.length} of ${hashes.length / 16} pages are not in ${this.jobs.self}'s store`);
+    if (r.missing.length) throw new PjError(codes.PAGES_LOST, `${r.missing.length} of ${hashes.length / HASH_BYTES} pages are not in ${this.jobs.self}'s store`);
     return r.data;
   }
 

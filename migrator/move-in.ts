@@ -11,7 +11,7 @@ import { PjError, codes } from '../common/errors.js';
 import { crashPoint, faultActive } from '../common/fault.js';
 import type { Mesh } from '../manager/mesh/mesh.js';
 import { pingPeer } from '../manager/mesh-diagnostics.js';
-import { LazyFill, type PageSources, type PageStore, type TaskManifest } from '../mem-layer/index.js';
+import { HASH_BYTES, LazyFill, hashesAt, type PageSources, type PageStore, type TaskManifest } from '../mem-layer/index.js';
 import { CriuError, dropNetworkLocks, restore } from './criu.js';
 import { receiveImages } from './image-transfer.js';
 import { isDirectory, type JobManager } from './job-manager.js';
@@ -124,10 +124,10 @@ export class MovesIn {
         throw last;
       },
       onlyAtSource: async (hashes) => {
-        let only = [...Array(hashes.length / 16).keys()];
+        let only = [...Array(hashes.length / HASH_BYTES).keys()];
         for (const h of inc.holders) {
           if (!only.length) break;
-          const asked = Buffer.concat(only.map((i) => hashes.subarray(i * 16, (i + 1) * 16)));
+          const asked = hashesAt(hashes, only);
           const lacking = (await this.mesh.call(h, 'job', { op: 'store-lacks', hashes: asked }).catch(() => undefined)) as number[] | undefined;
           if (lacking) only = lacking.map((k) => only[k]);
         }
@@ -147,7 +147,6 @@ export class MovesIn {
   #untilLocal(key: string, inc: Incoming, fill: LazyFill): void {
     clearTimeout(inc.timer);
     this.jobs.filling.add(inc.id);
-    fill.startBackground();
     fill.allLocal.then(
       () => {
         this.#landed.set(key, landed(fill));
