@@ -10,7 +10,8 @@
       "native/src/file-locks.cc",
       "native/src/file-ops.cc",
       "native/src/page-hash.cc",
-      "native/src/uffd-pager.cc"
+      "native/src/uffd-pager.cc",
+      "native/src/net-fds.cc"
     ],
     "libraries": ["-lxxhash"],
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
@@ -19,7 +20,7 @@
   }, {
     "target_name": "pj-init",
     "type": "executable",
-    "sources": ["native/init/pj-init.c"],
+    "sources": ["native/init/pj-init.c", "native/init/relay.c", "native/init/job-net.c"],
     "cflags": ["-O2", "-Wall", "-Wextra"]
   }]
 }

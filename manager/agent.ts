@@ -14,6 +14,7 @@ import { readSecretFile } from './secret.js';
 import { startFsLayer } from '../fs-layer/index.js';
 import type { DataCache } from '../fs-layer/data-cache.js';
 import { JOBS_EXPORT, TrafficLedger, jobsPath, startMigrator, type MigratorLayer } from '../migrator/index.js';
+import { startNetLayer, type NetLayer, type Route } from '../net-layer/index.js';
 
 export interface AgentOptions {
   host: string;
@@ -32,6 +33,8 @@ export interface AgentOptions {
   dataCacheBytes?: number;
   /** The byte limit of the page store (jobs' memory by content). */
   pageStoreBytes?: number;
+  /** Routes this agent adds to the cluster's (--route). */
+  routes?: Route[];
 }
 
 export interface RunningAgent { stop(): Promise<void> }
@@ -82,12 +85,17 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     attrTimeoutS: opts.attrTimeoutS, rpcTimeoutMs: opts.rpcTimeoutMs, dataCacheBytes: opts.dataCacheBytes });
   record.capabilities.fuse = fsLayer.mounted;
   record.capabilities.passthrough = fsLayer.passthrough;
-  const migrator = startMigrator({ self: opts.host, mount: opts.mount, stateDir: opts.stateDir, mesh, state, log, ledger, pageStoreBytes: opts.pageStoreBytes });
+  // Jobs' inits find the manager of whichever host they run on at the same path.
+  const net = await startNetLayer({ self: opts.host, address: opts.listen.address, socketPath: join(dirname(opts.controlSocket), 'net.sock'),
+    mesh, etcd: state.etcd, log, ledger, routes: opts.routes ?? [] });
+  record.capabilities.proxy = true;
+  const migrator = startMigrator({ self: opts.host, mount: opts.mount, stateDir: opts.stateDir, mesh, state, log, ledger, pageStoreBytes: opts.pageStoreBytes,
+    net: { socketPath: join(dirname(opts.controlSocket), 'net.sock'), detach: (pid) => net.detach(pid), reattach: (pid) => net.reattach(pid) } });
   record.capabilities.migration = fsLayer.mounted;
   await state.register(record);
   migrator.start();
 
-  const control = new ControlServer(opts.controlSocket, (req) => serveControl(req, { state, mesh, record, ledger, cache: fsLayer.cache, migrator }), log);
+  const control = new ControlServer(opts.controlSocket, (req) => serveControl(req, { state, mesh, record, ledger, cache: fsLayer.cache, migrator, net }), log);
   await control.listen();
   log.info({ op: 'agent-start', address: `${record.address}:${record.port}`, exports: opts.exports.map((e) => e.name), pid: process.pid }, 'agent up');
 
@@ -96,6 +104,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
       log.info({ op: 'agent-stop' }, 'agent stopping');
       await control.close();
       migrator.stop();
+      await net.stop();
       await fsLayer.stop();
       await mesh.close();
       await state.close();
@@ -104,11 +113,11 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
   };
 }
 
-interface AgentParts { state: ClusterState; mesh: Mesh; record: HostRecord; ledger: TrafficLedger; cache: DataCache; migrator: MigratorLayer }
+interface AgentParts { state: ClusterState; mesh: Mesh; record: HostRecord; ledger: TrafficLedger; cache: DataCache; migrator: MigratorLayer; net: NetLayer }
 
 const num = (v: unknown, dflt: number): number => (typeof v === 'number' && Number.isFinite(v) ? v : dflt);
 
-async function serveControl(req: ControlRequest, { state, mesh, record, ledger, cache, migrator }: AgentParts): Promise<unknown> {
+async function serveControl(req: ControlRequest, { state, mesh, record, ledger, cache, migrator, net }: AgentParts): Promise<unknown> {
   const a = req.args ?? {};
   switch (req.op) {
     case 'status':
@@ -117,6 +126,8 @@ async function serveControl(req: ControlRequest, { state, mesh, record, ledger, 
       return state.hosts();
     case 'ledger':
       return ledger.snapshot();
+    case 'routes':
+      return { routes: await net.routes(), ...net.stats() };
     case 'cache':
       if (a.drop === true) cache.drop();
       return cache.stats();

@@ -7,6 +7,7 @@ import { connect } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from '../common/run.js';
+import { repoRoot } from '../common/repo-root.js';
 
 /** Options both sides need: nftables for the network lock (no iptables here), flocks and TCP connections inside the job. */
 const COMMON = ['--network-lock', 'nftables', '--file-locks', '--tcp-established', '--leave-stopped', '-v4'];
@@ -48,7 +49,8 @@ export const dump = (initPid: number, dir: string): Promise<void> => criu(['dump
  */
 export async function restore(dir: string, lazy = false): Promise<number> {
   const pidfile = join(dir, 'restored.pid');
-  await criu(['restore', '-d', '--pidfile', pidfile, ...(lazy ? ['--lazy-pages'] : []), ...COMMON], dir, 'restore.log', 'restore');
+  const hook = join(repoRoot(), 'scripts', 'criu-restore-hook');
+  await criu(['restore', '-d', '--pidfile', pidfile, '--action-script', hook, ...(lazy ? ['--lazy-pages'] : []), ...COMMON], dir, 'restore.log', 'restore');
   return Number(readFileSync(pidfile, 'utf8').trim());
 }
 
@@ -97,9 +99,10 @@ const PS_IOV_CLOSE = 0x1023;
  * CRIU's network lock is an nftables table in this host's network namespace, named after the run
  * (`inet CRIU-<first 21 characters of its run id>`); one that stays (a dump not followed by a restore
  * here, a failed restore) blocks the job's connections. Drops the tables of the runs logged in `dir`,
- * and no other: another job may be moving meanwhile.
+ * and no other: another job may be moving meanwhile; for a job with a network namespace of its own
+ * (`initPid`), the lock is in there.
  */
-export async function dropNetworkLocks(dir: string): Promise<void> {
+export async function dropNetworkLocks(dir: string, initPid?: number): Promise<void> {
   for (const log of ['dump.log', 'restore.log']) {
     let id: string | undefined;
     try {
@@ -107,6 +110,9 @@ export async function dropNetworkLocks(dir: string): Promise<void> {
     } catch {
       continue;
     }
-    if (id) await run('nft', ['delete', 'table', 'inet', `CRIU-${id.slice(0, 21)}`], { allowFail: true });
+    if (!id) continue;
+    const table = ['nft', 'delete', 'table', 'inet', `CRIU-${id.slice(0, 21)}`];
+    await run(table[0], table.slice(1), { allowFail: true });
+    if (initPid) await run('nsenter', [`--net=/proc/${initPid}/ns/net`, ...table], { allowFail: true });
   }
 }

@@ -8,7 +8,7 @@ import { PjError, codes } from '../common/errors.js';
 import type { Log } from '../common/log.js';
 import type { ClusterState } from '../manager/cluster-state.js';
 import type { Mesh } from '../manager/mesh/mesh.js';
-import { JobManager, type RunRequest } from './job-manager.js';
+import { JobManager, type JobNetwork, type RunRequest } from './job-manager.js';
 import type { JobUsage } from './job-processes.js';
 import type { JobRecord } from './jobs.js';
 import type { TrafficLedger } from './ledger.js';
@@ -17,6 +17,7 @@ import type { MoveMode } from './move-types.js';
 import { PageStore } from '../mem-layer/index.js';
 
 export { TrafficLedger, type LedgerRow } from './ledger.js';
+export type { JobNetwork } from './job-manager.js';
 export { JOBS_EXPORT, type JobRecord } from './jobs.js';
 export { MODES, type MoveMode, type MoveProgress, type MoveResult } from './move-types.js';
 
@@ -48,8 +49,9 @@ const TMPFS_MAGIC = 0x01021994;
 /** The page store's bound when the agent is given none. */
 export const DEFAULT_PAGE_STORE_BYTES = 2 * 1024 ** 3;
 
-export function startMigrator(o: { self: string; mount: string; stateDir: string; mesh: Mesh; state: ClusterState; log: Log; ledger: TrafficLedger; pageStoreBytes?: number }): MigratorLayer {
+export function startMigrator(o: { self: string; mount: string; stateDir: string; mesh: Mesh; state: ClusterState; log: Log; ledger: TrafficLedger; pageStoreBytes?: number; net?: JobNetwork }): MigratorLayer {
   const jobs = new JobManager(o.self, o.mount, jobsPath(o.stateDir), o.state.jobs, o.log);
+  jobs.net = o.net;
   // Images of moves a crash interrupted are of no use: reconciliation decides which copy runs.
   const work = migrationDir(o.self, o.stateDir);
   rmSync(work, { recursive: true, force: true });

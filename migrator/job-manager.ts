@@ -18,6 +18,16 @@ import { JOBS_EXPORT, jobDir, newJobId, type JobRecord } from './jobs.js';
 
 export interface RunRequest { name?: string; cmd: string[]; cwd: string; env: Record<string, string> }
 
+/**
+ * A job's network, as the net-layer gives it (the manager wires it in): the socket its init relays
+ * through, and the detach before a dump and reattach once it runs again.
+ */
+export interface JobNetwork {
+  socketPath: string;
+  detach(initPid: number): Promise<void>;
+  reattach(initPid: number): void;
+}
+
 const RECONCILE_MS = 1000;
 const LOG_CHUNK = 1 << 20;
 
@@ -35,6 +45,8 @@ export class JobManager {
    * source's manager restarted): such a copy is kept until it does not. Set by the migrator.
    */
   stillFetching: (rec: JobRecord) => Promise<boolean> = async () => false;
+  /** Jobs get a network namespace of their own, relayed by the net-layer, when it is there. */
+  net: JobNetwork | undefined;
 
   constructor(
     readonly self: string,
@@ -64,7 +76,7 @@ export class JobManager {
     const id = newJobId();
     mkdirSync(join(this.jobsPath, id));
     const dir = jobDir(this.mount, this.self, id);
-    const pid = await launch(dir, req);
+    const pid = await launch(dir, req, this.net?.socketPath);
     const rec: JobRecord = {
       id, name: req.name || basename(req.cmd[0]), cmd: req.cmd, cwd: req.cwd, origin: this.self, dir,
       host: this.self, pid, pidStart: startTime(pid) ?? 0, state: 'running', moves: 0, startedAt: new Date().toISOString(),
@@ -117,6 +129,12 @@ export class JobManager {
     process.kill(rec.pid, signal);
   }
 
+  /** Lets a stopped job run on here: its processes continue and its init takes its links from this host. */
+  resumeHere(initPid: number): void {
+    signalAll(jobPids(initPid), 'SIGCONT');
+    this.net?.reattach(initPid);
+  }
+
   /** The job whose PID namespace is `ns`, if it runs here. */
   byNamespace(ns: number, records: JobRecord[]): JobRecord | undefined {
     return records.find((r) => r.host === this.self && alive(r.pid, r.pidStart) && namespaceOf(r.pid, 'pid') === ns);
@@ -157,7 +175,7 @@ export class JobManager {
         const mine = rec.host === this.self && rec.pid === pid;
         if (mine && stopped) {
           this.log.warn({ op: 'job-reconcile', job: id, pid }, 'resuming a copy a move left stopped: the job table says it runs here');
-          signalAll(jobPids(pid), 'SIGCONT');
+          this.resumeHere(pid);
         } else if (!mine && stopped && (await this.stillFetching(rec))) {
           continue;
         } else if (!mine && stopped) {
@@ -187,10 +205,10 @@ export class JobManager {
 export const isDirectory = (path: string): Promise<boolean> => stat(path).then((s) => s.isDirectory(), () => false);
 
 /** Starts pj-init, which prints the job's first pid and leaves it running in its own PID namespace. */
-function launch(dir: string, req: RunRequest): Promise<number> {
+function launch(dir: string, req: RunRequest, netSocket: string | undefined): Promise<number> {
   return new Promise((resolve, reject) => {
     const init = join(repoRoot(), 'build', 'Release', 'pj-init');
-    const p = spawn(init, [dir, '--', ...req.cmd], { cwd: req.cwd, env: req.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const p = spawn(init, [dir, ...(netSocket ? ['--net', netSocket] : []), '--', ...req.cmd], { cwd: req.cwd, env: req.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let out = '';
     let err = '';
     p.stdout.on('data', (d) => (out += d));

@@ -84,12 +84,12 @@ export function jobUsage(initPid: number): JobUsage {
 
 /**
  * The first processes of the jobs on this host: pj-init as pid 1 of its namespace, with the job's
- * directory. A job shares its host's network namespace; hosts of a simulated cluster share one PID
+ * directory. A job shares its host's mount namespace; hosts of a simulated cluster share one PID
  * space, so that is what tells this host's jobs from the others'.
  */
 export function localJobInits(): Array<{ pid: number; dir: string }> {
   const out: Array<{ pid: number; dir: string }> = [];
-  const hostNet = namespaceOf(process.pid, 'net');
+  const hostMounts = namespaceOf(process.pid, 'mnt');
   for (const pid of allPids()) {
     let argv: string[];
     try {
@@ -97,9 +97,9 @@ export function localJobInits(): Array<{ pid: number; dir: string }> {
     } catch {
       continue;
     }
-    if (!argv[0].endsWith('/pj-init') || argv[2] !== '--') continue;
+    if (!argv[0].endsWith('/pj-init') || !argv.includes('--')) continue;
     const ids = nsPids(pid);
-    if (ids && ids.length > 1 && ids.at(-1) === 1 && namespaceOf(pid, 'net') === hostNet) out.push({ pid, dir: argv[1] });
+    if (ids && ids.length > 1 && ids.at(-1) === 1 && namespaceOf(pid, 'mnt') === hostMounts) out.push({ pid, dir: argv[1] });
   }
   return out;
 }

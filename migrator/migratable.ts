@@ -1,11 +1,13 @@
 // Whether a job can move, decided before anything is frozen. Its open files
 // must be under /pj (the same path on every host), pipes, sockets whose other
-// end is in the job (or listening TCP sockets), or kernel objects CRIU
+// end is in the job (or listening TCP sockets, or UDP sockets in the job's own
+// network namespace), or kernel objects CRIU
 // restores (eventfd, epoll, timerfd, signalfd, inotify). Files it maps from
 // outside /pj (the executable, libraries) are assumed to be the same on every
 // host: the destination checks their size and mtime before restoring.
 import { readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { run } from '../common/run.js';
+import { namespaceOf } from '../common/process-ns.js';
 import { jobPids } from './job-processes.js';
 
 export interface Offender { pid: number; fd: string; path: string; why: string }
@@ -21,13 +23,19 @@ interface Sockets {
   tcp: Map<number, { state: string; peer?: number }>;
   /** Unix sockets by inode: the peer's inode (0: none). */
   unixPeer: Map<number, number>;
+  /** UDP sockets by inode. */
+  udp: Set<number>;
 }
 
-/** The sockets of this network namespace (ss: State Recv-Q Send-Q Local Peer ino:N…; unix: Netid State Recv-Q Send-Q * Ino * PeerIno). */
-async function sockets(): Promise<Sockets> {
+/**
+ * The sockets of the network namespace of `pid` (ss: State Recv-Q Send-Q Local Peer ino:N…;
+ * unix: Netid State Recv-Q Send-Q * Ino * PeerIno).
+ */
+async function sockets(pid: number): Promise<Sockets> {
+  const ss = (args: string[]) => run('nsenter', [`--net=/proc/${pid}/ns/net`, 'ss', ...args], { allowFail: true });
   const byEnds = new Map<string, number>();
   const rows: Array<{ ino: number; state: string; local: string; remote: string }> = [];
-  for (const line of (await run('ss', ['-Htane'], { allowFail: true })).stdout.split('\n')) {
+  for (const line of (await ss(['-Htane'])).stdout.split('\n')) {
     const f = line.trim().split(/\s+/);
     const ino = /\bino:(\d+)/.exec(line);
     if (!ino || f.length < 5) continue;
@@ -36,18 +44,25 @@ async function sockets(): Promise<Sockets> {
   }
   const tcp = new Map(rows.map((r) => [r.ino, { state: r.state, peer: byEnds.get(`${r.remote} ${r.local}`) }]));
   const unixPeer = new Map<number, number>();
-  for (const line of (await run('ss', ['-Hxan'], { allowFail: true })).stdout.split('\n')) {
+  for (const line of (await ss(['-Hxan'])).stdout.split('\n')) {
     const f = line.trim().split(/\s+/);
     if (f.length >= 8) unixPeer.set(Number(f[5]), Number(f[7]));
   }
-  return { tcp, unixPeer };
+  const udp = new Set<number>();
+  for (const line of (await ss(['-Huane'])).stdout.split('\n')) {
+    const ino = /\bino:(\d+)/.exec(line);
+    if (ino) udp.add(Number(ino[1]));
+  }
+  return { tcp, unixPeer, udp };
 }
 
 export async function inspectJob(initPid: number, pjMount: string): Promise<Inspection> {
   const pids = jobPids(initPid);
   const offenders: Offender[] = [];
   const systemFiles = new Map<string, SystemFile>();
-  const socks = await sockets();
+  const socks = await sockets(initPid);
+  // In a network namespace of its own, the init's links to this host are the net-layer's, closed before the dump.
+  const ownNet = namespaceOf(initPid, 'net') !== namespaceOf(process.pid, 'net');
   const jobSockets = new Set<number>();
   const found: Array<{ pid: number; fd: string; ino: number }> = [];
   const underPj = (p: string) => p.startsWith(pjMount + '/');
@@ -69,7 +84,7 @@ export async function inspectJob(initPid: number, pjMount: string): Promise<Insp
       const sock = /^socket:\[(\d+)\]$/.exec(target);
       if (sock) {
         jobSockets.add(Number(sock[1]));
-        found.push({ pid, fd, ino: Number(sock[1]) });
+        if (!(ownNet && pid === initPid)) found.push({ pid, fd, ino: Number(sock[1]) });
       } else if (target.endsWith(' (deleted)')) offenders.push({ pid, fd, path: target, why: 'an open file that was deleted' });
       else if (/^pipe:\[\d+\]$/.test(target) || KERNEL_OBJECTS.test(target) || COMMON_DEVICES.has(target) || underPj(target)) continue;
       else if (target.startsWith('/dev/')) offenders.push({ pid, fd, path: target, why: 'a device not under /pj' });
@@ -98,7 +113,7 @@ export async function inspectJob(initPid: number, pjMount: string): Promise<Insp
     } else if (unixPeer !== undefined) {
       if (unixPeer === 0 || jobSockets.has(unixPeer)) continue;
       offenders.push({ pid, fd, path, why: 'a unix socket connected to outside the job' });
-    } else offenders.push({ pid, fd, path, why: 'a socket that is neither TCP nor unix (UDP, netlink…)' });
+    } else if (!(ownNet && socks.udp.has(ino))) offenders.push({ pid, fd, path, why: 'a socket that is neither TCP nor unix nor UDP in the job\'s namespace (netlink…)' });
   }
   return { offenders, systemFiles: [...systemFiles.values()] };
 }

@@ -95,6 +95,11 @@ export class Migrator {
       }
       p.phase = 'dump';
       mkdirSync(dir, { recursive: true });
+      // The job's connections leave their links first, so that CRIU sees only the job's own loopback.
+      await this.jobs.net?.detach(rec.pid).catch((e) => {
+        this.jobs.resumeHere(rec.pid);
+        throw abort(e, rec);
+      });
       const frozen = Date.now();
       const imagesFrom = p.bytesSent;
       const f = lazy ? await this.#freezeLazy(rec, dir, key) : this.#freeze(rec, dir);
@@ -105,8 +110,8 @@ export class Migrator {
         await f.dumped;
       } catch (e) {
         await f.release();
-        signalAll(jobPids(rec.pid), 'SIGCONT');
-        await dropNetworkLocks(dir);
+        await dropNetworkLocks(dir, rec.pid);
+        this.jobs.resumeHere(rec.pid);
         await this.mesh.call(to, 'job', { op: 'abort', key }).catch(() => {});
         throw abort(e, rec);
       }
@@ -139,8 +144,8 @@ export class Migrator {
         // Not committed: the destination's copy goes, ours resumes.
         await this.mesh.call(to, 'job', { op: 'abort', key }).catch(() => {});
         await f.release();
-        signalAll(jobPids(rec.pid), 'SIGCONT');
-        await dropNetworkLocks(dir);
+        await dropNetworkLocks(dir, rec.pid);
+        this.jobs.resumeHere(rec.pid);
         log.warn({ op: 'job-move', job: rec.id, to, phase: p.phase, err: (e as Error).message }, 'move aborted; the job resumed here');
         throw abort(e, rec);
       }

@@ -138,7 +138,7 @@ export class MovesIn {
 
   resume(key: string): void {
     const inc = this.#get(key);
-    if (inc.pid) signalAll(jobPids(inc.pid), 'SIGCONT');
+    if (inc.pid) this.jobs.resumeHere(inc.pid);
     if (inc.fill) this.#untilLocal(key, inc, inc.fill);
     else this.#finish(key);
   }
@@ -186,7 +186,8 @@ export class MovesIn {
         this.jobs.log.warn({ op: 'job-move-in', job: inc.id, err: (e as Error).message }, 'cannot tell whether the move committed yet');
         return this.#touch(key, RESTORED_IDLE_MS);
       }
-      signalAll(jobPids(inc.pid), committed ? 'SIGCONT' : 'SIGKILL');
+      if (committed) this.jobs.resumeHere(inc.pid);
+      else signalAll(jobPids(inc.pid), 'SIGKILL');
       if (!committed) await dropNetworkLocks(inc.dir);
       if (committed && inc.fill) return this.#untilLocal(key, inc, inc.fill);
       this.jobs.log.warn({ op: 'job-move-in', job: inc.id, from: inc.from, committed }, committed ? 'resumed a committed copy' : 'dropped an uncommitted copy');

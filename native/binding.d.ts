@@ -58,6 +58,14 @@ export interface NativeBinding {
   pagerSupplyStored(handle: number, pid: number, addrs: Buffer, fds: Buffer, offsets: Buffer, hashes: Buffer): boolean;
   pagerStats(handle: number): PagerStats;
   pagerStop(handle: number): void;
+  /** Listens on a unix seqpacket socket at `path`; each message of each connection (with the descriptors it carries, and the sender's pid) comes to `onMessage`, then `null` once the connection ends (closed then). */
+  seqpacketServe(path: string, onMessage: (fd: number, data: Buffer | null, fds: number[], pid: number) => void, ctx: SyscallContext): number | undefined;
+  /** One message with descriptors attached (SCM_RIGHTS), never blocking. */
+  seqpacketSend(fd: number, data: Buffer, fds: number[], ctx: SyscallContext): true | undefined;
+  closeFd(fd: number): void;
+  dupFd(fd: number, ctx: SyscallContext): number | undefined;
+  /** A TCP connection (non-blocking fd, TCP_NODELAY) made on a worker thread within `timeoutMs`, `hello` written first. */
+  tcpConnect(ip: string, port: number, timeoutMs: number, hello?: Buffer): Promise<number | Required<SyscallContext>>;
 }
 
 export interface PagerStats { tasks: number; waiting: number; installed: number; faults: number; faultsOnSupplied: number; faultsHanded: number; faultsFetched: number;

@@ -6,6 +6,7 @@ import { runAgent } from '../../manager/agent.js';
 import { DEFAULT_DATA_CACHE_BYTES } from '../../fs-layer/index.js';
 import { parseExportSpec } from '../../manager/exports.js';
 import { DEFAULT_PAGE_STORE_BYTES } from '../../migrator/index.js';
+import { parseRoute } from '../../net-layer/index.js';
 import { action, reportError } from '../output.js';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -45,6 +46,7 @@ export function register(program: Command): void {
     .option('--attr-timeout <seconds>', 'how long the kernel trusts /pj names and attributes', parseFloat, 1)
     .option('--rpc-timeout <ms>', 'deadline of each /pj request to another host', (v) => parseInt(v, 10), 5000)
     .option('--data-cache-mib <n>', 'memory for remote file data kept by this agent (0: none)', parseFloat, DEFAULT_DATA_CACHE_BYTES / (1 << 20))
+    .option('--route <target=host>', 'reach CIDR or NAME (db.internal, *.corp) from HOST; kept in etcd for the whole cluster (repeatable)', collect, [])
     .option('--page-store-size <size>', 'disk for jobs\' pages kept by content, e.g. 512M, 4G (0: keep none)', `${DEFAULT_PAGE_STORE_BYTES / 1024 ** 3}G`)
     .action(action(async (o) => {
       const exports: ExportInfo[] = [
@@ -57,6 +59,7 @@ export function register(program: Command): void {
         attrTimeoutS: checkedNumber('--attr-timeout', o.attrTimeout, 0, 3600), rpcTimeoutMs: checkedNumber('--rpc-timeout', o.rpcTimeout, 1, 3_600_000),
         dataCacheBytes: Math.round(checkedNumber('--data-cache-mib', o.dataCacheMib, 0, 1 << 20) * (1 << 20)),
         pageStoreBytes: parseSize('--page-store-size', o.pageStoreSize),
+        routes: (o.route as string[]).map(parseRoute),
       });
       let stopping = false;
       const stop = () => {

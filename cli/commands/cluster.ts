@@ -9,6 +9,7 @@ import { clusterDir, findHost, readClusterFile, writeClusterFile } from '../../m
 import { clusterStatus } from '../../manager/sim-cluster/status.js';
 import { clusterUp } from '../../manager/sim-cluster/up.js';
 import { action, printJson, printTable } from '../output.js';
+import { parseRoute } from '../../net-layer/index.js';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 const dirOption = ['--cluster-dir <dir>', 'state of the simulated cluster (default $PJ_CLUSTER_DIR or /var/lib/picojump/cluster)'] as const;
@@ -22,12 +23,13 @@ export function register(program: Command): void {
     .option('--export <name=path[:ro]>', 'export on every host (default data=/srv/data; repeatable)', collect, [])
     .option('--device <name=path>', 'a character device every host offers as /pj/<host>/<name>, when it is there (repeatable)', collect, [])
     .option('--name <name>', 'prefix of the namespaces', 'pj')
+    .option('--route <target=host>', 'a route for jobs\' connections: CIDR=HOST or NAME=HOST (repeatable; see pj agent --route)', collect, [])
     .option('--agent-option <opt>', 'an option for every host\'s agent, e.g. --agent-option=--page-store-size=512M (repeatable)', collect, [])
     .option(...dirOption)
     .option('--json', 'print the cluster as JSON')
     .action(action(async (o) => {
       const t0 = Date.now();
-      const c = await clusterUp({ dir: clusterDir(o.clusterDir), name: o.name, hosts: o.hosts, exports: o.export, devices: o.device, agentOptions: o.agentOption });
+      const c = await clusterUp({ dir: clusterDir(o.clusterDir), name: o.name, hosts: o.hosts, exports: o.export, devices: o.device, agentOptions: [...o.agentOption, ...(o.route as string[]).map((r) => (parseRoute(r), `--route=${r}`))] });
       if (o.json) return printJson(c);
       process.stdout.write(`cluster ${c.name} up in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${c.hosts.map((h) => `${h.name} ${h.address}`).join(', ')}\n`);
     }));

@@ -39,6 +39,8 @@ export const paths = (dir: string) => ({
   hostRoot: (h: string) => join(dir, 'hosts', h),
   hostSrv: (h: string) => join(dir, 'hosts', h, 'srv'),
   hostRun: (h: string) => join(dir, 'hosts', h, 'run'),
+  /** The host's own /etc/hosts (names only it resolves). */
+  hostEtcHosts: (h: string) => join(dir, 'hosts', h, 'etc-hosts'),
   hostState: (h: string) => join(dir, 'hosts', h, 'state'),
   hostLog: (h: string) => join(dir, 'hosts', h, 'agent.out'),
   mountNs: (h: string) => join(dir, 'ns', `${h}.mnt`),

@@ -2,7 +2,7 @@
 // one etcd member in its own namespace, and hosts h1..hN, each a network
 // namespace plus a mount namespace (own /srv, /run/pj, /pj) running `pj agent`.
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { PjError, codes } from '../../common/errors.js';
 import { run, sleep, spawnDaemon } from '../../common/run.js';
 import { startAgent, waitAgent } from './agents.js';
@@ -63,7 +63,8 @@ async function build(c: ClusterFile): Promise<void> {
     // Exports under /srv are made in the host's own /srv, so that `--export NAME=/srv/…` just works.
     const srvExports = c.exports.map((e) => parseExportSpec(e, 'dir').path).filter((path) => path.startsWith('/srv/'));
     for (const d of [...srvExports.map((path) => p.hostSrv(h.name) + path.slice(4)), p.hostRun(h.name), p.hostState(h.name)]) mkdirSync(d, { recursive: true });
-    await addMountNs(p.mountNs(h.name), [[p.hostSrv(h.name), '/srv'], [p.hostRun(h.name), '/run/pj']]);
+    copyFileSync('/etc/hosts', p.hostEtcHosts(h.name));
+    await addMountNs(p.mountNs(h.name), [[p.hostSrv(h.name), '/srv'], [p.hostRun(h.name), '/run/pj'], [p.hostEtcHosts(h.name), '/etc/hosts']]);
   }
 
   mkdirSync(p.etcdData, { recursive: true, mode: 0o700 });

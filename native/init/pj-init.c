@@ -1,6 +1,6 @@
 // pj-init: the first process of every job, checkpointed with it, so kept tiny.
 //
-//   pj-init DIR -- CMD [ARG]...
+//   pj-init DIR [--net SOCKET] -- CMD [ARG]...
 //
 // The launcher (this binary as the agent starts it) closes every inherited
 // descriptor, makes a new PID namespace and forks its first process, prints
@@ -11,6 +11,9 @@
 // signals to CMD's process group, and when CMD ends writes DIR/status
 // ("exit N" or "signal N") and exits, which ends the namespace.
 // DIR is a /pj path: the same on every host, so the files follow the job.
+// With --net the job gets a network namespace of its own (job-net.c): its TCP
+// connections and DNS queries are relayed by the first process (relay.c) through
+// the manager listening on SOCKET, a path that is the same on every host.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +25,8 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "job-net.h"
+#include "relay.h"
 
 static pid_t program = -1;
 
@@ -44,7 +49,7 @@ static int place(int fd, int target) {
   return r < 0 ? -1 : 0;
 }
 
-static int first_process(const char* dir, char** cmd) {
+static int first_process(const char* dir, const char* net, char** cmd) {
   setsid();
   if (place(open("/dev/null", O_RDONLY | O_CLOEXEC), 0) < 0 || place(open_at(dir, "stdout", O_WRONLY | O_CREAT | O_APPEND), 1) < 0 ||
       place(open_at(dir, "stderr", O_WRONLY | O_CREAT | O_APPEND), 2) < 0)
@@ -55,6 +60,10 @@ static int first_process(const char* dir, char** cmd) {
   sa.sa_flags = SA_RESTART;
   for (size_t i = 0; i < sizeof forwarded / sizeof *forwarded; i++) sigaction(forwarded[i], &sa, NULL);
 
+  if (net && relay_setup(net) != 0) {
+    dprintf(2, "pj-init: cannot listen for the job's connections: %s\n", strerror(errno));
+    return 127;
+  }
   program = fork();
   if (program < 0) return 127;
   if (program == 0) {
@@ -67,10 +76,15 @@ static int first_process(const char* dir, char** cmd) {
   }
   for (;;) {
     int status;
-    pid_t p = waitpid(-1, &status, 0);
-    if (p < 0 && errno == EINTR) continue;
-    if (p < 0) return 127;
-    if (p != program) continue;  // an orphan, reaped
+    if (net) {
+      status = relay_loop(program);
+      if (status < 0) return 127;
+    } else {
+      pid_t p = waitpid(-1, &status, 0);
+      if (p < 0 && errno == EINTR) continue;
+      if (p < 0) return 127;
+      if (p != program) continue;  // an orphan, reaped
+    }
     char line[32];
     int n = WIFEXITED(status) ? snprintf(line, sizeof line, "exit %d\n", WEXITSTATUS(status))
                               : snprintf(line, sizeof line, "signal %d\n", WTERMSIG(status));
@@ -89,11 +103,18 @@ static int first_process(const char* dir, char** cmd) {
 }
 
 int main(int argc, char** argv) {
-  if (argc < 4 || strcmp(argv[2], "--") != 0) {
-    fprintf(stderr, "usage: pj-init DIR -- CMD [ARG]...\n");
+  const char* net = NULL;
+  int cmd = 2;
+  if (argc > 3 && strcmp(argv[2], "--net") == 0) {
+    net = argv[3];
+    cmd = 4;
+  }
+  if (argc < cmd + 2 || strcmp(argv[cmd], "--") != 0) {
+    fprintf(stderr, "usage: pj-init DIR [--net SOCKET] -- CMD [ARG]...\n");
     return 2;
   }
   syscall(SYS_close_range, 3, ~0U, 0);  // nothing of the caller's reaches the job
+  if (net && job_net_create() != 0) return 1;
   if (unshare(CLONE_NEWPID) != 0) {
     fprintf(stderr, "pj-init: unshare(CLONE_NEWPID): %s\n", strerror(errno));
     return 1;
@@ -103,7 +124,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "pj-init: fork: %s\n", strerror(errno));
     return 1;
   }
-  if (child == 0) return first_process(argv[1], argv + 3);
+  if (child == 0) return first_process(argv[1], net, argv + cmd + 1);
   printf("%d\n", child);
   return 0;
 }

@@ -33,6 +33,11 @@ Napi::Value PagerSupply(const Napi::CallbackInfo& info);
 Napi::Value PagerSupplyStored(const Napi::CallbackInfo& info);
 Napi::Value PagerStats(const Napi::CallbackInfo& info);
 Napi::Value PagerStop(const Napi::CallbackInfo& info);
+Napi::Value SeqpacketServe(const Napi::CallbackInfo& info);
+Napi::Value SeqpacketSend(const Napi::CallbackInfo& info);
+Napi::Value CloseFd(const Napi::CallbackInfo& info);
+Napi::Value DupFd(const Napi::CallbackInfo& info);
+Napi::Value TcpConnect(const Napi::CallbackInfo& info);
 }
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -53,6 +58,11 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pagerSupplyStored", Napi::Function::New(env, pj::PagerSupplyStored, "pagerSupplyStored"));
   exports.Set("pagerStats", Napi::Function::New(env, pj::PagerStats, "pagerStats"));
   exports.Set("pagerStop", Napi::Function::New(env, pj::PagerStop, "pagerStop"));
+  exports.Set("seqpacketServe", Napi::Function::New(env, pj::SeqpacketServe, "seqpacketServe"));
+  exports.Set("seqpacketSend", Napi::Function::New(env, pj::SeqpacketSend, "seqpacketSend"));
+  exports.Set("closeFd", Napi::Function::New(env, pj::CloseFd, "closeFd"));
+  exports.Set("dupFd", Napi::Function::New(env, pj::DupFd, "dupFd"));
+  exports.Set("tcpConnect", Napi::Function::New(env, pj::TcpConnect, "tcpConnect"));
   exports.Set("openat2", Napi::Function::New(env, pj::Openat2, "openat2"));
   exports.Set("ofdLock", Napi::Function::New(env, pj::OfdLock, "ofdLock"));
   exports.Set("flock", Napi::Function::New(env, pj::Flock, "flock"));

@@ -213,7 +213,12 @@ t.test('an SQLite writer on /pj/h1/data moved mid-transaction to h2 and back los
     const r = await mv(id, to, (await jobOf(id)).host);
     t.equal(r.code, 0, r.stderr);
     const at = await committed();
-    await waitFor(async () => (await committed()) >= at + 20, 20_000);
+    const going = await waitFor(async () => (await committed()) >= at + 20, 20_000).then(() => true, () => false);
+    if (!going) { // say why: the job's state and its last error lines
+      const j = await jobOf(id);
+      t.fail(`no commit after the move to ${to}: job ${j.state} on ${j.host} (${j.exit ?? ''}); stderr: ${(await c.pj(['logs', id])).stderr.slice(-600)}`);
+      return;
+    }
   }
   await c.pj(['kill', id]);
   await c.pj(['wait', id], { timeoutMs: 30_000 });

@@ -1,0 +1,68 @@
+// The net-layer's surface: jobs' connections carried to the host a route names,
+// kept across moves (detach before a dump, reattach after), and the mesh
+// methods by which other hosts open, resume, pause and close connections held here.
+import type { Etcd3 } from 'etcd3';
+import type { Log } from '../common/log.js';
+import type { Mesh } from '../manager/mesh/mesh.js';
+import type { TrafficLedger } from '../migrator/ledger.js';
+import { resolveHere, SyntheticNames } from './dns.js';
+import { InitChannels } from './init-channel.js';
+import { OutsideConnections } from './outside.js';
+import { RouteTable, type Route } from './routes.js';
+
+export { parseRoute, type Route } from './routes.js';
+export { RELAY_PORT, DNS_PORT } from './messages.js';
+
+const CONNECT_TIMEOUT_MS = 5000;
+
+export interface NetLayerOptions {
+  self: string;
+  /** This host's mesh address: tunnels from other hosts come to it. */
+  address: string;
+  /** Where jobs' inits find this manager: the same path on every host. */
+  socketPath: string;
+  mesh: Mesh;
+  etcd: Etcd3;
+  log: Log;
+  ledger: TrafficLedger;
+  routes: Route[];
+}
+
+export interface NetLayer {
+  detach(initPid: number): Promise<void>;
+  reattach(initPid: number): void;
+  routes(): Promise<Route[]>;
+  stats(): { connections: number; tunnels: number };
+  stop(): Promise<void>;
+}
+
+export async function startNetLayer(o: NetLayerOptions): Promise<NetLayer> {
+  const routes = new RouteTable(o.etcd);
+  await routes.add(o.routes);
+  const names = new SyntheticNames(o.etcd);
+  const outside = new OutsideConnections(o.log);
+  await outside.listen(o.address);
+  const channels = new InitChannels({ self: o.self, socketPath: o.socketPath, mesh: o.mesh, routes, names, outside, ledger: o.ledger, log: o.log });
+  channels.listen();
+
+  const key = (a: unknown): bigint => BigInt(String((a as { key?: unknown }).key ?? ''));
+  o.mesh.handle('net-open', async (a) => {
+    const { addr, name, port, job } = a as { addr: string; name?: string; port: number; job: string };
+    const ip = name ? (await resolveHere(name))?.[0] : addr;
+    if (!ip) throw Object.assign(new Error(`${name} does not resolve on ${o.self}`), { code: 'EHOSTUNREACH' });
+    const s = await outside.connect(ip, port, job, `${name ?? addr}:${port}`, CONNECT_TIMEOUT_MS);
+    return { key: String(s.key), ...(await outside.ticket(s.key)) };
+  });
+  o.mesh.handle('net-ticket', async (a) => outside.ticket(key(a)));
+  o.mesh.handle('net-pause', async (a) => { await outside.pause(key(a)); return true; });
+  o.mesh.handle('net-close', async (a) => { outside.close(key(a), Boolean((a as { reset?: boolean }).reset)); return true; });
+  o.mesh.handle('net-resolve', async (a) => (await resolveHere(String((a as { name?: string }).name ?? ''))) ?? null);
+
+  return {
+    detach: (pid) => channels.detach(pid),
+    reattach: (pid) => channels.reattach(pid),
+    routes: () => routes.list(),
+    stats: () => outside.stats(),
+    stop: () => outside.closeAll(),
+  };
+}

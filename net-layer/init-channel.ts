@@ -1,0 +1,203 @@
+// This host's side of its jobs' inits (native/init/relay.c): the seqpacket
+// socket on which each init asks for links, resolves names, reports bytes, and
+// is told to detach before a dump. A new connection goes where the routes say:
+// connected here and handed to the init as is, or opened on the route's host
+// and reached through a tunnel to it.
+import { constants as os } from 'node:os';
+import { loadBinding as native } from '../native/loader.js';
+import type { Log } from '../common/log.js';
+import type { Mesh } from '../manager/mesh/mesh.js';
+import type { TrafficLedger } from '../migrator/ledger.js';
+import { LINK_TUNNEL, Msg, SIG_REATTACH, decode, encode, type NetMsg } from './messages.js';
+import { answer, parseQuery, resolveHere, TYPE_A, type SyntheticNames } from './dns.js';
+import type { OutsideConnections, Ticket } from './outside.js';
+import type { RouteTable } from './routes.js';
+
+const CONNECT_TIMEOUT_MS = 5000;
+const DETACH_TIMEOUT_MS = 10_000;
+
+interface Link { key: bigint; holder: string; tunnel: boolean; out: bigint; in: bigint }
+
+interface Channel {
+  fd: number;
+  pid: number;
+  job: string;
+  links: Map<number, Link>;
+  /** Links being made: a detach waits for them. */
+  making: Set<Promise<void>>;
+  detached?: () => void;
+  gone: boolean;
+}
+
+export interface InitChannelParts {
+  self: string;
+  socketPath: string;
+  mesh: Mesh;
+  routes: RouteTable;
+  names: SyntheticNames;
+  outside: OutsideConnections;
+  ledger: TrafficLedger;
+  log: Log;
+}
+
+export class InitChannels {
+  #channels = new Map<number, Channel>();
+
+  constructor(private readonly o: InitChannelParts) {}
+
+  listen(): void {
+    const ctx = {};
+    const fd = native().seqpacketServe(this.o.socketPath, (cfd, data, fds, pid) => this.#message(cfd, data, fds, pid), ctx);
+    if (fd === undefined) throw Object.assign(new Error(`cannot listen on ${this.o.socketPath}`), ctx);
+  }
+
+  /** Before a dump: the job's init closes its links (tunnels drained) and its channel. */
+  async detach(initPid: number): Promise<void> {
+    const ch = [...this.#channels.values()].find((c) => c.pid === initPid && !c.gone);
+    if (!ch) return; // it never connected: nothing to close
+    await Promise.allSettled([...ch.making]);
+    // A holder stops and half-closes each tunnel; the init reads them to their end when told to detach.
+    const pauses = [...ch.links.values()].filter((l) => l.tunnel).map((l) => this.#pause(l).catch((e: Error) => {
+      this.o.log.warn({ op: 'net-detach', job: ch.job, holder: l.holder, err: e.message }, 'a holder did not pause a tunnel');
+    }));
+    this.o.log.info({ op: 'net-detach', job: ch.job, links: ch.links.size, tunnels: pauses.length }, 'detaching the job\'s connections');
+    const done = new Promise<void>((resolve, reject) => {
+      ch.detached = resolve;
+      setTimeout(() => reject(new Error(`job ${ch.job}'s init did not detach within ${DETACH_TIMEOUT_MS} ms`)), DETACH_TIMEOUT_MS).unref();
+    });
+    this.#send(ch, { type: Msg.Detach });
+    await done;
+    await Promise.allSettled(pauses);
+  }
+
+  /** After a restore here (or a move that failed): the init asks this host for its links again. */
+  reattach(initPid: number): void {
+    try {
+      process.kill(initPid, SIG_REATTACH);
+    } catch { /* gone */ }
+  }
+
+  #pause(l: Link): Promise<unknown> {
+    return l.holder === this.o.self ? this.o.outside.pause(l.key) : this.o.mesh.call(l.holder, 'net-pause', { key: String(l.key) }, DETACH_TIMEOUT_MS);
+  }
+
+  #send(ch: Channel, m: Partial<NetMsg> & { type: number }, fds: number[] = []): boolean {
+    return native().seqpacketSend(ch.fd, encode(m), fds, {}) === true;
+  }
+
+  #message(fd: number, data: Buffer | null, fds: number[], pid: number): void {
+    let ch = this.#channels.get(fd);
+    if (data === null) {
+      if (ch) this.#closed(ch);
+      return;
+    }
+    if (!ch) {
+      ch = { fd, pid, job: this.o.ledger.jobOf(pid), links: new Map(), making: new Set(), gone: false };
+      this.#channels.set(fd, ch);
+    }
+    for (const f of fds) native().closeFd(f); // inits send none
+    const m = decode(data);
+    if (!m) return this.o.log.warn({ op: 'net-init', job: ch.job, bytes: data.length }, 'malformed message from a job\'s init');
+    switch (m.type) {
+      case Msg.Open:
+      case Msg.Attach: {
+        const p = this.#link(ch, m).finally(() => ch!.making.delete(p));
+        ch.making.add(p);
+        return;
+      }
+      case Msg.Dns: return void this.#dns(ch, m);
+      case Msg.Bytes: return this.#count(ch, m);
+      case Msg.Closed: {
+        this.#count(ch, m);
+        const l = ch.links.get(m.stream);
+        ch.links.delete(m.stream);
+        if (l) void this.#close(l, m.err !== 0);
+        return;
+      }
+      case Msg.Detached: return ch.detached?.();
+    }
+  }
+
+  #closed(ch: Channel): void {
+    ch.gone = true;
+    this.#channels.delete(ch.fd);
+    if (ch.detached) return; // it detached: its links wait for it wherever it goes
+    // Gone without detaching: the job ended (or this manager will not hear from it again).
+    this.o.outside.orphan([...ch.links.values()].filter((l) => l.holder === this.o.self).map((l) => l.key));
+  }
+
+  async #close(l: Link, reset: boolean): Promise<void> {
+    if (l.holder === this.o.self) return this.o.outside.close(l.key, reset);
+    await this.o.mesh.call(l.holder, 'net-close', { key: String(l.key), reset }).catch(() => {});
+  }
+
+  #count(ch: Channel, m: NetMsg): void {
+    const l = ch.links.get(m.stream);
+    if (!l) return;
+    const delta = Number(m.bytesOut - l.out + (m.bytesIn - l.in));
+    l.out = m.bytesOut;
+    l.in = m.bytesIn;
+    if (delta > 0) this.o.ledger.record(ch.job, l.holder, 'net', 0, delta);
+  }
+
+  /** A link for a new connection (OPEN) or for one from before a move (ATTACH). */
+  async #link(ch: Channel, m: NetMsg): Promise<void> {
+    const { self, outside, mesh } = this.o;
+    let fd: number | undefined;
+    try {
+      let key = m.key;
+      let holder = m.holder;
+      let ticket: Ticket | undefined;
+      if (m.type === Msg.Open) {
+        const name = await this.o.names.nameOf(m.addr);
+        holder = (name ? await this.o.routes.forName(name) : await this.o.routes.forAddress(m.addr)) ?? self;
+        const target = `${name ?? m.addr}:${m.port}`;
+        if (holder === self) {
+          const ip = name ? (await resolveHere(name))?.[0] : m.addr;
+          if (!ip) throw Object.assign(new Error(`${name} does not resolve on ${self}`), { errno: os.errno.EHOSTUNREACH });
+          key = (await outside.connect(ip, m.port, ch.job, target, CONNECT_TIMEOUT_MS)).key;
+        } else {
+          const r = (await mesh.call(holder, 'net-open', { addr: m.addr, name, port: m.port, job: ch.job }, CONNECT_TIMEOUT_MS + 2000)) as Ticket & { key: string };
+          key = BigInt(r.key);
+          ticket = r;
+        }
+        this.o.log.debug({ op: 'net-open', job: ch.job, target, via: holder }, 'connection');
+      }
+      let flags = 0;
+      if (holder === self) {
+        fd = await outside.direct(key);
+      } else {
+        ticket ??= (await mesh.call(holder, 'net-ticket', { key: String(key) }, CONNECT_TIMEOUT_MS)) as Ticket;
+        const r = await native().tcpConnect(ticket.address, ticket.port, CONNECT_TIMEOUT_MS, Buffer.from(ticket.token, 'hex'));
+        if (typeof r !== 'number') throw Object.assign(new Error(`tunnel to ${holder}: errno ${r.errno}`), { errno: r.errno });
+        fd = r;
+        flags = LINK_TUNNEL;
+      }
+      const sent = this.#send(ch, { type: Msg.Opened, stream: m.stream, key, holder, flags }, [fd]);
+      if (sent) ch.links.set(m.stream, { key, holder, tunnel: flags === LINK_TUNNEL, out: m.bytesOut, in: m.bytesIn });
+    } catch (e) {
+      const errno = (e as { errno?: number }).errno;
+      this.o.log.info({ op: 'net-open', job: ch.job, target: `${m.addr}:${m.port}`, err: (e as Error).message }, 'connection refused to the job');
+      this.#send(ch, { type: Msg.Opened, stream: m.stream, err: typeof errno === 'number' && errno > 0 ? errno : os.errno.ECONNREFUSED });
+    } finally {
+      if (fd !== undefined) native().closeFd(fd);
+    }
+  }
+
+  async #dns(ch: Channel, m: NetMsg): Promise<void> {
+    const q = parseQuery(m.payload);
+    if (!q) return this.o.log.warn({ op: 'net-dns', job: ch.job, bytes: m.payload.length }, 'malformed DNS query dropped');
+    let addrs: string[] | undefined = [];
+    if (q.type === TYPE_A) {
+      const host = await this.o.routes.forName(q.name);
+      if (host) {
+        const there = host === this.o.self ? await resolveHere(q.name)
+          : ((await this.o.mesh.call(host, 'net-resolve', { name: q.name }).catch(() => null)) as string[] | null) ?? undefined;
+        addrs = there ? [await this.o.names.addressOf(q.name)] : undefined;
+      } else {
+        addrs = await resolveHere(q.name);
+      }
+    }
+    this.#send(ch, { type: Msg.DnsReply, addr: m.addr, port: m.port, payload: answer(m.payload, q, addrs) });
+  }
+}
