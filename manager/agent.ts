@@ -13,8 +13,10 @@ import { pingPeer, registerDiagnosticMethods, streamToPeer } from './mesh-diagno
 import { readSecretFile } from './secret.js';
 import { startFsLayer } from '../fs-layer/index.js';
 import type { DataCache } from '../fs-layer/data-cache.js';
-import { JOBS_EXPORT, TrafficLedger, jobsPath, startMigrator, type MigratorLayer } from '../migrator/index.js';
-import { startNetLayer, type NetLayer, type Route } from '../net-layer/index.js';
+import { JOBS_EXPORT, TrafficLedger, jobsPath, startMigrator, type JobRecord, type MigratorLayer } from '../migrator/index.js';
+import { startNetLayer, type NetLayer, type PublishingJob, type Route } from '../net-layer/index.js';
+
+const publishingJob = (r: JobRecord): PublishingJob => ({ id: r.id, host: r.host, pid: r.pid, origin: r.origin, running: r.state === 'running', publish: r.publish ?? [] });
 
 export interface AgentOptions {
   host: string;
@@ -87,7 +89,9 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
   record.capabilities.passthrough = fsLayer.passthrough;
   // Jobs' inits find the manager of whichever host they run on at the same path.
   const net = await startNetLayer({ self: opts.host, address: opts.listen.address, socketPath: join(dirname(opts.controlSocket), 'net.sock'),
-    mesh, etcd: state.etcd, log, ledger, routes: opts.routes ?? [] });
+    mesh, etcd: state.etcd, log, ledger, routes: opts.routes ?? [],
+    jobs: async () => (await state.jobs.list<JobRecord>()).map((j) => publishingJob(j.value)),
+    job: async (id) => { const j = await state.jobs.get<JobRecord>(id); return j && publishingJob(j.value); } });
   record.capabilities.proxy = true;
   const migrator = startMigrator({ self: opts.host, mount: opts.mount, stateDir: opts.stateDir, mesh, state, log, ledger, pageStoreBytes: opts.pageStoreBytes,
     net: { socketPath: join(dirname(opts.controlSocket), 'net.sock'), detach: (pid) => net.detach(pid), reattach: (pid) => net.reattach(pid) } });

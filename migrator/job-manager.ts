@@ -16,7 +16,7 @@ import type { JobTable, Versioned } from '../manager/cluster-state.js';
 import { alive, jobPids, jobUsage, localJobInits, signalAll, startTime, stateOf, type JobUsage } from './job-processes.js';
 import { JOBS_EXPORT, jobDir, newJobId, type JobRecord } from './jobs.js';
 
-export interface RunRequest { name?: string; cmd: string[]; cwd: string; env: Record<string, string> }
+export interface RunRequest { name?: string; cmd: string[]; cwd: string; env: Record<string, string>; publish?: JobRecord['publish'] }
 
 /**
  * A job's network, as the net-layer gives it (the manager wires it in): the socket its init relays
@@ -73,6 +73,8 @@ export class JobManager {
     if (!Array.isArray(req.cmd) || req.cmd.length === 0 || !req.cmd.every((a) => typeof a === 'string')) throw new PjError(codes.USAGE, 'pj run needs a command');
     // Asynchronously: the directory may be under /pj, which this very process serves.
     if (typeof req.cwd !== 'string' || !(await isDirectory(req.cwd))) throw new PjError(codes.USAGE, `no directory ${req.cwd} on ${this.self} (--cwd)`);
+    const port = (n: unknown) => Number.isInteger(n) && (n as number) > 0 && (n as number) < 65536;
+    if (req.publish !== undefined && !(Array.isArray(req.publish) && req.publish.every((p) => port(p?.port) && port(p?.jobPort)))) throw new PjError(codes.USAGE, 'publish: want [{ port, jobPort, everywhere }]');
     const id = newJobId();
     mkdirSync(join(this.jobsPath, id));
     const dir = jobDir(this.mount, this.self, id);
@@ -80,6 +82,7 @@ export class JobManager {
     const rec: JobRecord = {
       id, name: req.name || basename(req.cmd[0]), cmd: req.cmd, cwd: req.cwd, origin: this.self, dir,
       host: this.self, pid, pidStart: startTime(pid) ?? 0, state: 'running', moves: 0, startedAt: new Date().toISOString(),
+      ...(req.publish?.length ? { publish: req.publish } : {}),
     };
     if (!(await this.table.create(id, rec))) {
       signalAll(jobPids(pid), 'SIGKILL');

@@ -26,6 +26,8 @@ export interface JobRecord {
   /** Hosts whose page stores kept the job's pages when it left them, the most recent first. */
   holders?: string[];
   startedAt: string;
+  /** Ports published for it (pj run --publish): PORT on its origin (or every host) to JOBPORT of the job. */
+  publish?: Array<{ port: number; jobPort: number; everywhere: boolean }>;
   /** "exit N" or "signal N", once it ended. */
   exit?: string;
 }

@@ -9,9 +9,12 @@ import { resolveHere, SyntheticNames } from './dns.js';
 import { InitChannels } from './init-channel.js';
 import { OutsideConnections } from './outside.js';
 import { RouteTable, type Route } from './routes.js';
+import { Publisher, type PublishingJob } from './publish.js';
+import type { Ticket } from './outside.js';
 
 export { parseRoute, type Route } from './routes.js';
 export { RELAY_PORT, DNS_PORT } from './messages.js';
+export { parsePublish, type PublishedPort, type PublishingJob } from './publish.js';
 
 const CONNECT_TIMEOUT_MS = 5000;
 
@@ -26,6 +29,9 @@ export interface NetLayerOptions {
   log: Log;
   ledger: TrafficLedger;
   routes: Route[];
+  /** The jobs (from the job table), for published ports. */
+  jobs: () => Promise<PublishingJob[]>;
+  job: (id: string) => Promise<PublishingJob | undefined>;
 }
 
 export interface NetLayer {
@@ -56,6 +62,13 @@ export async function startNetLayer(o: NetLayerOptions): Promise<NetLayer> {
   o.mesh.handle('net-ticket', async (a) => outside.ticket(key(a)));
   o.mesh.handle('net-pause', async (a) => { await outside.pause(key(a)); return true; });
   o.mesh.handle('net-close', async (a) => { outside.close(key(a), Boolean((a as { reset?: boolean }).reset)); return true; });
+  o.mesh.handle('net-inbound', async (a) => {
+    const { pid, key: k, holder, jobPort, ticket } = a as { pid: number; key: string; holder: string; jobPort: number; ticket: Ticket };
+    await channels.inbound(pid, BigInt(k), holder, jobPort, ticket);
+    return true;
+  });
+  const publisher = new Publisher({ self: o.self, address: o.address, mesh: o.mesh, outside, channels, log: o.log, jobs: o.jobs, job: o.job });
+  publisher.start();
   o.mesh.handle('net-resolve', async (a) => (await resolveHere(String((a as { name?: string }).name ?? ''))) ?? null);
 
   return {
@@ -63,6 +76,9 @@ export async function startNetLayer(o: NetLayerOptions): Promise<NetLayer> {
     reattach: (pid) => channels.reattach(pid),
     routes: () => routes.list(),
     stats: () => outside.stats(),
-    stop: () => outside.closeAll(),
+    stop: async () => {
+      publisher.stop();
+      await outside.closeAll();
+    },
   };
 }

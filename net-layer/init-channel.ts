@@ -14,6 +14,13 @@ import type { OutsideConnections, Ticket } from './outside.js';
 import type { RouteTable } from './routes.js';
 
 const CONNECT_TIMEOUT_MS = 5000;
+
+/** A tunnel to a connection `holder` keeps, opened with its one-time ticket. */
+async function tunnelTo(holder: string, t: Ticket): Promise<number> {
+  const r = await native().tcpConnect(t.address, t.port, CONNECT_TIMEOUT_MS, Buffer.from(t.token, 'hex'));
+  if (typeof r !== 'number') throw Object.assign(new Error(`tunnel to ${holder}: errno ${r.errno}`), { errno: r.errno });
+  return r;
+}
 const DETACH_TIMEOUT_MS = 10_000;
 
 interface Link { key: bigint; holder: string; tunnel: boolean; out: bigint; in: bigint }
@@ -27,6 +34,8 @@ interface Channel {
   making: Set<Promise<void>>;
   detached?: () => void;
   gone: boolean;
+  /** Inbound connections handed over, by key, until the init says which stream each is. */
+  accepting: Map<bigint, (m: NetMsg) => void>;
 }
 
 export interface InitChannelParts {
@@ -77,6 +86,29 @@ export class InitChannels {
     } catch { /* gone */ }
   }
 
+  /**
+   * A connection from outside for the job whose init is `initPid`, to its port `jobPort`: held at
+   * `holder` as `key` (a ticket for the tunnel when that is another host).
+   */
+  async inbound(initPid: number, key: bigint, holder: string, jobPort: number, ticket?: Ticket): Promise<void> {
+    const ch = [...this.#channels.values()].find((c) => c.pid === initPid && !c.gone && !c.detached);
+    if (!ch) throw new Error('the job is not attached here (moving?)');
+    let fd: number | undefined;
+    try {
+      fd = holder === this.o.self ? await this.o.outside.direct(key) : await tunnelTo(holder, ticket!);
+      const accepted = new Promise<NetMsg>((resolve, reject) => {
+        ch.accepting.set(key, resolve);
+        setTimeout(() => reject(new Error('the job\'s init did not take the connection')), CONNECT_TIMEOUT_MS).unref();
+      }).finally(() => ch.accepting.delete(key));
+      if (!this.#send(ch, { type: Msg.Inbound, key, holder, port: jobPort, flags: holder === this.o.self ? 0 : LINK_TUNNEL }, [fd])) throw new Error('the job\'s init is gone');
+      const m = await accepted;
+      if (m.err) throw Object.assign(new Error(`the job refused it on port ${jobPort}`), { errno: m.err, refused: true });
+      ch.links.set(m.stream, { key, holder, tunnel: holder !== this.o.self, out: 0n, in: 0n });
+    } finally {
+      if (fd !== undefined) native().closeFd(fd);
+    }
+  }
+
   #pause(l: Link): Promise<unknown> {
     return l.holder === this.o.self ? this.o.outside.pause(l.key) : this.o.mesh.call(l.holder, 'net-pause', { key: String(l.key) }, DETACH_TIMEOUT_MS);
   }
@@ -92,7 +124,7 @@ export class InitChannels {
       return;
     }
     if (!ch) {
-      ch = { fd, pid, job: this.o.ledger.jobOf(pid), links: new Map(), making: new Set(), gone: false };
+      ch = { fd, pid, job: this.o.ledger.jobOf(pid), links: new Map(), making: new Set(), gone: false, accepting: new Map() };
       this.#channels.set(fd, ch);
     }
     for (const f of fds) native().closeFd(f); // inits send none
@@ -115,6 +147,7 @@ export class InitChannels {
         return;
       }
       case Msg.Detached: return ch.detached?.();
+      case Msg.Accepted: return ch.accepting.get(m.key)?.(m);
     }
   }
 
@@ -168,9 +201,7 @@ export class InitChannels {
         fd = await outside.direct(key);
       } else {
         ticket ??= (await mesh.call(holder, 'net-ticket', { key: String(key) }, CONNECT_TIMEOUT_MS)) as Ticket;
-        const r = await native().tcpConnect(ticket.address, ticket.port, CONNECT_TIMEOUT_MS, Buffer.from(ticket.token, 'hex'));
-        if (typeof r !== 'number') throw Object.assign(new Error(`tunnel to ${holder}: errno ${r.errno}`), { errno: r.errno });
-        fd = r;
+        fd = await tunnelTo(holder, ticket);
         flags = LINK_TUNNEL;
       }
       const sent = this.#send(ch, { type: Msg.Opened, stream: m.stream, key, holder, flags }, [fd]);

@@ -6,7 +6,7 @@ export const DNS_PORT = 7753;
 export const SIG_REATTACH = 38;
 
 export const Msg = {
-  Open: 1, Attach: 2, Dns: 3, Detached: 4, Closed: 5, Bytes: 6,
+  Open: 1, Attach: 2, Dns: 3, Detached: 4, Closed: 5, Bytes: 6, Accepted: 7, Hello: 8,
   Opened: 11, DnsReply: 12, Detach: 13, Inbound: 14,
 } as const;
 

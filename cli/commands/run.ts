@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { PjError, codes } from '../../common/errors.js';
 import type { JobRecord } from '../../migrator/index.js';
 import { askAgent, withAgentOptions } from '../agent-socket.js';
+import { parsePublish } from '../../net-layer/index.js';
 import { action, printJson } from '../output.js';
 
 /** What a job gets of the caller's environment, before --env. */
@@ -14,6 +15,8 @@ export function register(program: Command): void {
     .option('--name <name>', 'a name for pj ps (default: the program)')
     .option('--cwd <dir>', 'its working directory (default: the current one)')
     .option('--env <k=v>', 'an environment variable (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--publish <port[:jobport]>', 'open PORT on the job\'s home host, forwarded to JOBPORT of the job wherever it runs (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--publish-on <where>', 'home (the host it starts on) or all (every host)', 'home')
     .option('--json', 'print the job as JSON')
     .action(action(async (cmd: string[], o) => {
       const env: Record<string, string> = {};
@@ -23,7 +26,15 @@ export function register(program: Command): void {
         if (eq <= 0) throw new PjError(codes.USAGE, `--env '${kv}' must be K=V`);
         env[kv.slice(0, eq)] = kv.slice(eq + 1);
       }
-      const job = (await askAgent(o, 'run', { on: o.on, name: o.name, cmd, cwd: o.cwd ?? process.cwd(), env }, 30_000)) as JobRecord;
+      if (!['home', 'all'].includes(o.publishOn)) throw new PjError(codes.USAGE, '--publish-on must be home or all');
+      const publish = (o.publish as string[]).map((p) => {
+        try {
+          return parsePublish(p, o.publishOn === 'all');
+        } catch (e) {
+          throw new PjError(codes.USAGE, (e as Error).message);
+        }
+      });
+      const job = (await askAgent(o, 'run', { on: o.on, name: o.name, cmd, cwd: o.cwd ?? process.cwd(), env, publish }, 30_000)) as JobRecord;
       if (o.json) return printJson(job);
       process.stdout.write(job.id + '\n');
     }));

@@ -15,6 +15,8 @@ enum {
   PJ_MSG_DETACHED = 4,  // every link is closed; the channel closes next
   PJ_MSG_CLOSED = 5,    // a connection ended (err: 0, or the errno that ended it)
   PJ_MSG_BYTES = 6,     // running totals of a connection
+  PJ_MSG_HELLO = 8,     // first on every channel: the manager knows the job's init from then on
+  PJ_MSG_ACCEPTED = 7,  // an INBOUND connection is this stream now (or err: the job's port refused it)
   // manager -> init
   PJ_MSG_OPENED = 11,     // the link for a connection (descriptor), or err
   PJ_MSG_DNS_REPLY = 12,  // the answer for addr:port (payload)

@@ -111,7 +111,8 @@ static int ctl_open(void) {
   }
   ctl = fd;
   watch(ctl, TAG_CTL, EPOLLIN, EPOLL_CTL_ADD);
-  return 0;
+  struct pj_net_msg hello = {.type = PJ_MSG_HELLO};
+  return send_msg(&hello, NULL, 0);
 }
 
 // Ends a job connection with a reset, as a refused connection would.
@@ -328,8 +329,11 @@ static void on_inbound(struct pj_net_msg* m, int fd) {
   int job = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(m->port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   if (job < 0 || connect(job, (struct sockaddr*)&a, sizeof a) != 0) {  // loopback: at once
+    struct pj_net_msg no = *m;
+    no.type = PJ_MSG_ACCEPTED; no.err = errno;
     if (job >= 0) close(job);
     reset_close(fd);
+    send_msg(&no, NULL, 0);
     return;
   }
   fcntl(job, F_SETFL, O_NONBLOCK);
@@ -341,7 +345,7 @@ static void on_inbound(struct pj_net_msg* m, int fd) {
   s->state = WAIT_LINK;
   set_link(s, fd, m->flags & PJ_LINK_TUNNEL);
   struct pj_net_msg ack = s->origin;
-  ack.type = PJ_MSG_OPEN; ack.stream = s->id; ack.flags = 0;
+  ack.type = PJ_MSG_ACCEPTED; ack.stream = s->id;
   send_msg(&ack, NULL, 0);  // tells the manager our id for it
   pump(s, 0);
 }
@@ -385,6 +389,7 @@ static void reattach(void) {
   detached = 0;
   int one = 1;  // in case the restore did not bring the listener's tproxy flag back
   setsockopt(listener, SOL_IP, IP_TRANSPARENT, &one, sizeof one);
+  ctl_open();  // so that this host's manager can hand us inbound connections
   for (struct stream* s = streams, *next; s; s = next) {
     next = s->next;
     if (s->state == DETACHED_STREAM || s->state == PENDING) ask_link(s);
@@ -465,6 +470,7 @@ int relay_setup(const char* path) {
   if (bind(dns, (struct sockaddr*)&a, sizeof a) != 0) return -1;
   watch(listener, TAG_LISTENER, EPOLLIN, EPOLL_CTL_ADD);
   watch(dns, TAG_DNS, EPOLLIN, EPOLL_CTL_ADD);
+  ctl_open();  // at once, so that this host's manager can hand us inbound connections (no manager: later)
   return 0;
 }
 

@@ -1,0 +1,102 @@
+// Published ports: `pj run --publish PORT[:JOBPORT]` opens PORT on the job's
+// home host (or, with --publish-on all, on every host) and forwards each
+// connection to JOBPORT of the job wherever it runs now. The accepted socket
+// stays on the host that accepted it (a connection held here, like any
+// outside end); the job's host hands it to the job's init, as is when the job
+// runs here, else through a tunnel to here. A job in the middle of a move is
+// waited for.
+import net from 'node:net';
+import { loadBinding as native } from '../native/loader.js';
+import type { Log } from '../common/log.js';
+import type { Mesh } from '../manager/mesh/mesh.js';
+import type { InitChannels } from './init-channel.js';
+import type { OutsideConnections } from './outside.js';
+
+export interface PublishedPort { port: number; jobPort: number; everywhere: boolean }
+
+/** What the publisher needs of a job (from the job table). */
+export interface PublishingJob { id: string; host: string; pid: number; origin: string; running: boolean; publish: PublishedPort[] }
+
+const SYNC_MS = 1000;
+const DELIVER_DEADLINE_MS = 15_000;
+
+/** Parses PORT[:JOBPORT]. */
+export function parsePublish(spec: string, everywhere: boolean): PublishedPort {
+  const m = /^(\d+)(?::(\d+))?$/.exec(spec);
+  const port = Number(m?.[1]);
+  const jobPort = Number(m?.[2] ?? m?.[1]);
+  if (!m || !(port > 0 && port < 65536) || !(jobPort > 0 && jobPort < 65536)) throw new Error(`--publish ${spec}: want PORT or PORT:JOBPORT`);
+  return { port, jobPort, everywhere };
+}
+
+export class Publisher {
+  #listeners = new Map<number, { job: string; server: net.Server }>();
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly o: {
+    self: string; address: string; mesh: Mesh; outside: OutsideConnections; channels: InitChannels; log: Log;
+    jobs: () => Promise<PublishingJob[]>; job: (id: string) => Promise<PublishingJob | undefined>;
+  }) {}
+
+  start(): void {
+    this.#timer = setInterval(() => void this.sync().catch(() => {}), SYNC_MS);
+    void this.sync().catch(() => {});
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    for (const l of this.#listeners.values()) l.server.close();
+    this.#listeners.clear();
+  }
+
+  /** Opens the ports of running jobs that publish here, closes those of jobs that ended. */
+  async sync(): Promise<void> {
+    const wanted = new Map<number, PublishingJob & { jobPort: number }>();
+    for (const j of await this.o.jobs()) {
+      if (!j.running) continue;
+      for (const p of j.publish) if (p.everywhere || j.origin === this.o.self) wanted.set(p.port, { ...j, jobPort: p.jobPort });
+    }
+    for (const [port, l] of this.#listeners) {
+      if (wanted.get(port)?.id !== l.job) {
+        l.server.close();
+        this.#listeners.delete(port);
+      }
+    }
+    for (const [port, j] of wanted) if (!this.#listeners.has(port)) this.#listen(port, j.id, j.jobPort);
+  }
+
+  #listen(port: number, job: string, jobPort: number): void {
+    const server = net.createServer({ pauseOnConnect: true }, (sock) => void this.#accepted(sock, job, jobPort));
+    this.#listeners.set(port, { job, server });
+    server.on('error', (e) => {
+      this.o.log.error({ op: 'net-publish', job, port, err: e.message }, 'cannot publish the port');
+      this.#listeners.delete(port);
+    });
+    server.listen(port, this.o.address, () => this.o.log.info({ op: 'net-publish', job, port, jobPort }, 'port published'));
+  }
+
+  async #accepted(sock: net.Socket, job: string, jobPort: number): Promise<void> {
+    // The socket is paused from the start (nothing read): its descriptor becomes a connection held here.
+    const fd = native().dupFd((sock as unknown as { _handle: { fd: number } })._handle.fd, {});
+    sock.destroy();
+    if (fd === undefined) return;
+    const s = this.o.outside.adopt(fd, job, `inbound:${jobPort}`);
+    const deadline = Date.now() + DELIVER_DEADLINE_MS;
+    let why = '';
+    while (Date.now() < deadline) {
+      const j = await this.o.job(job).catch(() => undefined);
+      if (!j || !j.running) { why = 'the job ended'; break; }
+      try {
+        if (j.host === this.o.self) await this.o.channels.inbound(j.pid, s.key, this.o.self, jobPort);
+        else await this.o.mesh.call(j.host, 'net-inbound', { pid: j.pid, key: String(s.key), holder: this.o.self, jobPort, ticket: await this.o.outside.ticket(s.key) }, DELIVER_DEADLINE_MS);
+        return;
+      } catch (e) {
+        why = (e as Error).message;
+        if ((e as { refused?: boolean }).refused || /refused it on port/.test(why)) break;
+        await new Promise((r) => setTimeout(r, 200)); // moving: asked again where it runs
+      }
+    }
+    this.o.log.info({ op: 'net-inbound', job, port: jobPort, err: why }, 'inbound connection refused');
+    this.o.outside.close(s.key, true);
+  }
+}
