@@ -93,6 +93,14 @@ export class InitChannels {
   async inbound(initPid: number, key: bigint, holder: string, jobPort: number, ticket?: Ticket): Promise<void> {
     const ch = [...this.#channels.values()].find((c) => c.pid === initPid && !c.gone && !c.detached);
     if (!ch) throw new Error('the job is not attached here (moving?)');
+    // A detach waits for it: the link must be known before the holders are asked to pause.
+    const p = this.#handOver(ch, key, holder, jobPort, ticket);
+    const tracked = p.catch(() => {}).finally(() => ch.making.delete(tracked));
+    ch.making.add(tracked);
+    return p;
+  }
+
+  async #handOver(ch: Channel, key: bigint, holder: string, jobPort: number, ticket?: Ticket): Promise<void> {
     let fd: number | undefined;
     try {
       fd = holder === this.o.self ? await this.o.outside.direct(key) : await tunnelTo(holder, ticket!);

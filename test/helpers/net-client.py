@@ -1,0 +1,32 @@
+# An outside client of a published port, for the net-layer tests.
+#   stream HOST PORT SECONDS   one connection: sends 0,1,2,... and checks each answer
+#   fresh HOST PORT SECONDS    a new connection for every number
+# Prints "ok N" (numbers answered) or "fail N: why", then exits (3 on a gap).
+import socket, sys, time
+
+host, port, seconds = sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+end, n, failures = time.time() + seconds, 0, 0
+if sys.argv[1] == 'stream':
+    s = socket.create_connection((host, port), timeout=30)
+    f = s.makefile('rb')
+    while time.time() < end:
+        s.sendall(b'%d\n' % n)
+        r = int(f.readline())
+        if r != n:
+            print('GAP client sent', n, 'got', r, flush=True)
+            sys.exit(3)
+        n += 1
+        time.sleep(0.01)
+else:
+    while time.time() < end:
+        try:
+            with socket.create_connection((host, port), timeout=20) as s:
+                s.sendall(b'0\n')
+                if s.makefile('rb').readline() != b'0\n':
+                    raise OSError('wrong answer')
+            n += 1
+        except OSError as e:
+            failures += 1
+            print('fail', n, e, flush=True)
+        time.sleep(0.05)
+print('ok', n, 'failures', failures, flush=True)

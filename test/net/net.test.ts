@@ -1,0 +1,136 @@
+// The net-layer on a real 3-host cluster: servers (redis-server, an HTTP server)
+// that listen only inside h2, reached by jobs on h1 through routes by address
+// and by name; a published port used from h3 while its job moves; connections
+// in both directions kept across two moves with every byte checked; a route to
+// a host that is down, malformed DNS, and what is refused.
+import t from 'tap';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { repoRoot } from '../../common/repo-root.js';
+import type { JobView, LedgerRow } from '../../migrator/index.js';
+import { paths } from '../../manager/sim-cluster/layout.js';
+import { startCluster, waitFor } from '../helpers/cluster.js';
+
+const SERVER = '10.77.0.2'; // an address only h2 has
+const DOWN = '10.78.0.5'; // routed to h3, whose manager the last test stops
+const c = await startCluster(t, { hosts: 3, routes: ['10.77.0.0/16=h2', 'db.internal=h2', `${DOWN}/32=h3`] });
+const netns = (h: string) => `/run/netns/${c.file().hosts.find((x) => x.name === h)!.netns}`;
+const helper = (name: string) => join(repoRoot(), 'test', 'helpers', name);
+
+// The servers: inside h2's network namespace only, on an address of its own; its own /etc/hosts names it.
+const www = mkdtempSync(join(tmpdir(), 'pj-www-'));
+writeFileSync(join(www, 'hello.txt'), 'hello from h2\n');
+await c.exec('h2', ['ip', 'addr', 'add', `${SERVER}/32`, 'dev', 'lo']);
+appendFileSync(paths(c.dir).hostEtcHosts('h2'), `${SERVER} db.internal\n`);
+const servers: ChildProcess[] = [
+  spawn('nsenter', [`--net=${netns('h2')}`, 'redis-server', '--bind', SERVER, '--port', '6379', '--save', '', '--protected-mode', 'no'], { stdio: 'ignore' }),
+  spawn('nsenter', [`--net=${netns('h2')}`, 'python3', '-m', 'http.server', '8080', '--bind', SERVER, '--directory', www], { stdio: 'ignore' }),
+];
+t.teardown(() => { for (const s of servers) s.kill('SIGKILL'); });
+await waitFor(async () => (await c.exec('h2', ['redis-cli', '-h', SERVER, 'ping'])).stdout.trim() === 'PONG', 10_000);
+
+async function run(cmd: string[], on = 'h1', extra: string[] = []): Promise<string> {
+  const r = await c.pj(['run', '--on', on, ...extra, '--', ...cmd]);
+  if (r.code !== 0) throw new Error(`pj run failed: ${r.stderr}`);
+  return r.stdout.trim();
+}
+const jobOf = async (id: string) => (JSON.parse((await c.pj(['ps', '--json'])).stdout) as JobView[]).find((j) => j.id === id)!;
+const logs = async (id: string) => (await c.pj(['logs', id])).stdout;
+const ended = async (id: string) => { await waitFor(async () => (await jobOf(id)).state === 'exited', 30_000, 100); return logs(id); };
+const mv = async (id: string, to: string) => {
+  const r = await c.pj(['mv', id, to, '--json'], { timeoutMs: 120_000 });
+  if (r.code !== 0) throw new Error(`pj mv ${to}: ${r.stderr}`);
+};
+/** A client inside `host` (its namespace only), running in the background. */
+function client(host: string, args: string[]): Promise<string> {
+  return new Promise((resolve) => {
+    const p = spawn('nsenter', [`--net=${netns(host)}`, 'python3', helper('net-client.py'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (out += d));
+    p.on('close', () => resolve(out));
+  });
+}
+
+t.test('a job on h1 reaches servers that only h2 can reach, by address and by name: curl, python3, redis-cli', async (t) => {
+  const direct = await c.exec('h1', ['curl', '-sS', '-m', '2', `http://${SERVER}:8080/hello.txt`]);
+  t.not(direct.code, 0, 'h1 itself cannot reach the server');
+  const id = await run(['sh', '-c', [
+    `curl -sS -m 5 http://${SERVER}:8080/hello.txt`,
+    `python3 -c "import urllib.request; print(urllib.request.urlopen('http://db.internal:8080/hello.txt', timeout=5).read().decode().strip(), 'by name')"`,
+    'redis-cli -h db.internal set pj-key stored-through-h2',
+    `redis-cli -h ${SERVER} get pj-key`,
+    'getent hosts db.internal',
+  ].join('; ')]);
+  const out = await ended(id);
+  t.match(out, /^hello from h2\nhello from h2 by name\nOK\nstored-through-h2\n100\.\d+\.\d+\.\d+\s+db\.internal\n$/, `curl, python3 and redis-cli got through; the name has a synthetic address\n${out}`);
+  t.equal((await c.exec('h2', ['redis-cli', '-h', SERVER, 'get', 'pj-key'])).stdout.trim(), 'stored-through-h2', 'the write reached the real server');
+  const ledger = JSON.parse((await c.pj(['ledger', '--json', '--host', 'h1'])).stdout) as LedgerRow[];
+  t.ok(ledger.some((r) => r.layer === 'net' && r.target === 'h2' && r.bytes > 0), 'pj ledger counts the bytes against h2');
+});
+
+t.test('a client on h3 keeps using a published port while the job moves h1 -> h2 -> h3', async (t) => {
+  const id = await run(['python3', helper('net-job.py'), 'serve', '9000'], 'h1', ['--publish', '9100:9000']);
+  const h1 = c.file().hosts.find((h) => h.name === 'h1')!.address;
+  await waitFor(async () => /^ok [1-9]/.test(await client('h3', ['fresh', h1, '9100', '0.2'])), 10_000, 200);
+  const using = client('h3', ['fresh', h1, '9100', '8']);
+  await new Promise((r) => setTimeout(r, 1000));
+  await mv(id, 'h2');
+  await new Promise((r) => setTimeout(r, 1000));
+  await mv(id, 'h3');
+  const out = await using;
+  t.match(out, /^ok (\d+) failures 0\n$/, `every connection was answered: ${out}`);
+  t.ok(Number(/ok (\d+)/.exec(out)?.[1]) > 40, 'and there were many');
+  await c.pj(['kill', '-s', 'KILL', id]);
+});
+
+t.test('a connection to redis on h2 and one from a client on h3 stay open through two moves: no byte lost or repeated', async (t) => {
+  const before = Number((await c.exec('h2', ['redis-cli', '-h', SERVER, 'get', 'pj-seq'])).stdout.trim() || 0);
+  const id = await run(['python3', helper('net-job.py'), 'both', '9000', 'db.internal', '6379'], 'h1', ['--publish', '9200:9000']);
+  await waitFor(async () => /incr \d+/.test(await logs(id)), 10_000);
+  const h1 = c.file().hosts.find((h) => h.name === 'h1')!.address;
+  await waitFor(async () => /^ok [1-9]/.test(await client('h3', ['fresh', h1, '9200', '0.2'])), 10_000, 200); // published within a second
+  const streaming = client('h3', ['stream', h1, '9200', '7']);
+  await new Promise((r) => setTimeout(r, 1500));
+  await mv(id, 'h2'); // the redis connection becomes local to its holder, the client's goes through a tunnel to h1
+  await new Promise((r) => setTimeout(r, 1500));
+  await mv(id, 'h3'); // both through tunnels now
+  const out = await streaming;
+  t.match(out, /^ok \d+ failures 0\n$/, `the client's stream went on, every answer in sequence: ${out.trim()}`);
+  await c.pj(['kill', '-s', 'KILL', id]);
+  await waitFor(async () => (await jobOf(id)).state === 'exited', 10_000);
+  const lines = (await logs(id)).split('\n').filter(Boolean);
+  t.notOk(lines.some((l) => l.startsWith('GAP')), 'the job saw every client line in order');
+  const incrs = lines.filter((l) => l.startsWith('incr ')).map((l) => Number(l.slice(5)));
+  t.same(incrs, incrs.map((_, i) => incrs[0] + i), `${incrs.length} INCRs answered in sequence over one connection`);
+  t.ok(incrs[0] === before + 1, 'starting right after the value before');
+  const server = Number((await c.exec('h2', ['redis-cli', '-h', SERVER, 'get', 'pj-seq'])).stdout.trim());
+  t.ok(server - incrs.at(-1)! <= 1, `redis counted what the job saw (${server} vs ${incrs.at(-1)}; one INCR may have been in flight at the kill)`);
+  t.equal((await jobOf(id)).moves, 2);
+});
+
+t.test('refusals: a route to a host that is down ends the connection at once, malformed DNS leaves the resolver serving, UDP is refused', async (t) => {
+  t.equal((await c.pj(['cluster', 'stop', 'h3'])).code, 0, "h3's manager is down");
+  t.teardown(async () => { await c.pj(['cluster', 'start', 'h3']); });
+  const id = await run(['python3', '-c', `
+import socket, time, os
+t0 = time.time()
+try:
+    s = socket.create_connection(('${DOWN}', 80), timeout=30); s.sendall(b'x'); print('read', s.recv(10))
+except OSError as e: print('down:', type(e).__name__, round(time.time() - t0, 1))
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(1)
+for junk in [b'', b'\\x00', os.urandom(11), os.urandom(300), b'\\x12\\x34\\x01\\x00\\x00\\x01' + b'\\xff' * 40]:
+    u.sendto(junk, ('10.255.255.53', 53))
+print('resolves:', socket.gethostbyname('db.internal').startswith('100.'))
+try: u.sendto(b'x', ('8.8.8.8', 123)); print('udp sent')
+except OSError as e: print('udp:', e.strerror)
+`]);
+  const out = await ended(id);
+  const m = /down: (ConnectionResetError|ConnectionRefusedError) ([\d.]+)/.exec(out);
+  t.ok(m, `the connection through h3 failed with a reset or refusal: ${out}`);
+  t.ok(Number(m?.[2]) < 10, `within the deadline (${m?.[2]} s)`);
+  t.match(out, /resolves: True/, 'the resolver still answers after malformed packets');
+  t.match(out, /udp: Operation not permitted/, 'UDP to anything but DNS is refused with EPERM');
+});
