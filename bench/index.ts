@@ -6,8 +6,9 @@ import { fsBench } from './fs.js';
 import { memBench } from './mem.js';
 import { meshBench } from './mesh.js';
 import { migrateBench } from './migrate.js';
+import { netBench } from './net.js';
 
-const benches: Record<string, (argv: string[]) => Promise<void>> = { mesh: meshBench, fs: fsBench, migrate: migrateBench, mem: memBench };
+const benches: Record<string, (argv: string[]) => Promise<void>> = { mesh: meshBench, fs: fsBench, migrate: migrateBench, mem: memBench, net: netBench };
 const [name, ...rest] = process.argv.slice(2);
 const bench = benches[name ?? ''];
 if (!bench) {

@@ -13,6 +13,7 @@ import { register as logs } from './commands/logs.js';
 import { register as mv } from './commands/mv.js';
 import { register as ping } from './commands/ping.js';
 import { register as ps } from './commands/ps.js';
+import { register as routes } from './commands/routes.js';
 import { register as run } from './commands/run.js';
 import { register as status } from './commands/status.js';
 import { reportError } from './output.js';
@@ -22,7 +23,7 @@ const program = new Command('pj')
   .version(VERSION, '-V, --version')
   .showHelpAfterError()
   .exitOverride();
-for (const reg of [agent, cluster, hosts, status, run, ps, logs, kill, mv, cache, ping, ledger, doctor]) reg(program);
+for (const reg of [agent, cluster, hosts, status, run, ps, logs, kill, mv, routes, cache, ping, ledger, doctor]) reg(program);
 
 program.parseAsync(process.argv).catch((e: { code?: string; exitCode?: number }) => {
   if (typeof e.code === 'string' && e.code.startsWith('commander.')) {

@@ -181,7 +181,9 @@ export class PjFilesystem {
         const f = this.#file(body.readBigUInt64LE(0));
         if (f.device) return [];
         await f.drain();
-        if (f.locked) await f.use((fh) => f.backend.setlk(fh, `${this.#o.self}:${body.readBigUInt64LE(16)}`, { type: F_UNLCK, start: 0, end: LOCK_TO_EOF }, false));
+        const owner = `${this.#o.self}:${body.readBigUInt64LE(16)}`;
+        f.lockers.delete(owner);
+        if (f.locked) await f.use((fh) => f.backend.setlk(fh, owner, { type: F_UNLCK, start: 0, end: LOCK_TO_EOF }, false));
         return [];
       }
       case Op.FSYNC: {
@@ -213,6 +215,7 @@ export class PjFilesystem {
       case Op.SETLK: case Op.SETLKW: {
         const { f, owner, lk, isFlock } = this.#lockRequest(body);
         f.locked ||= !isFlock;
+        if (!isFlock) f.lockers.set(owner, h.pid);
         const setlk = () => f.use((fh) => f.backend.setlk(fh, owner, lk, isFlock));
         if (h.opcode === Op.SETLK || lk.type === F_UNLCK) { await setlk(); return []; }
         await this.#interruptible(h.unique, setlk);
@@ -295,6 +298,22 @@ export class PjFilesystem {
   }
 
   /** fuse_lk_in: fh, owner, { start, end, type, pid }, lk_flags. */
+  /**
+   * Gives up the POSIX locks that the threads `tids` hold through /pj (a job that moved away: its
+   * copy here is frozen until it ends, and must not keep the locks its moved copy takes again).
+   */
+  async dropLocks(tids: Set<number>): Promise<number> {
+    let dropped = 0;
+    for (const f of this.#files.values()) {
+      for (const [owner, pid] of f.lockers) {
+        if (!tids.has(pid)) continue;
+        f.lockers.delete(owner);
+        await f.use((fh) => f.backend.setlk(fh, owner, { type: F_UNLCK, start: 0, end: LOCK_TO_EOF }, false)).then(() => dropped++, () => {});
+      }
+    }
+    return dropped;
+  }
+
   #lockRequest(b: Buffer) {
     const f = this.#file(b.readBigUInt64LE(0));
     const end = b.readBigUInt64LE(24);

@@ -30,6 +30,8 @@ export interface FsLayer {
   readonly passthrough: boolean;
   readonly mounted: boolean;
   readonly cache: DataCache;
+  /** Gives up the POSIX locks that these threads hold on /pj files. */
+  dropLocks(tids: number[]): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -72,6 +74,7 @@ export async function startFsLayer(o: FsLayerOptions): Promise<FsLayer> {
     get passthrough() { return session?.info.passthrough ?? false; },
     get mounted() { return session !== undefined; },
     cache,
+    dropLocks: (tids) => fs.dropLocks(new Set(tids)),
     async stop() {
       await session?.unmount();
       server.close();

@@ -16,6 +16,8 @@ const READ_AHEAD = 8;
 export class OpenFile {
   /** Whether a POSIX lock was ever taken through this file (then close must drop the closer's locks). */
   locked = false;
+  /** POSIX lock owners that took a lock through this file, and the thread that asked (FUSE's pid). */
+  readonly lockers = new Map<string, number>();
   closed = false;
   #writes = new Set<Promise<void>>();
   #writeError: Error | undefined;

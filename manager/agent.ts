@@ -94,7 +94,8 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     job: async (id) => { const j = await state.jobs.get<JobRecord>(id); return j && publishingJob(j.value); } });
   record.capabilities.proxy = true;
   const migrator = startMigrator({ self: opts.host, mount: opts.mount, stateDir: opts.stateDir, mesh, state, log, ledger, pageStoreBytes: opts.pageStoreBytes,
-    net: { socketPath: join(dirname(opts.controlSocket), 'net.sock'), detach: (pid) => net.detach(pid), reattach: (pid) => net.reattach(pid) } });
+    net: { socketPath: join(dirname(opts.controlSocket), 'net.sock'), detach: (pid) => net.detach(pid), reattach: (pid) => net.reattach(pid) },
+    dropFileLocks: (tids) => fsLayer.dropLocks(tids) });
   record.capabilities.migration = fsLayer.mounted;
   await state.register(record);
   migrator.start();

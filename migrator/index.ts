@@ -49,9 +49,10 @@ const TMPFS_MAGIC = 0x01021994;
 /** The page store's bound when the agent is given none. */
 export const DEFAULT_PAGE_STORE_BYTES = 2 * 1024 ** 3;
 
-export function startMigrator(o: { self: string; mount: string; stateDir: string; mesh: Mesh; state: ClusterState; log: Log; ledger: TrafficLedger; pageStoreBytes?: number; net?: JobNetwork }): MigratorLayer {
+export function startMigrator(o: { self: string; mount: string; stateDir: string; mesh: Mesh; state: ClusterState; log: Log; ledger: TrafficLedger; pageStoreBytes?: number; net?: JobNetwork; dropFileLocks?: (tids: number[]) => Promise<unknown> }): MigratorLayer {
   const jobs = new JobManager(o.self, o.mount, jobsPath(o.stateDir), o.state.jobs, o.log);
   jobs.net = o.net;
+  if (o.dropFileLocks) jobs.dropFileLocks = o.dropFileLocks;
   // Images of moves a crash interrupted are of no use: reconciliation decides which copy runs.
   const work = migrationDir(o.self, o.stateDir);
   rmSync(work, { recursive: true, force: true });

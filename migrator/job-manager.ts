@@ -47,6 +47,8 @@ export class JobManager {
   stillFetching: (rec: JobRecord) => Promise<boolean> = async () => false;
   /** Jobs get a network namespace of their own, relayed by the net-layer, when it is there. */
   net: JobNetwork | undefined;
+  /** Gives up the POSIX locks these threads hold on /pj files (the fs-layer's; wired by the manager). */
+  dropFileLocks: (tids: number[]) => Promise<unknown> = async () => {};
 
   constructor(
     readonly self: string,

@@ -59,6 +59,17 @@ export function jobTasks(initPid: number): Map<number, number> {
   return out;
 }
 
+/** Every thread of the job's processes (FUSE names a caller by its thread). */
+export function jobThreads(initPid: number): number[] {
+  return jobPids(initPid).flatMap((p) => {
+    try {
+      return readdirSync(`/proc/${p}/task`).map(Number);
+    } catch {
+      return [];
+    }
+  });
+}
+
 export function signalAll(pids: number[], signal: NodeJS.Signals): void {
   for (const p of pids) {
     try {

@@ -27,7 +27,7 @@ import { FrozenMemory, HASH_BYTES, precopy, type PageStore, type PrecopyResult, 
 import { closePageServer, dropNetworkLocks, dump, dumpLazy } from './criu.js';
 import { imageStream } from './image-transfer.js';
 import type { JobManager } from './job-manager.js';
-import { alive, jobPids, jobTasks, localJobInits, signalAll, stateOf } from './job-processes.js';
+import { alive, jobPids, jobTasks, jobThreads, localJobInits, signalAll, stateOf } from './job-processes.js';
 import type { JobRecord } from './jobs.js';
 import type { TrafficLedger } from './ledger.js';
 import { inspectJob } from './migratable.js';
@@ -135,6 +135,9 @@ export class Migrator {
           throw new PjError(codes.MIGRATION_ABORTED, 'the job table changed during the move');
         }
         crashPoint('source-after-commit');
+        // The copy here stays frozen (it may still serve pages), but its POSIX locks on /pj files are
+        // the moved copy's now: they go before it resumes, or they would stand in its way.
+        await this.jobs.dropFileLocks(jobThreads(rec.pid)).catch(() => {});
         p.phase = 'resume';
         await this.mesh.call(to, 'job', { op: 'resume', key }).catch((e: Error) => {
           log.warn({ op: 'job-move', job: rec.id, to, err: e.message }, 'committed, but the resume message was lost: the destination resumes it when it reconciles');

@@ -1,7 +1,8 @@
 // `npm run demo`: brings a 3-host simulated cluster up, shows it, measures the
 // mesh, shares a SQLite file through /pj, moves a running program holding 192 MiB
-// h1 -> h2 -> h3 -> h1 (hybrid: pre-copy, lazy restore, page stores),
-// and takes everything down at the end or on Ctrl-C.
+// h1 -> h2 -> h3 -> h1 (hybrid: pre-copy, lazy restore, page stores) while it
+// keeps one connection open to a redis-server that only h3 can reach (a route
+// sends it there), and takes everything down at the end or on Ctrl-C.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,6 +10,15 @@ import { join } from 'node:path';
 import { pjCli } from '../common/repo-root.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pj-demo-'));
+/** Ticks, each counted by the redis-server on h3 over one connection that stays open through every move. */
+const TICKER = `import os, socket, time
+held = os.urandom(192 << 20)
+redis = socket.create_connection(('10.77.0.3', 6379))
+replies = redis.makefile('rb')
+for i in range(10**9):
+    redis.sendall(b'INCR ticks\\r\\n')
+    print('tick', i, time.strftime('%H:%M:%S'), 'redis on h3 counted', int(replies.readline()[1:]), flush=True)
+    time.sleep(0.25)`;
 const env = { ...process.env, PJ_CLUSTER_DIR: dir };
 
 function step(title: string, args: string[]): number {
@@ -29,7 +39,8 @@ process.on('SIGTERM', () => { cleanup(); process.exit(143); });
 
 let failed = false;
 try {
-  failed ||= step('three hosts, each a network + mount namespace, one etcd, one agent per host', ['cluster', 'up', '--hosts', '3', '--name', 'demo']) !== 0;
+  failed ||= step('three hosts, each a network + mount namespace, one etcd, one agent per host; jobs reach 10.77.0.0/16 through h3',
+    ['cluster', 'up', '--hosts', '3', '--name', 'demo', '--route', '10.77.0.0/16=h3']) !== 0;
   if (!failed) {
     step('membership as etcd sees it', ['hosts']);
     step('the cluster from outside: agent pids and lease state', ['cluster', 'status']);
@@ -46,8 +57,11 @@ try {
     step('... and its lease has expired: h2 is down', ['hosts']);
     step('h2\'s agent is started again', ['cluster', 'start', 'h2']);
     step('h2 is up again', ['hosts']);
-    step('a program holding 192 MiB starts on h1 as a job: its own PID namespace, its output under /pj/h1/.pj-jobs', ['run', '--on', 'h1', '--name', 'ticker', '--',
-      'python3', '-c', "import os, time\nheld = os.urandom(192 << 20)\nfor i in range(10**9):\n    print('tick', i, time.strftime('%H:%M:%S'), flush=True); time.sleep(0.25)"]);
+    step('a redis-server on an address only h3 has', ['cluster', 'exec', 'h3', '--', 'sh', '-c',
+      'ip addr add 10.77.0.3/32 dev lo && redis-server --bind 10.77.0.3 --save "" --protected-mode no --daemonize yes --logfile /dev/null && echo redis up on 10.77.0.3']);
+    step('the routes every host agrees on (kept in etcd)', ['routes']);
+    step('a program holding 192 MiB starts on h1 as a job (its own PID and network namespaces, output under /pj/h1/.pj-jobs); it keeps one connection to that redis',
+      ['run', '--on', 'h1', '--name', 'ticker', '--', 'python3', '-c', TICKER]);
     spawnSync('sleep', ['3']);
     step('where it runs, what it uses', ['ps']);
     step('what it printed so far', ['logs', '--tail', '3', 'ticker']);
@@ -58,7 +72,7 @@ try {
     step('and back to h1, which kept its pages when it left: only what changed moves', ['mv', 'ticker', 'h1']);
     step('h1\'s page store', ['cache', '--host', 'h1']);
     spawnSync('sleep', ['2']);
-    step('three moves later: no tick lost, none twice', ['logs', '--tail', '4', 'ticker']);
+    step('three moves later: no tick lost, none twice, the same redis connection counting them', ['logs', '--tail', '4', 'ticker']);
     step('pj ps: back on h1, moved three times', ['ps']);
     step('stop it', ['kill', 'ticker']);
     step('its exit status', ['wait', 'ticker']);

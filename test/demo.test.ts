@@ -19,8 +19,10 @@ t.test('the demo runs to its end within 2 minutes and leaves nothing behind', as
   t.match(r.stdout, /j[0-9a-f]{6}: h2 -> h3 in \d+ ms of downtime/, 'and on to h3');
   t.match(r.stdout, /j[0-9a-f]{6}: h3 -> h1 in \d+ ms of downtime \(hybrid: [\d.]+ MiB pre-copied in \d+ rounds.* \d+ pages from this host's store/, 'and back to h1, in hybrid mode, with its pages from h1\'s store');
   t.match(r.stdout, /page store: [\d.]+ of \d+ MiB, \d+ pages/, 'pj cache shows h1\'s page store');
-  const ticks = [...r.stdout.matchAll(/^tick (\d+) /gm)].map((m) => Number(m[1]));
-  t.ok(ticks.length >= 8 && ticks.every((n, i) => i === 0 || n > ticks[i - 1]), `the ticks it printed keep increasing across the moves: ${ticks.join(' ')}`);
+  const ticks = [...r.stdout.matchAll(/^tick (\d+) \S+ redis on h3 counted (\d+)$/gm)].map((m) => [Number(m[1]), Number(m[2])]);
+  t.ok(ticks.length >= 8 && ticks.every(([n], i) => i === 0 || n > ticks[i - 1][0]), `the ticks it printed keep increasing across the moves: ${ticks.map(([n]) => n).join(' ')}`);
+  t.ok(ticks.every(([n, counted]) => counted === n + 1), 'redis on h3 counted each tick once, over one connection kept through the moves');
+  t.match(r.stdout, /10\.77\.0\.0\/16\s+h3/, 'pj routes shows the route');
   t.match(r.stdout, /j[0-9a-f]{6}\s+ticker\s+h1\s+\d+\s+running.*\s3\n/, 'pj ps shows it back on h1, moved three times');
   t.match(r.stdout, /^signal 15$/m, 'pj wait gives its exit status');
   t.match(r.stdout, /cluster demo down: \d+ processes stopped, 5 namespaces removed/);

@@ -216,7 +216,8 @@ t.test('an SQLite writer on /pj/h1/data moved mid-transaction to h2 and back los
     const going = await waitFor(async () => (await committed()) >= at + 20, 20_000).then(() => true, () => false);
     if (!going) { // say why: the job's state and its last error lines
       const j = await jobOf(id);
-      t.fail(`no commit after the move to ${to}: job ${j.state} on ${j.host} (${j.exit ?? ''}); stderr: ${(await c.pj(['logs', id])).stderr.slice(-600)}`);
+      const failed = ['h1', 'h2'].map((h) => readFileSync(`${paths(c.dir).hostState(h)}/agent.log`, 'utf8').split('\n').filter((l) => /request failed|"level":50/.test(l)).slice(-4).join('\n'));
+      t.fail(`no commit after the move to ${to}: job ${j.state} on ${j.host} (${j.exit ?? ''}); stderr: ${(await c.pj(['logs', id])).stderr.slice(-600)}\nagents: ${failed.join('\n')}`);
       return;
     }
   }
