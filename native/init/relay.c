@@ -32,6 +32,7 @@
 #define BUF_CAP (256 * 1024)
 #define FRAME_MAX 65536
 #define DRAIN_MS 5000
+#define PIPE_CAP (1024 * 1024)
 
 struct buf { char* data; size_t len, cap; };
 
@@ -51,6 +52,9 @@ struct stream {
   int job_eof, job_shut;    // the job sent EOF / we sent it on
   int link_eof, link_shut;  // the outside sent EOF / we gave it to the job
   uint64_t bytes_out, bytes_in, reported_out, reported_in;
+  // A direct link is fed by splice through two pipes (no copy here): bytes under way, per direction.
+  int pout[2], pin[2];
+  size_t pout_len, pin_len;
 };
 
 static int ep = -1, listener = -1, dns = -1, sigfd = -1, ctl = -1;
@@ -122,7 +126,26 @@ static void reset_close(int fd) {
   close(fd);
 }
 
+static void close_pipes(struct stream* s) {
+  for (int i = 0; i < 2; i++) {
+    if (s->pout[i] >= 0) close(s->pout[i]);
+    if (s->pin[i] >= 0) close(s->pin[i]);
+    s->pout[i] = s->pin[i] = -1;
+  }
+}
+
+// What is under way in a pipe goes back to the buffer it would have come from (before a detach).
+static void unpipe(int p[2], size_t* held, struct buf* b) {
+  while (*held > 0 && buf_reserve(b, *held) == 0) {
+    ssize_t n = read(p[0], b->data + b->len, *held);
+    if (n <= 0) break;
+    b->len += n;
+    *held -= n;
+  }
+}
+
 static void stream_free(struct stream* s, int err, int reset) {
+  close_pipes(s);
   if (s->job >= 0) { if (reset) reset_close(s->job); else close(s->job); }
   if (s->link >= 0) close(s->link);
   if (s->state != PENDING && s->state != WAIT_LINK) {
@@ -141,14 +164,16 @@ static void stream_free(struct stream* s, int err, int reset) {
 static void rearm(struct stream* s) {
   if (s->job >= 0) {
     uint32_t ev = 0;
-    if (s->state == ACTIVE && !s->job_eof && s->out.len < BUF_CAP) ev |= EPOLLIN;
-    if (s->in.len > 0) ev |= EPOLLOUT;
+    if (s->state == ACTIVE && !s->job_eof && s->out.len < BUF_CAP && s->pout_len == 0) ev |= EPOLLIN;
+    if (s->in.len > 0 || s->pin_len > 0) ev |= EPOLLOUT;
     watch(s->job, tag_of(s, 0), ev, EPOLL_CTL_MOD);
   }
-  if (s->link >= 0) {
+  if (s->link >= 0 && s->link_eof && s->job_shut) {  // done both ways (a hang-up would wake us for ever)
+    epoll_ctl(ep, EPOLL_CTL_DEL, s->link, NULL);
+  } else if (s->link >= 0) {
     uint32_t ev = 0;
-    if (!s->link_eof && s->in.len < BUF_CAP) ev |= EPOLLIN;
-    if (s->out.len > 0 || s->hdr_left || s->frame_left || (s->job_eof && !s->job_shut)) ev |= EPOLLOUT;
+    if (!s->link_eof && s->in.len < BUF_CAP && s->pin_len == 0) ev |= EPOLLIN;
+    if (s->out.len > 0 || s->pout_len > 0 || s->hdr_left || s->frame_left || (s->job_eof && !s->job_shut)) ev |= EPOLLOUT;
     watch(s->link, tag_of(s, 1), ev, EPOLL_CTL_MOD);
   }
 }
@@ -221,8 +246,45 @@ static int write_link(struct stream* s) {
   }
 }
 
+// from -> pipe -> to, without copying; 0 (done or would block) or -1; *eof once `from` ended.
+static int splice_through(int from, int p[2], size_t* held, int to, int* eof, uint64_t* count) {
+  for (;;) {
+    if (*held > 0) {
+      ssize_t w = splice(p[0], NULL, to, NULL, *held, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+      if (w < 0) return errno == EAGAIN ? 0 : -1;
+      *held -= w;
+      if (*held > 0) return 0;
+    }
+    if (*eof) return 0;
+    ssize_t r = splice(from, NULL, p[1], NULL, PIPE_CAP, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+    if (r < 0) return errno == EAGAIN ? 0 : -1;
+    if (r == 0) { *eof = 1; return 0; }
+    *held += r;
+    *count += r;
+  }
+}
+
+// A direct link with its buffers empty: bytes go by splice, both ways.
+static int pump_spliced(struct stream* s) {
+  if (s->pout[0] < 0) {
+    if (pipe2(s->pout, O_NONBLOCK | O_CLOEXEC) || pipe2(s->pin, O_NONBLOCK | O_CLOEXEC)) return -1;
+    fcntl(s->pout[0], F_SETPIPE_SZ, PIPE_CAP);
+    fcntl(s->pin[0], F_SETPIPE_SZ, PIPE_CAP);
+  }
+  if (s->out.len == 0 && !s->job_shut && splice_through(s->job, s->pout, &s->pout_len, s->link, &s->job_eof, &s->bytes_out) < 0) return -1;
+  if (s->in.len == 0 && splice_through(s->link, s->pin, &s->pin_len, s->job, &s->link_eof, &s->bytes_in) < 0) return -1;
+  return 0;
+}
+
 static void pump(struct stream* s, uint32_t events) {
   if (events & EPOLLERR) return stream_free(s, ECONNRESET, 1);
+  if (s->state == ACTIVE && s->link >= 0 && !s->tunnel && s->out.len == 0 && s->in.len == 0) {
+    if (pump_spliced(s) < 0) return stream_free(s, errno ? errno : EPIPE, 1);
+    if (s->job_eof && s->pout_len == 0 && !s->job_shut) { shutdown(s->link, SHUT_WR); s->job_shut = 1; }
+    if (s->link_eof && s->pin_len == 0 && !s->link_shut) { shutdown(s->job, SHUT_WR); s->link_shut = 1; }
+    if (s->job_shut && s->link_shut) return stream_free(s, 0, 0);
+    return rearm(s);
+  }
   // job -> out
   while (s->state == ACTIVE && !s->job_eof && s->out.len < BUF_CAP) {
     if (buf_reserve(&s->out, 65536)) break;
@@ -294,6 +356,7 @@ static struct stream* stream_new(int job) {
   s->id = next_id++;
   s->job = job;
   s->link = -1;
+  s->pout[0] = s->pout[1] = s->pin[0] = s->pin[1] = -1;
   s->state = PENDING;
   s->next = streams;
   streams = s;
@@ -357,6 +420,9 @@ static void detach_all(void) {
     next = s->next;
     if (s->state == WAIT_LINK) s->state = DETACHED_STREAM;  // an OPENED that never came: ask again after
     if (s->state != ACTIVE) continue;
+    unpipe(s->pout, &s->pout_len, &s->out);
+    unpipe(s->pin, &s->pin_len, &s->in);
+    close_pipes(s);
     if (s->link < 0) { s->state = DETACHED_STREAM; continue; }
     if (s->tunnel) {
       int flags = fcntl(s->link, F_GETFL);
