@@ -28,7 +28,7 @@ class TunnelRelay {
     if (dup === undefined) throw new Error('dup of an outside socket failed');
     // onread: a paused socket stops reading at once, so what it has not read stays in the kernel.
     this.#out = new net.Socket({ fd: dup, allowHalfOpen: true, readable: true, writable: true,
-      onread: { buffer: Buffer.allocUnsafe(65536), callback: (n: number, buf: Uint8Array) => this.#fromOutside(Buffer.from(buf.subarray(0, n))) } } as net.SocketConstructorOpts);
+      onread: { buffer: Buffer.allocUnsafe(256 * 1024), callback: (n: number, buf: Uint8Array) => this.#fromOutside(Buffer.from(buf.subarray(0, n))) } } as net.SocketConstructorOpts);
     const out = this.#out;
     const deframer = new Deframer(
       (d) => { s.bytesOut += d.length; if (!out.write(d)) tunnel.pause(); },
@@ -58,7 +58,11 @@ class TunnelRelay {
 
   #fromOutside(d: Buffer): void {
     this.s.bytesIn += d.length;
-    for (const part of frame(d)) if (!this.tunnel.write(part)) this.#out.pause();
+    this.tunnel.cork(); // header and data in one writev
+    const [h, data] = frame(d);
+    this.tunnel.write(h);
+    if (!this.tunnel.write(data)) this.#out.pause();
+    this.tunnel.uncork();
   }
 
   /** Stops reading the outside, flushes what was read and half-closes the tunnel; resolves once the init has closed it. */
