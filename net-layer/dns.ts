@@ -13,7 +13,7 @@ const PREFIX = '/pj/dns/';
 const SYNTHETIC_BASE = (100 << 24) | (64 << 16); // 100.64.0.0/10
 const SYNTHETIC_SIZE = 1 << 22;
 const TTL_S = 5;
-const TYPE_A = 1;
+export const TYPE_A = 1;
 const CLASS_IN = 1;
 
 export interface DnsQuestion { id: number; name: string; type: number; class: number; end: number; flags: number }
@@ -104,4 +104,3 @@ export async function resolveHere(name: string): Promise<string[] | undefined> {
   }
 }
 
-export { TYPE_A, CLASS_IN };

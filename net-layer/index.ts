@@ -54,9 +54,7 @@ export async function startNetLayer(o: NetLayerOptions): Promise<NetLayer> {
   const key = (a: unknown): bigint => BigInt(String((a as { key?: unknown }).key ?? ''));
   o.mesh.handle('net-open', async (a) => {
     const { addr, name, port, job } = a as { addr: string; name?: string; port: number; job: string };
-    const ip = name ? (await resolveHere(name))?.[0] : addr;
-    if (!ip) throw Object.assign(new Error(`${name} does not resolve on ${o.self}`), { code: 'EHOSTUNREACH' });
-    const s = await outside.connect(ip, port, job, `${name ?? addr}:${port}`, CONNECT_TIMEOUT_MS);
+    const s = await outside.connect(addr, name, port, job, CONNECT_TIMEOUT_MS);
     return { key: String(s.key), ...(await outside.ticket(s.key)) };
   });
   o.mesh.handle('net-ticket', async (a) => outside.ticket(key(a)));

@@ -154,6 +154,9 @@ export class InitChannels {
         if (l) void this.#close(l, m.err !== 0);
         return;
       }
+      case Msg.Hello:
+        return this.o.log.info({ op: 'net-job', job: ch.job, pid },
+          'job attached: its TCP and DNS go through this host; its UDP (but DNS), ICMP and raw packets are refused (EPERM)');
       case Msg.Detached: return ch.detached?.();
       case Msg.Accepted: return ch.accepting.get(m.key)?.(m);
     }
@@ -194,9 +197,7 @@ export class InitChannels {
         holder = (name ? await this.o.routes.forName(name) : await this.o.routes.forAddress(m.addr)) ?? self;
         const target = `${name ?? m.addr}:${m.port}`;
         if (holder === self) {
-          const ip = name ? (await resolveHere(name))?.[0] : m.addr;
-          if (!ip) throw Object.assign(new Error(`${name} does not resolve on ${self}`), { errno: os.errno.EHOSTUNREACH });
-          key = (await outside.connect(ip, m.port, ch.job, target, CONNECT_TIMEOUT_MS)).key;
+          key = (await outside.connect(m.addr, name, m.port, ch.job, CONNECT_TIMEOUT_MS)).key;
         } else {
           const r = (await mesh.call(holder, 'net-open', { addr: m.addr, name, port: m.port, job: ch.job }, CONNECT_TIMEOUT_MS + 2000)) as Ticket & { key: string };
           key = BigInt(r.key);

@@ -10,10 +10,12 @@ import { loadBinding as native } from '../native/loader.js';
 import { PjError, codes } from '../common/errors.js';
 import type { Log } from '../common/log.js';
 import { Deframer, EOF_FRAME, frame } from './framing.js';
+import { resolveHere } from './dns.js';
+import { constants as os } from 'node:os';
 
 const TOKEN_BYTES = 16;
 /** A connection whose job went silent (no tunnel, no direct link) is closed after this long. */
-export const ORPHAN_MS = 60_000;
+const ORPHAN_MS = 60_000;
 
 export interface Ticket { address: string; port: number; token: string }
 
@@ -107,11 +109,13 @@ export class OutsideConnections {
     this.#port = (server.address() as net.AddressInfo).port;
   }
 
-  /** Connects to ip:port from this host. */
-  async connect(ip: string, port: number, job: string, target: string, timeoutMs: number): Promise<Outside> {
+  /** Connects from this host to addr:port, or to `name` (resolved here) when the job asked for a name. */
+  async connect(addr: string, name: string | undefined, port: number, job: string, timeoutMs: number): Promise<Outside> {
+    const ip = name ? (await resolveHere(name))?.[0] : addr;
+    if (!ip) throw Object.assign(new Error(`${name} does not resolve here`), { errno: os.errno.EHOSTUNREACH });
     const r = await native().tcpConnect(ip, port, timeoutMs);
     if (typeof r !== 'number') throw Object.assign(new Error(`connect ${ip}:${port}: errno ${r.errno}`), { errno: r.errno });
-    return this.adopt(r, job, target);
+    return this.adopt(r, job, `${name ?? addr}:${port}`);
   }
 
   /** Takes a connected socket's descriptor (ours from now on). */
