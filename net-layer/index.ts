@@ -7,7 +7,7 @@ import type { Mesh } from '../manager/mesh/mesh.js';
 import type { TrafficLedger } from '../migrator/ledger.js';
 import { resolveHere, SyntheticNames } from './dns.js';
 import { InitChannels } from './init-channel.js';
-import { OutsideConnections } from './outside.js';
+import { CONNECT_TIMEOUT_MS, OutsideConnections } from './outside.js';
 import { RouteTable, type Route } from './routes.js';
 import { Publisher, type PublishingJob } from './publish.js';
 import type { Ticket } from './outside.js';
@@ -15,8 +15,6 @@ import type { Ticket } from './outside.js';
 export { parseRoute, type Route } from './routes.js';
 export { RELAY_PORT, DNS_PORT } from './messages.js';
 export { parsePublish, type PublishedPort, type PublishingJob } from './publish.js';
-
-const CONNECT_TIMEOUT_MS = 5000;
 
 export interface NetLayerOptions {
   self: string;

@@ -10,10 +10,10 @@ import type { Mesh } from '../manager/mesh/mesh.js';
 import type { TrafficLedger } from '../migrator/ledger.js';
 import { LINK_TUNNEL, Msg, SIG_REATTACH, decode, encode, type NetMsg } from './messages.js';
 import { answer, parseQuery, resolveHere, TYPE_A, type SyntheticNames } from './dns.js';
-import type { OutsideConnections, Ticket } from './outside.js';
+import { CONNECT_TIMEOUT_MS, type OutsideConnections, type Ticket } from './outside.js';
 import type { RouteTable } from './routes.js';
 
-const CONNECT_TIMEOUT_MS = 5000;
+const DETACH_TIMEOUT_MS = 10_000;
 
 /** A tunnel to a connection `holder` keeps, opened with its one-time ticket. */
 async function tunnelTo(holder: string, t: Ticket): Promise<number> {
@@ -21,7 +21,6 @@ async function tunnelTo(holder: string, t: Ticket): Promise<number> {
   if (typeof r !== 'number') throw Object.assign(new Error(`tunnel to ${holder}: errno ${r.errno}`), { errno: r.errno });
   return r;
 }
-const DETACH_TIMEOUT_MS = 10_000;
 
 interface Link { key: bigint; holder: string; tunnel: boolean; out: bigint; in: bigint }
 
@@ -33,7 +32,6 @@ interface Channel {
   /** Links being made: a detach waits for them. */
   making: Set<Promise<void>>;
   detached?: () => void;
-  gone: boolean;
   /** Inbound connections handed over, by key, until the init says which stream each is. */
   accepting: Map<bigint, (m: NetMsg) => void>;
 }
@@ -62,7 +60,7 @@ export class InitChannels {
 
   /** Before a dump: the job's init closes its links (tunnels drained) and its channel. */
   async detach(initPid: number): Promise<void> {
-    const ch = [...this.#channels.values()].find((c) => c.pid === initPid && !c.gone);
+    const ch = this.#channelOf(initPid);
     if (!ch) return; // it never connected: nothing to close
     await Promise.allSettled([...ch.making]);
     // A holder stops and half-closes each tunnel; the init reads them to their end when told to detach.
@@ -91,7 +89,7 @@ export class InitChannels {
    * `holder` as `key` (a ticket for the tunnel when that is another host).
    */
   async inbound(initPid: number, key: bigint, holder: string, jobPort: number, ticket?: Ticket): Promise<void> {
-    const ch = [...this.#channels.values()].find((c) => c.pid === initPid && !c.gone && !c.detached);
+    const ch = this.#channelOf(initPid, true);
     if (!ch) throw new Error('the job is not attached here (moving?)');
     // A detach waits for it: the link must be known before the holders are asked to pause.
     const p = this.#handOver(ch, key, holder, jobPort, ticket);
@@ -117,6 +115,11 @@ export class InitChannels {
     }
   }
 
+  /** The open channel of the init `initPid` (a closed one has left the map); `attached`: not one that is detaching. */
+  #channelOf(initPid: number, attached = false): Channel | undefined {
+    return [...this.#channels.values()].find((c) => c.pid === initPid && !(attached && c.detached));
+  }
+
   #pause(l: Link): Promise<unknown> {
     return l.holder === this.o.self ? this.o.outside.pause(l.key) : this.o.mesh.call(l.holder, 'net-pause', { key: String(l.key) }, DETACH_TIMEOUT_MS);
   }
@@ -132,7 +135,7 @@ export class InitChannels {
       return;
     }
     if (!ch) {
-      ch = { fd, pid, job: this.o.ledger.jobOf(pid), links: new Map(), making: new Set(), gone: false, accepting: new Map() };
+      ch = { fd, pid, job: this.o.ledger.jobOf(pid), links: new Map(), making: new Set(), accepting: new Map() };
       this.#channels.set(fd, ch);
     }
     for (const f of fds) native().closeFd(f); // inits send none
@@ -163,7 +166,6 @@ export class InitChannels {
   }
 
   #closed(ch: Channel): void {
-    ch.gone = true;
     this.#channels.delete(ch.fd);
     if (ch.detached) return; // it detached: its links wait for it wherever it goes
     // Gone without detaching: the job ended (or this manager will not hear from it again).

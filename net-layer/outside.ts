@@ -14,6 +14,8 @@ import { resolveHere } from './dns.js';
 import { constants as os } from 'node:os';
 
 const TOKEN_BYTES = 16;
+/** How long a connect from this host, or a tunnel to another, may take. */
+export const CONNECT_TIMEOUT_MS = 5000;
 /** A connection whose job went silent (no tunnel, no direct link) is closed after this long. */
 const ORPHAN_MS = 60_000;
 
@@ -33,8 +35,8 @@ class TunnelRelay {
       onread: { buffer: Buffer.allocUnsafe(256 * 1024), callback: (n: number, buf: Uint8Array) => this.#fromOutside(Buffer.from(buf.subarray(0, n))) } } as net.SocketConstructorOpts);
     const out = this.#out;
     const deframer = new Deframer(
-      (d) => { s.bytesOut += d.length; if (!out.write(d)) tunnel.pause(); },
-      () => { s.jobEof = true; out.end(); },
+      (d) => { if (!out.write(d)) tunnel.pause(); },
+      () => out.end(),
     );
     out.on('drain', () => tunnel.resume());
     tunnel.on('drain', () => { if (!this.#pausing) out.resume(); });
@@ -52,14 +54,13 @@ class TunnelRelay {
       tunnel.on('end', finish);
       tunnel.on('close', finish);
       tunnel.on('error', () => {});
-      out.on('error', (e) => { s.failed = e.message; tunnel.destroy(); finish(); });
+      out.on('error', () => { tunnel.destroy(); finish(); });
     });
     if (first.length) deframer.push(first);
     if (s.outsideEof) tunnel.write(EOF_FRAME);
   }
 
   #fromOutside(d: Buffer): void {
-    this.s.bytesIn += d.length;
     this.tunnel.cork(); // header and data in one writev
     const [h, data] = frame(d);
     this.tunnel.write(h);
@@ -77,11 +78,8 @@ class TunnelRelay {
 }
 
 export class Outside {
-  bytesOut = 0;
-  bytesIn = 0;
+  /** The outside sent its EOF: a tunnel opened later says so at once. */
   outsideEof = false;
-  jobEof = false;
-  failed: string | undefined;
   relay: TunnelRelay | undefined;
   /** Why nothing else may take this connection yet (a relay still finishing). */
   busy: Promise<void> = Promise.resolve();

@@ -10,7 +10,6 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 #include <uv.h>
 #include <cerrno>
@@ -18,6 +17,7 @@
 #include <string>
 #include <vector>
 #include "error-context.h"
+#include "unix-listen.h"
 
 namespace pj {
 
@@ -107,18 +107,10 @@ static void StartWatch(uv_loop_t* loop, int fd, bool listening, const Napi::Func
 Napi::Value SeqpacketServe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path = info[0].As<Napi::String>().Utf8Value();
-  struct sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) return FailWith(info, 2, ENAMETOOLONG, "bind");
-  memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return FailWith(info, 2, errno, "socket");
-  unlink(path.c_str());
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(fd, 128) != 0) {
-    int err = errno;
-    close(fd);
-    return FailWith(info, 2, err, "bind");
-  }
+  int err = 0;
+  const char* syscall = "";
+  int fd = ListenUnix(path, SOCK_SEQPACKET | SOCK_NONBLOCK, 128, err, syscall);
+  if (fd < 0) return FailWith(info, 2, err, syscall);
   chmod(path.c_str(), 0600);
   uv_loop_t* loop = nullptr;
   napi_get_uv_event_loop(env, &loop);

@@ -17,7 +17,6 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,6 +34,7 @@
 
 #include "error-context.h"
 #include "page-hash.h"
+#include "unix-listen.h"
 
 namespace pj {
 namespace {
@@ -401,18 +401,10 @@ Pager* PagerOf(const Napi::CallbackInfo& info) {
 // 1 a fault on a page not supplied (fetch it, then pagerSupply), 2 a task is gone. cpu >= 0 pins its thread.
 Napi::Value PagerStart(const Napi::CallbackInfo& info) {
   std::string path = info[0].As<Napi::String>().Utf8Value();
-  sockaddr_un sun{};
-  sun.sun_family = AF_UNIX;
-  if (path.size() >= sizeof sun.sun_path) return FailWith(info, 2, ENAMETOOLONG, "bind");
-  memcpy(sun.sun_path, path.c_str(), path.size() + 1);
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return FailWith(info, 2, errno, "socket");
-  unlink(path.c_str());
-  if (bind(fd, reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0 || listen(fd, 8) != 0) {
-    int err = errno;
-    close(fd);
-    return FailWith(info, 2, err, "bind");
-  }
+  int err = 0;
+  const char* syscall = "";
+  int fd = ListenUnix(path, SOCK_STREAM, 8, err, syscall);
+  if (fd < 0) return FailWith(info, 2, err, syscall);
   auto tsfn = Napi::ThreadSafeFunction::New(info.Env(), info[1].As<Napi::Function>(), "pj-pager", 0, 1);
   int id = nextPager++;
   int cpu = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Int32Value() : -1;
