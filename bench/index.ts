@@ -7,8 +7,9 @@ import { memBench } from './mem.js';
 import { meshBench } from './mesh.js';
 import { migrateBench } from './migrate.js';
 import { netBench } from './net.js';
+import { policyBench } from './policy.js';
 
-const benches: Record<string, (argv: string[]) => Promise<void>> = { mesh: meshBench, fs: fsBench, migrate: migrateBench, mem: memBench, net: netBench };
+const benches: Record<string, (argv: string[]) => Promise<void>> = { mesh: meshBench, fs: fsBench, migrate: migrateBench, mem: memBench, net: netBench, policy: policyBench };
 const [name, ...rest] = process.argv.slice(2);
 const bench = benches[name ?? ''];
 if (!bench) {

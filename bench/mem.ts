@@ -54,7 +54,7 @@ export async function memBench(argv: string[]): Promise<void> {
   const onHost = (host: string, cmd: string[], statusFd = false) => exec('nsenter', [...nsenterFor(dir, host), ...cmd], {}, statusFd);
   /** A memory-hog.py job on h1 holding `mib` MiB, once it holds them. */
   const startJob = async (mib: number, opts: string[] = []): Promise<string> => {
-    const id = (await pj(['run', '--on', 'h1', '--', 'python3', join(repoRoot(), 'bench', 'peers', 'memory-hog.py'), String(mib), ...opts])).stdout.trim();
+    const id = (await pj(['run', '--on', 'h1', '--policy', 'pin', '--', 'python3', join(repoRoot(), 'bench', 'peers', 'memory-hog.py'), String(mib), ...opts])).stdout.trim();
     while (!(await pj(['logs', id])).stdout.includes('ready')) await sleep(100);
     return id;
   };

@@ -46,7 +46,7 @@ export async function migrateBench(argv: string[]): Promise<void> {
   const inH1 = (cmd: string[]) => exec('nsenter', [...nsenterFor(dir, 'h1'), ...cmd]);
   /** A job holding `mib` MiB on h1, once it holds them. */
   const startJob = async (mib: number): Promise<JobView> => {
-    const id = (await pj(['run', '--on', 'h1', '--', 'python3', join(repoRoot(), 'bench', 'peers', 'memory-hog.py'), String(mib)])).stdout.trim();
+    const id = (await pj(['run', '--on', 'h1', '--policy', 'pin', '--', 'python3', join(repoRoot(), 'bench', 'peers', 'memory-hog.py'), String(mib)])).stdout.trim();
     while (!(await pj(['logs', id])).stdout.includes('ready')) await sleep(100);
     return (JSON.parse((await pj(['ps', '--json'])).stdout) as JobView[]).find((j) => j.id === id)!;
   };

@@ -99,7 +99,7 @@ export async function netBench(argv: string[]): Promise<void> {
 /** Runs a command as a job on h1 and returns the JSON line it prints. */
 async function inJob(dir: string, cmd: string[]): Promise<any> {
   const sock = paths(dir).controlSocket('h1');
-  const rec = (await callControl(sock, 'run', { cmd, cwd: '/', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } }, 30_000)) as JobRecord;
+  const rec = (await callControl(sock, 'run', { cmd, policy: 'pin', cwd: '/', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } }, 30_000)) as JobRecord;
   const out = join(paths(dir).hostState('h1'), 'jobs', rec.id, 'stdout');
   const deadline = Date.now() + 300_000;
   for (;;) {

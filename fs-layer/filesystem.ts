@@ -4,6 +4,7 @@
 // with kernel passthrough, so their reads, writes and mmap never reach us.
 import { errnoError } from '../common/errors.js';
 import type { Log } from '../common/log.js';
+import type { Counter, Metrics } from '../common/metrics.js';
 import type { HostView } from '../manager/cluster-state.js';
 import { call, loadBinding } from '../native/loader.js';
 import type { FsBackend } from './backend.js';
@@ -14,7 +15,7 @@ import { InodeTable, inoOf, keyOf, type Node } from './inode-table.js';
 import { OpenFile } from './open-file.js';
 import type { TrafficLedger } from '../migrator/index.js';
 import {
-  FATTR, FOPEN_KEEP_CACHE, FOPEN_PASSTHROUGH, Op, attrOut, cStrings, dirent, entryOut, lkOut, openOut, statfsOut, type Attr,
+  FATTR, FOPEN_KEEP_CACHE, FOPEN_PASSTHROUGH, Op, attrOut, opName, cStrings, dirent, entryOut, lkOut, openOut, statfsOut, type Attr,
 } from './protocol.js';
 
 const S_IFDIR = 0o040000;
@@ -41,6 +42,7 @@ export interface FilesystemOptions {
   cache: DataCache;
   log: Log;
   ledger: TrafficLedger;
+  metrics: Metrics;
 }
 
 /** How long the owner waits for a device to have data before the read is asked again. */
@@ -67,8 +69,13 @@ export class PjFilesystem {
   #pollTimer: NodeJS.Timeout | undefined;
   #started = BigInt(Date.now()) * 1_000_000n;
 
+  #ops: Counter;
+  #bytes: Counter;
+
   constructor(o: FilesystemOptions) {
     this.#o = o;
+    this.#ops = o.metrics.counter('pj_fs_operations_total', '/pj requests served, by FUSE operation and by whether the file is this host\'s');
+    this.#bytes = o.metrics.counter('pj_fs_bytes_total', 'bytes read and written by /pj requests (passthrough I/O of local files bypasses the daemon)');
     this.nodes = new InodeTable(o.self, o.attrTimeoutS * 1000);
   }
 
@@ -84,6 +91,9 @@ export class PjFilesystem {
       if (node && node.kind !== 'root') {
         const bytes = h.opcode === Op.READ ? (reply ?? []).reduce((n, b) => n + b.length, 0) : h.opcode === Op.WRITE ? body.readUInt32LE(16) : 0;
         this.#o.ledger.record(this.#o.ledger.jobOf(h.pid), node.host, 'fs', 1, bytes);
+        const labels = { op: opName.get(h.opcode) ?? String(h.opcode), locality: node.host === this.#o.self ? 'local' : 'remote' };
+        this.#ops.inc(labels);
+        if (bytes) this.#bytes.inc(labels, bytes);
       }
     }
   };

@@ -1,6 +1,7 @@
 // The fs-layer's surface: serve this host's exports to the mesh, and mount the
 // /pj tree (every host's exports) with our own FUSE engine.
 import type { Log } from '../common/log.js';
+import type { Metrics } from '../common/metrics.js';
 import type { ExportInfo, HostView } from '../manager/cluster-state.js';
 import type { Mesh } from '../manager/mesh/mesh.js';
 import type { TrafficLedger } from '../migrator/index.js';
@@ -23,6 +24,7 @@ export interface FsLayerOptions {
   /** The byte limit of this agent's cache of remote file data (0: none). */
   dataCacheBytes?: number;
   ledger: TrafficLedger;
+  metrics: Metrics;
 }
 
 export interface FsLayer {
@@ -62,6 +64,7 @@ export async function startFsLayer(o: FsLayerOptions): Promise<FsLayer> {
     self: o.self, hosts, backend, log: o.log, attrTimeoutS: o.attrTimeoutS ?? 1, cache,
     notify: (code, body) => session?.notify(code, body),
     ledger: o.ledger,
+    metrics: o.metrics,
     device: () => ({ fd: session?.devFd ?? -1, passthrough: session?.info.passthrough ?? false }),
     localFd: (handle) => server.fd(handle),
   });

@@ -1,19 +1,22 @@
 // The manager daemon (`pj agent`): joins the cluster in etcd, serves the mesh
 // and the control socket, and wires the layers (later issues plug in here).
 import { mkdirSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { PjError, codes } from '../common/errors.js';
 import { createLog } from '../common/log.js';
+import { Metrics } from '../common/metrics.js';
 import { VERSION } from '../common/version.js';
 import { ClusterState, type ExportInfo, type HostRecord } from './cluster-state.js';
 import { ControlServer, type ControlRequest } from './control-socket.js';
 import { checkExport, checkUniqueNames } from './exports.js';
 import { Mesh } from './mesh/mesh.js';
 import { pingPeer, registerDiagnosticMethods, streamToPeer } from './mesh-diagnostics.js';
+import { serveMetrics } from './metrics-server.js';
 import { readSecretFile } from './secret.js';
 import { startFsLayer } from '../fs-layer/index.js';
 import type { DataCache } from '../fs-layer/data-cache.js';
-import { JOBS_EXPORT, TrafficLedger, jobsPath, startMigrator, type JobRecord, type MigratorLayer } from '../migrator/index.js';
+import { JOBS_EXPORT, TrafficLedger, jobsPath, startMigrator, type JobRecord, type MigratorLayer, type PolicyTuning } from '../migrator/index.js';
 import { startNetLayer, type NetLayer, type PublishingJob, type Route } from '../net-layer/index.js';
 
 const publishingJob = (r: JobRecord): PublishingJob => ({ id: r.id, host: r.host, pid: r.pid, origin: r.origin, running: r.state === 'running', publish: r.publish ?? [] });
@@ -37,6 +40,14 @@ export interface AgentOptions {
   pageStoreBytes?: number;
   /** Routes this agent adds to the cluster's (--route). */
   routes?: Route[];
+  /** What an hour of this host costs (--price), for the policy 'cheap'. */
+  price?: number;
+  /** The CPU load above which the policy 'balance' sheds jobs (--max-load; default: the CPUs). */
+  maxLoad?: number;
+  /** Where to serve Prometheus metrics (--metrics). */
+  metrics?: { address: string; port: number };
+  /** The policy's horizon and minimum stay. */
+  tuning?: PolicyTuning;
 }
 
 export interface RunningAgent { stop(): Promise<void> }
@@ -81,19 +92,28 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     capabilities: { fuse: false, passthrough: false, migration: false, pager: false, proxy: false },
     version: VERSION,
     startedAt: new Date().toISOString(),
+    price: opts.price ?? 1,
+    maxLoad: opts.maxLoad ?? availableParallelism(),
   };
   const ledger = new TrafficLedger();
-  const fsLayer = await startFsLayer({ self: opts.host, mount: opts.mount, exports, mesh, hosts: () => state.hosts(), log, ledger,
+  const metrics = new Metrics();
+  const rpcSeconds = metrics.histogram('pj_rpc_seconds', 'mesh calls this manager made, by peer: how long each took');
+  mesh.onCallDone((c) => rpcSeconds.observe({ peer: c.host, outcome: c.ok ? 'ok' : 'error' }, c.seconds));
+  metrics.collect('pj_ledger_bytes_total', 'the traffic ledger: bytes each job moved to or from each host, by layer', 'counter',
+    () => ledger.snapshot().map((r) => ({ labels: { job: r.id ?? r.job, target: r.target, layer: r.layer }, value: r.bytes })));
+  metrics.collect('pj_ledger_operations_total', 'the traffic ledger: operations each job made to each host, by layer', 'counter',
+    () => ledger.snapshot().map((r) => ({ labels: { job: r.id ?? r.job, target: r.target, layer: r.layer }, value: r.ops })));
+  const fsLayer = await startFsLayer({ self: opts.host, mount: opts.mount, exports, mesh, hosts: () => state.hosts(), log, ledger, metrics,
     attrTimeoutS: opts.attrTimeoutS, rpcTimeoutMs: opts.rpcTimeoutMs, dataCacheBytes: opts.dataCacheBytes });
   record.capabilities.fuse = fsLayer.mounted;
   record.capabilities.passthrough = fsLayer.passthrough;
   // Jobs' inits find the manager of whichever host they run on at the same path.
   const net = await startNetLayer({ self: opts.host, address: opts.listen.address, socketPath: join(dirname(opts.controlSocket), 'net.sock'),
-    mesh, etcd: state.etcd, log, ledger, routes: opts.routes ?? [],
+    mesh, etcd: state.etcd, log, ledger, metrics, routes: opts.routes ?? [],
     jobs: async () => (await state.jobs.list<JobRecord>()).map((j) => publishingJob(j.value)),
     job: async (id) => { const j = await state.jobs.get<JobRecord>(id); return j && publishingJob(j.value); } });
   record.capabilities.proxy = true;
-  const migrator = startMigrator({ self: opts.host, mount: opts.mount, stateDir: opts.stateDir, mesh, state, log, ledger, pageStoreBytes: opts.pageStoreBytes,
+  const migrator = startMigrator({ self: opts.host, mount: opts.mount, stateDir: opts.stateDir, mesh, state, log, ledger, metrics, tuning: opts.tuning, pageStoreBytes: opts.pageStoreBytes,
     net: { socketPath: join(dirname(opts.controlSocket), 'net.sock'), detach: (pid) => net.detach(pid), reattach: (pid) => net.reattach(pid) },
     dropFileLocks: (tids) => fsLayer.dropLocks(tids) });
   record.capabilities.migration = fsLayer.mounted;
@@ -102,12 +122,16 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
 
   const control = new ControlServer(opts.controlSocket, (req) => serveControl(req, { state, mesh, record, ledger, cache: fsLayer.cache, migrator, net }), log);
   await control.listen();
+  const metricsServer = opts.metrics && (await serveMetrics(metrics, opts.metrics.address, opts.metrics.port).catch((e: NodeJS.ErrnoException) => {
+    throw new PjError(codes.USAGE, `cannot serve metrics on ${opts.metrics!.address}:${opts.metrics!.port}: ${e.code ?? e.message}`);
+  }));
   log.info({ op: 'agent-start', address: `${record.address}:${record.port}`, exports: opts.exports.map((e) => e.name), pid: process.pid }, 'agent up');
 
   return {
     async stop() {
       log.info({ op: 'agent-stop' }, 'agent stopping');
       await control.close();
+      metricsServer?.close();
       migrator.stop();
       await net.stop();
       await fsLayer.stop();

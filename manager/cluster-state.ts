@@ -2,6 +2,8 @@
 // only in transactions so that etcd (not whichever manager spoke last) decides.
 //   /pj/members/<host>  the host has joined once (no lease: a down host stays listed)
 //   /pj/alive/<host>    present while the host's manager keeps its lease (TTL 2 s)
+//   /pj/load/<host>     what the host's jobs use and its page store holds, renewed every second (same lease)
+//   /pj/drained/<host>  present while the host is drained (pj host drain): its jobs leave, none come
 //   /pj/jobs/<id>       the job table; compare-and-swap on mod revision
 import { Etcd3, type Lease } from 'etcd3';
 import { PjError, codes } from '../common/errors.js';
@@ -11,6 +13,8 @@ export const LEASE_TTL_S = 2;
 const MEMBERS = '/pj/members/';
 const ALIVE = '/pj/alive/';
 const JOBS = '/pj/jobs/';
+const LOAD = '/pj/load/';
+const DRAINED = '/pj/drained/';
 
 export interface ExportInfo { name: string; path: string; readOnly: boolean; kind: 'dir' | 'device' }
 
@@ -23,9 +27,21 @@ export interface HostRecord {
   capabilities: Record<string, boolean | string>;
   version: string;
   startedAt: string;
+  /** What an hour of the host costs (pj agent --price): the policy 'cheap' seeks the cheapest. */
+  price: number;
+  /** The CPU load above which the policy 'balance' sheds jobs (pj agent --max-load; default: its CPUs). */
+  maxLoad: number;
 }
 
-export interface HostView extends HostRecord { state: 'up' | 'down' }
+/** A host's use, as its manager last published it. */
+export interface HostLoad {
+  /** CPUs busy with the host's jobs (over the last seconds). */
+  load: number;
+  jobs: number;
+  pageStore: { bytes: number; limit: number };
+}
+
+export interface HostView extends HostRecord { state: 'up' | 'down'; drained: boolean; use?: HostLoad }
 
 export interface Versioned<T> { value: T; modRevision: string }
 
@@ -72,15 +88,18 @@ export class ClusterState {
   }
 
   async hosts(): Promise<HostView[]> {
-    const [members, alive] = await Promise.all([
+    const [members, alive, loads, drained] = await Promise.all([
       this.etcd.getAll().prefix(MEMBERS).strings(),
       this.etcd.getAll().prefix(ALIVE).strings(),
+      this.etcd.getAll().prefix(LOAD).strings(),
+      this.etcd.getAll().prefix(DRAINED).keys(),
     ]);
     const views: HostView[] = [];
     for (const [key, raw] of Object.entries(members)) {
       const name = key.slice(MEMBERS.length);
       const live = alive[ALIVE + name];
-      views.push({ ...(JSON.parse(live ?? raw) as HostRecord), state: live ? 'up' : 'down' });
+      const use = live && loads[LOAD + name] ? (JSON.parse(loads[LOAD + name]) as HostLoad) : undefined;
+      views.push({ ...(JSON.parse(live ?? raw) as HostRecord), state: live ? 'up' : 'down', drained: drained.includes(DRAINED + name), ...(use ? { use } : {}) });
     }
     return views.sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }));
   }
@@ -92,6 +111,17 @@ export class ClusterState {
     const known = await this.etcd.get(MEMBERS + name).string();
     if (known) throw new PjError(codes.HOST_UNREACHABLE, `host ${name} is down (its manager holds no lease in etcd)`, { host: name });
     throw new PjError(codes.NO_SUCH_HOST, `no host named ${name} in this cluster`, { host: name });
+  }
+
+  /** Publishes this host's use under its lease (gone with the host). */
+  async publishLoad(host: string, use: HostLoad): Promise<void> {
+    await this.#lease?.put(LOAD + host).value(JSON.stringify(use));
+  }
+
+  /** Drains a host (its jobs leave, none come) or ends that; kept without a lease, across restarts. */
+  async setDrained(host: string, drained: boolean): Promise<void> {
+    if (drained) await this.etcd.put(DRAINED + host).value(new Date().toISOString());
+    else await this.etcd.delete().key(DRAINED + host);
   }
 
   /** Leaves the cluster: revokes the lease so that peers see us down at once. */

@@ -6,19 +6,25 @@ import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { PjError, codes } from '../common/errors.js';
 import type { Log } from '../common/log.js';
-import type { ClusterState } from '../manager/cluster-state.js';
+import type { Metrics } from '../common/metrics.js';
+import type { ClusterState, HostView } from '../manager/cluster-state.js';
 import type { Mesh } from '../manager/mesh/mesh.js';
 import { JobManager, type JobNetwork, type RunRequest } from './job-manager.js';
 import type { JobUsage } from './job-processes.js';
 import type { JobRecord } from './jobs.js';
 import type { TrafficLedger } from './ledger.js';
 import { Migrator } from './migrate.js';
+import { MoveCosts } from './move-costs.js';
+import type { Policy, PolicyTuning } from './policy.js';
+import { PolicyLoop, type JobView as PolicyView } from './policy-loop.js';
 import type { MoveMode } from './move-types.js';
 import { PageStore } from '../mem-layer/index.js';
 
 export { TrafficLedger, type LedgerRow } from './ledger.js';
 export type { JobNetwork } from './job-manager.js';
 export { JOBS_EXPORT, type JobRecord } from './jobs.js';
+export { POLICIES, DEFAULT_TUNING, type Policy, type PolicyTuning } from './policy.js';
+export type { JobView as PolicyView } from './policy-loop.js';
 export { MODES, type MoveMode, type MoveProgress, type MoveResult } from './move-types.js';
 
 export interface JobView extends JobRecord { usage?: JobUsage }
@@ -49,7 +55,12 @@ const TMPFS_MAGIC = 0x01021994;
 /** The page store's bound when the agent is given none. */
 export const DEFAULT_PAGE_STORE_BYTES = 2 * 1024 ** 3;
 
-export function startMigrator(o: { self: string; mount: string; stateDir: string; mesh: Mesh; state: ClusterState; log: Log; ledger: TrafficLedger; pageStoreBytes?: number; net?: JobNetwork; dropFileLocks?: (tids: number[]) => Promise<unknown> }): MigratorLayer {
+export interface MigratorOptions {
+  self: string; mount: string; stateDir: string; mesh: Mesh; state: ClusterState; log: Log; ledger: TrafficLedger; metrics: Metrics;
+  pageStoreBytes?: number; net?: JobNetwork; dropFileLocks?: (tids: number[]) => Promise<unknown>; tuning?: PolicyTuning;
+}
+
+export function startMigrator(o: MigratorOptions): MigratorLayer {
   const jobs = new JobManager(o.self, o.mount, jobsPath(o.stateDir), o.state.jobs, o.log);
   jobs.net = o.net;
   if (o.dropFileLocks) jobs.dropFileLocks = o.dropFileLocks;
@@ -57,7 +68,11 @@ export function startMigrator(o: { self: string; mount: string; stateDir: string
   const work = migrationDir(o.self, o.stateDir);
   rmSync(work, { recursive: true, force: true });
   const store = new PageStore(join(o.stateDir, 'pages'), o.pageStoreBytes ?? DEFAULT_PAGE_STORE_BYTES);
-  const migrator = new Migrator(jobs, o.mesh, work, store, o.ledger);
+  const costs = new MoveCosts();
+  o.mesh.onCallDone((c) => costs.observeCall(c));
+  const migrator = new Migrator(jobs, o.mesh, work, store, o.ledger, o.metrics, costs);
+  const policy = new PolicyLoop({ jobs, state: o.state, mesh: o.mesh, ledger: o.ledger, costs, store, metrics: o.metrics, log: o.log, tuning: o.tuning,
+    move: (id, to) => migrator.move(id, to) });
   const records = async () => (await o.state.jobs.list<JobRecord>()).map((j) => j.value);
   /** Runs `op` where the job runs (here, or its host over the mesh). */
   const atHost = async (host: string, op: string, args: Record<string, unknown>, timeoutMs?: number): Promise<unknown> =>
@@ -71,6 +86,7 @@ export function startMigrator(o: { self: string; mount: string; stateDir: string
       case 'by-ns': return jobs.byNamespace(Number(a.ns), await records()) ?? null;
       case 'mv': return migrator.move(String(a.id), String(a.to), (a.mode ?? 'hybrid') as MoveMode);
       case 'progress': return migrator.progress(String(a.id)) ?? null;
+      case 'policy-view': return policy.views();
       default: throw new PjError(codes.USAGE, `bad job request '${op}'`);
     }
   }
@@ -124,6 +140,33 @@ export function startMigrator(o: { self: string; mount: string; stateDir: string
     }
   }
 
+  /** What the policy sees of every job, from every host that is up. */
+  async function top(): Promise<{ jobs: PolicyView[]; hosts: HostView[] }> {
+    const hosts = await o.state.hosts();
+    const views = await Promise.all(hosts.filter((h) => h.state === 'up').map((h) => (atHost(h.name, 'policy-view', {}) as Promise<PolicyView[]>).catch(() => [])));
+    return { jobs: views.flat().sort((a, b) => a.id.localeCompare(b.id)), hosts };
+  }
+
+  /**
+   * Drains a host (its policies move its jobs elsewhere; no job moves to it) and waits until only pinned
+   * jobs run there, or `waitMs` passed; or ends the drain.
+   */
+  async function drain(host: string, on: boolean, waitMs: number): Promise<{ host: string; drained: boolean; moved: string[]; pinned: string[]; remaining: string[] }> {
+    await o.state.liveHost(host).catch((e: PjError) => { if (e.code === codes.NO_SUCH_HOST) throw e; });
+    await o.state.setDrained(host, on);
+    const there = async () => (await records()).filter((r) => r.host === host && r.state === 'running');
+    const before = await there();
+    const deadline = Date.now() + (on ? waitMs : 0);
+    let now = before;
+    while (now.some((r) => r.policy !== 'pin') && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 500));
+      now = await there();
+    }
+    const ids = new Set(now.map((r) => r.id));
+    return { host, drained: on, moved: before.filter((r) => !ids.has(r.id)).map((r) => r.id), pinned: now.filter((r) => r.policy === 'pin').map((r) => r.id),
+      remaining: now.filter((r) => r.policy !== 'pin').map((r) => r.id) };
+  }
+
   async function jobOfNamespace(ns: number): Promise<JobRecord> {
     const hosts = [...new Set((await records()).filter((r) => r.state === 'running').map((r) => r.host))];
     for (const host of hosts) {
@@ -146,11 +189,20 @@ export function startMigrator(o: { self: string; mount: string; stateDir: string
         case 'kill': return jobs.find(String(a.id)).then((j) => atHost(j.value.host, 'kill', { id: j.id, signal: a.signal ?? 'SIGTERM' }));
         case 'mv': return jobs.find(String(a.id)).then((j) => moveVia(j.value, String(a.to), a.mode as MoveMode | undefined));
         case 'mv-progress': return atHost(String(a.from), 'progress', { id: String(a.id) });
+        case 'policy': return a.policy == null && a.budget == null
+          ? jobs.find(String(a.id)).then((j) => top().then((t) => t.jobs.find((v) => v.id === j.id) ?? j.value))
+          : jobs.setPolicy(String(a.id), a.policy as Policy | undefined, a.budget as number | undefined);
+        case 'top': return top();
+        case 'drain': return drain(String(a.host), a.on !== false, Number(a.waitMs ?? 120_000));
         default: return undefined;
       }
     },
-    start: () => jobs.start(),
+    start: () => {
+      jobs.start();
+      policy.start();
+    },
     stop: () => {
+      policy.stop();
       jobs.stop();
       store.close();
       rmSync(work, { recursive: true, force: true });

@@ -15,8 +15,9 @@ import { repoRoot } from '../common/repo-root.js';
 import type { JobTable, Versioned } from '../manager/cluster-state.js';
 import { alive, jobPids, jobUsage, localJobInits, signalAll, startTime, stateOf, type JobUsage } from './job-processes.js';
 import { JOBS_EXPORT, jobDir, newJobId, type JobRecord } from './jobs.js';
+import { POLICIES, type Policy } from './policy.js';
 
-export interface RunRequest { name?: string; cmd: string[]; cwd: string; env: Record<string, string>; publish?: JobRecord['publish'] }
+export interface RunRequest { name?: string; cmd: string[]; cwd: string; env: Record<string, string>; publish?: JobRecord['publish']; policy?: Policy; budget?: number }
 
 /**
  * A job's network, as the net-layer gives it (the manager wires it in): the socket its init relays
@@ -77,6 +78,7 @@ export class JobManager {
     if (typeof req.cwd !== 'string' || !(await isDirectory(req.cwd))) throw new PjError(codes.USAGE, `no directory ${req.cwd} on ${this.self} (--cwd)`);
     const port = (n: unknown) => Number.isInteger(n) && (n as number) > 0 && (n as number) < 65536;
     if (req.publish !== undefined && !(Array.isArray(req.publish) && req.publish.every((p) => port(p?.port) && port(p?.jobPort)))) throw new PjError(codes.USAGE, 'publish: want [{ port, jobPort, everywhere }]');
+    checkPolicy(req.policy, req.budget);
     const id = newJobId();
     mkdirSync(join(this.jobsPath, id));
     const dir = jobDir(this.mount, this.self, id);
@@ -85,6 +87,7 @@ export class JobManager {
       id, name: req.name || basename(req.cmd[0]), cmd: req.cmd, cwd: req.cwd, origin: this.self, dir,
       host: this.self, pid, pidStart: startTime(pid) ?? 0, state: 'running', moves: 0, startedAt: new Date().toISOString(),
       ...(req.publish?.length ? { publish: req.publish } : {}),
+      ...(req.policy ? { policy: req.policy } : {}), ...(req.budget != null ? { budget: req.budget } : {}),
     };
     if (!(await this.table.create(id, rec))) {
       signalAll(jobPids(pid), 'SIGKILL');
@@ -111,6 +114,20 @@ export class JobManager {
     if (j.value.state !== 'exited') throw new PjError(codes.JOB_BUSY, `job ${j.id} is still running (pj kill it first)`);
     if (!(await this.table.compareAndDelete(j.id, j.modRevision))) throw new PjError(codes.JOB_BUSY, `job ${j.id} changed meanwhile; try again`);
     return j.value;
+  }
+
+  /** Changes how the manager places a job (pj policy). */
+  async setPolicy(ref: string, policy: Policy | undefined, budget: number | undefined): Promise<JobRecord> {
+    checkPolicy(policy, budget);
+    for (let i = 0; i < 10; i++) {
+      const j = await this.find(ref);
+      const next: JobRecord = { ...j.value, ...(policy ? { policy } : {}), ...(budget != null ? { budget } : {}) };
+      if (await this.table.compareAndSwap(j.id, j.modRevision, next)) {
+        this.log.info({ op: 'job-policy', job: j.id, policy: next.policy, budget: next.budget }, 'policy changed');
+        return next;
+      }
+    }
+    throw new PjError(codes.JOB_BUSY, `job ${ref} keeps changing; try again`);
   }
 
   /** Usage of the jobs running here. */
@@ -205,6 +222,11 @@ export class JobManager {
       this.#reconciling = false;
     }
   }
+}
+
+function checkPolicy(policy: unknown, budget: unknown): void {
+  if (policy != null && !POLICIES.includes(policy as Policy)) throw new PjError(codes.USAGE, `the policy must be one of ${POLICIES.join(', ')}`);
+  if (budget != null && !(typeof budget === 'number' && budget >= 0 && Number.isFinite(budget))) throw new PjError(codes.USAGE, 'the budget must be a number of bytes per second, 0 or more');
 }
 
 export const isDirectory = (path: string): Promise<boolean> => stat(path).then((s) => s.isDirectory(), () => false);

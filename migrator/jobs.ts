@@ -3,6 +3,7 @@
 // where its files live: /pj/<origin>/.pj-jobs/<id>/{stdout,stderr,status}, the
 // same path on every host, so its output follows it wherever it moves.
 import { randomBytes } from 'node:crypto';
+import type { Policy } from './policy.js';
 
 /** The export every agent offers for the files of the jobs it started (a name users cannot give: it starts with a dot). */
 export const JOBS_EXPORT = '.pj-jobs';
@@ -28,6 +29,12 @@ export interface JobRecord {
   startedAt: string;
   /** Ports published for it (pj run --publish): PORT on its origin (or every host) to JOBPORT of the job. */
   publish?: Array<{ port: number; jobPort: number; everywhere: boolean }>;
+  /** How the manager places it (pj run --policy, pj policy); follow when absent. */
+  policy?: Policy;
+  /** Policy 'cheap': the remote traffic (bytes/s) a cheaper host may add. */
+  budget?: number;
+  /** When it last moved. */
+  movedAt?: string;
   /** "exit N" or "signal N", once it ended. */
   exit?: string;
 }

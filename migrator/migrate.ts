@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { PjError, codes } from '../common/errors.js';
 import { crashPoint } from '../common/fault.js';
+import type { Metrics } from '../common/metrics.js';
 import type { Mesh } from '../manager/mesh/mesh.js';
 import { FrozenMemory, HASH_BYTES, precopy, type PageStore, type PrecopyResult, type TaskManifest } from '../mem-layer/index.js';
 import { closePageServer, dropNetworkLocks, dump, dumpLazy } from './criu.js';
@@ -31,6 +32,7 @@ import { alive, jobPids, jobTasks, jobThreads, localJobInits, signalAll, stateOf
 import type { JobRecord } from './jobs.js';
 import type { TrafficLedger } from './ledger.js';
 import { inspectJob } from './migratable.js';
+import type { MoveCosts } from './move-costs.js';
 
 import { MovesIn, type Landed } from './move-in.js';
 import { MODES, TRANSFER_IDLE_MS, type MoveMode, type MoveProgress, type MoveResult } from './move-types.js';
@@ -52,8 +54,8 @@ export class Migrator {
   readonly incoming: MovesIn;
 
   constructor(private readonly jobs: JobManager, private readonly mesh: Mesh, private readonly workDir: string,
-    private readonly store: PageStore, ledger: TrafficLedger) {
-    this.incoming = new MovesIn(jobs, mesh, workDir, store, ledger);
+    private readonly store: PageStore, ledger: TrafficLedger, private readonly metrics: Metrics, private readonly costs: MoveCosts) {
+    this.incoming = new MovesIn(jobs, mesh, workDir, store, ledger, metrics);
     jobs.stillFetching = async (rec) => Boolean(await this.mesh.call(rec.host, 'job', { op: 'fetching', id: rec.id }, 2000).catch(() => false));
   }
 
@@ -62,8 +64,22 @@ export class Migrator {
     return p && { phase: p.phase, bytesSent: p.bytesSent, elapsedMs: Date.now() - p.started };
   }
 
-  /** The source's side of a move. The job must run here. */
+  /** The source's side of a move (the job must run here), counted in the metrics and the policy's costs. */
   async move(ref: string, to: string, mode: MoveMode = 'hybrid'): Promise<MoveResult> {
+    const moves = this.metrics.counter('pj_migrations_total', 'moves this host started, by mode and outcome');
+    try {
+      const r = await this.#move(ref, to, mode);
+      moves.inc({ mode, outcome: 'moved' });
+      this.metrics.histogram('pj_migration_downtime_seconds', 'how long moved jobs were stopped, by mode').observe({ mode }, r.downtime_ms / 1000);
+      this.costs.observeMove(r);
+      return r;
+    } catch (e) {
+      if ((e as PjError).code !== codes.USAGE) moves.inc({ mode, outcome: (e as PjError).code === codes.NOT_MIGRATABLE ? 'not-migratable' : 'aborted' });
+      throw e;
+    }
+  }
+
+  async #move(ref: string, to: string, mode: MoveMode): Promise<MoveResult> {
     if (!MODES.includes(mode)) throw new PjError(codes.USAGE, `--mode must be one of ${MODES.join(', ')}`);
     const j = await this.jobs.find(ref);
     const rec = j.value;
@@ -131,7 +147,7 @@ export class Migrator {
         this.#frozen.get(key)?.restored();
         p.phase = 'commit';
         const nextHolders = lazy ? [...new Set([self, ...holders])].slice(0, MAX_HOLDERS) : holders;
-        if (!(await this.#commit(j.id, j.modRevision, { ...rec, host: to, pid: r.pid, pidStart: r.pidStart, moves: rec.moves + 1, holders: nextHolders }))) {
+        if (!(await this.#commit(j.id, j.modRevision, { ...rec, host: to, pid: r.pid, pidStart: r.pidStart, moves: rec.moves + 1, holders: nextHolders, movedAt: new Date().toISOString() }))) {
           throw new PjError(codes.MIGRATION_ABORTED, 'the job table changed during the move');
         }
         crashPoint('source-after-commit');

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { PjError, codes } from '../common/errors.js';
 import { crashPoint, faultActive } from '../common/fault.js';
+import type { Metrics } from '../common/metrics.js';
 import type { Mesh } from '../manager/mesh/mesh.js';
 import { pingPeer } from '../manager/mesh-diagnostics.js';
 import { HASH_BYTES, LazyFill, hashesAt, type PageSources, type PageStore, type TaskManifest } from '../mem-layer/index.js';
@@ -44,7 +45,7 @@ export class MovesIn {
   #landed = new Map<string, Landed>();
 
   constructor(private readonly jobs: JobManager, private readonly mesh: Mesh, private readonly workDir: string,
-    private readonly store: PageStore, private readonly ledger: TrafficLedger) {}
+    private readonly store: PageStore, private readonly ledger: TrafficLedger, private readonly metrics: Metrics) {}
 
   async prepare(a: { id: string; key: string; mode: MoveMode; revision: string; systemFiles: SystemFile[]; cwd: string; holders?: string[] }, from: string): Promise<void> {
     if (!MODES.includes(a.mode)) throw new PjError(codes.USAGE, `this host does not know the mode '${a.mode}'`);
@@ -104,19 +105,25 @@ export class MovesIn {
 
   /** Where the pages this host's store lacks come from: the frozen source, else other holders; counted in the ledger. */
   #sources(key: string, inc: Incoming): PageSources {
-    const fetched = (from: string, pieces: Buffer[]): Buffer => {
+    const latency = this.metrics.histogram('pj_page_fetch_seconds', 'how long a fetch of pages from another host took (a batch: on fault or in the background)');
+    const fetched = (from: string, started: number, pieces: Buffer[]): Buffer => {
       const data = pieces.length === 1 ? pieces[0] : Buffer.concat(pieces);
       if (inc.pid) this.ledger.record(this.ledger.jobOf(inc.pid), from, 'mem', 1, data.length);
+      latency.observe({ from }, (performance.now() - started) / 1000);
       return data;
     };
     return {
       manifest: async () => (await this.mesh.call(inc.from, 'job', { op: 'manifest', key }, TRANSFER_IDLE_MS)) as TaskManifest[],
-      fromSource: async (id, addrs) => fetched(inc.from, (await this.mesh.call(inc.from, 'job', { op: 'pages', key, id, addrs })) as Buffer[]),
+      fromSource: async (id, addrs) => {
+        const t = performance.now();
+        return fetched(inc.from, t, (await this.mesh.call(inc.from, 'job', { op: 'pages', key, id, addrs })) as Buffer[]);
+      },
       fromHolders: async (hashes) => {
         let last: Error = new PjError(codes.PAGES_LOST, 'no other host holds the job\'s pages');
         for (const h of inc.holders) {
           try {
-            return fetched(h, (await this.mesh.call(h, 'job', { op: 'stored-pages', hashes })) as Buffer[]);
+            const t = performance.now();
+            return fetched(h, t, (await this.mesh.call(h, 'job', { op: 'stored-pages', hashes })) as Buffer[]);
           } catch (e) {
             last = e as Error;
           }
@@ -149,7 +156,10 @@ export class MovesIn {
     this.jobs.filling.add(inc.id);
     fill.allLocal.then(
       () => {
-        this.#landed.set(key, landed(fill));
+        const l = landed(fill);
+        this.#landed.set(key, l);
+        const faults = this.metrics.counter('pj_page_faults_total', 'page faults of moved jobs, by where the pager had the page: local (given at once), handed (brought from this host after the fault), fetched (from another host)');
+        for (const served of ['local', 'handed', 'fetched'] as const) faults.inc({ served }, l.faults?.[served] ?? 0);
         setTimeout(() => this.#landed.delete(key), INCOMING_IDLE_MS).unref();
         this.jobs.log.info({ op: 'job-move-in', job: inc.id, pages: fill.pagesTotal, fromStore: fill.pagesFromStore, fetched: fill.pagesFetched, faults: fill.stats().faults }, 'every page is here');
       },

@@ -3,6 +3,7 @@
 // methods by which other hosts open, resume, pause and close connections held here.
 import type { Etcd3 } from 'etcd3';
 import type { Log } from '../common/log.js';
+import type { Metrics } from '../common/metrics.js';
 import type { Mesh } from '../manager/mesh/mesh.js';
 import type { TrafficLedger } from '../migrator/ledger.js';
 import { resolveHere, SyntheticNames } from './dns.js';
@@ -26,6 +27,7 @@ export interface NetLayerOptions {
   etcd: Etcd3;
   log: Log;
   ledger: TrafficLedger;
+  metrics: Metrics;
   routes: Route[];
   /** The jobs (from the job table), for published ports. */
   jobs: () => Promise<PublishingJob[]>;
@@ -46,7 +48,7 @@ export async function startNetLayer(o: NetLayerOptions): Promise<NetLayer> {
   const names = new SyntheticNames(o.etcd);
   const outside = new OutsideConnections(o.log);
   await outside.listen(o.address);
-  const channels = new InitChannels({ self: o.self, socketPath: o.socketPath, mesh: o.mesh, routes, names, outside, ledger: o.ledger, log: o.log });
+  const channels = new InitChannels({ self: o.self, socketPath: o.socketPath, mesh: o.mesh, routes, names, outside, ledger: o.ledger, metrics: o.metrics, log: o.log });
   channels.listen();
 
   const key = (a: unknown): bigint => BigInt(String((a as { key?: unknown }).key ?? ''));

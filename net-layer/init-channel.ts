@@ -6,6 +6,7 @@
 import { constants as os } from 'node:os';
 import { loadBinding as native } from '../native/loader.js';
 import type { Log } from '../common/log.js';
+import type { Metrics } from '../common/metrics.js';
 import type { Mesh } from '../manager/mesh/mesh.js';
 import type { TrafficLedger } from '../migrator/ledger.js';
 import { LINK_TUNNEL, Msg, SIG_REATTACH, decode, encode, type NetMsg } from './messages.js';
@@ -44,6 +45,7 @@ export interface InitChannelParts {
   names: SyntheticNames;
   outside: OutsideConnections;
   ledger: TrafficLedger;
+  metrics: Metrics;
   log: Log;
 }
 
@@ -183,7 +185,10 @@ export class InitChannels {
     const delta = Number(m.bytesOut - l.out + (m.bytesIn - l.in));
     l.out = m.bytesOut;
     l.in = m.bytesIn;
-    if (delta > 0) this.o.ledger.record(ch.job, l.holder, 'net', 0, delta);
+    if (delta <= 0) return;
+    this.o.ledger.record(ch.job, l.holder, 'net', 0, delta);
+    this.o.metrics.counter('pj_proxy_bytes_total', 'bytes jobs\' connections moved, by the host that holds the outside end (via) and how they reach it')
+      .inc({ via: l.holder, link: l.tunnel ? 'tunnel' : 'direct' }, delta);
   }
 
   /** A link for a new connection (OPEN) or for one from before a move (ATTACH). */

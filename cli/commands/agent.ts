@@ -5,29 +5,23 @@ import type { ExportInfo } from '../../manager/cluster-state.js';
 import { runAgent } from '../../manager/agent.js';
 import { DEFAULT_DATA_CACHE_BYTES } from '../../fs-layer/index.js';
 import { parseExportSpec } from '../../manager/exports.js';
-import { DEFAULT_PAGE_STORE_BYTES } from '../../migrator/index.js';
+import { DEFAULT_PAGE_STORE_BYTES, DEFAULT_TUNING } from '../../migrator/index.js';
 import { parseRoute } from '../../net-layer/index.js';
 import { action, reportError } from '../output.js';
+import { parseSize } from '../units.js';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
-function parseListen(s: string): { address: string; port: number } {
+function parseListen(s: string, flag = '--listen'): { address: string; port: number } {
   const i = s.lastIndexOf(':');
   const port = Number(s.slice(i + 1));
-  if (i <= 0 || !Number.isInteger(port) || port < 0 || port > 65535) throw new PjError(codes.USAGE, `--listen '${s}' must be ADDR:PORT`);
+  if (i <= 0 || !Number.isInteger(port) || port < 0 || port > 65535) throw new PjError(codes.USAGE, `${flag} '${s}' must be ADDR:PORT`);
   return { address: s.slice(0, i), port };
 }
 
 function checkedNumber(flag: string, v: number, min: number, max: number): number {
   if (!Number.isFinite(v) || v < min || v > max) throw new PjError(codes.USAGE, `${flag} must be a number from ${min} to ${max}`);
   return v;
-}
-
-/** "512M", "4G", "1.5T" or a number of bytes. */
-function parseSize(flag: string, v: string): number {
-  const m = /^(\d+(?:\.\d+)?)([KMGT]?)i?B?$/i.exec(v.trim());
-  if (!m) throw new PjError(codes.USAGE, `${flag} must be a size such as 512M or 4G`);
-  return Math.round(Number(m[1]) * 1024 ** ' KMGT'.indexOf(m[2].toUpperCase() || ' '));
 }
 
 export function register(program: Command): void {
@@ -47,6 +41,11 @@ export function register(program: Command): void {
     .option('--rpc-timeout <ms>', 'deadline of each /pj request to another host', (v) => parseInt(v, 10), 5000)
     .option('--data-cache-mib <n>', 'memory for remote file data kept by this agent (0: none)', parseFloat, DEFAULT_DATA_CACHE_BYTES / (1 << 20))
     .option('--route <target=host>', 'reach CIDR or NAME (db.internal, *.corp) from HOST; kept in etcd for the whole cluster (repeatable)', collect, [])
+    .option('--price <n>', 'what an hour of this host costs, in any unit the cluster agrees on (the policy cheap seeks the cheapest)', parseFloat, 1)
+    .option('--max-load <cpus>', 'CPUs busy with jobs above which the policy balance sheds them (default: the CPUs)', parseFloat)
+    .option('--metrics <addr:port>', 'serve Prometheus metrics at http://ADDR:PORT/metrics')
+    .option('--policy-horizon <s>', 'a move by the policy must pay back within this many seconds', parseFloat, DEFAULT_TUNING.horizonS)
+    .option('--min-stay <s>', 'no move by the policy sooner than this after a job\'s last move', parseFloat, DEFAULT_TUNING.minStayS)
     .option('--page-store-size <size>', 'disk for jobs\' pages kept by content, e.g. 512M, 4G (0: keep none)', `${DEFAULT_PAGE_STORE_BYTES / 1024 ** 3}G`)
     .action(action(async (o) => {
       const exports: ExportInfo[] = [
@@ -60,6 +59,10 @@ export function register(program: Command): void {
         dataCacheBytes: Math.round(checkedNumber('--data-cache-mib', o.dataCacheMib, 0, 1 << 20) * (1 << 20)),
         pageStoreBytes: parseSize('--page-store-size', o.pageStoreSize),
         routes: (o.route as string[]).map(parseRoute),
+        price: checkedNumber('--price', o.price, 0, 1e9),
+        maxLoad: o.maxLoad === undefined ? undefined : checkedNumber('--max-load', o.maxLoad, 0, 1e6),
+        metrics: o.metrics === undefined ? undefined : parseListen(o.metrics, '--metrics'),
+        tuning: { horizonS: checkedNumber('--policy-horizon', o.policyHorizon, 0, 1e6), minStayS: checkedNumber('--min-stay', o.minStay, 0, 1e6) },
       });
       let stopping = false;
       const stop = () => {

@@ -25,11 +25,19 @@ export function register(program: Command): void {
     .option('--name <name>', 'prefix of the namespaces', 'pj')
     .option('--route <target=host>', 'a route for jobs\' connections: CIDR=HOST or NAME=HOST (repeatable; see pj agent --route)', collect, [])
     .option('--agent-option <opt>', 'an option for every host\'s agent, e.g. --agent-option=--page-store-size=512M (repeatable)', collect, [])
+    .option('--host-option <host:opt>', 'an option for one host\'s agent, e.g. --host-option=h3:--price=0.5 (repeatable)', collect, [])
     .option(...dirOption)
     .option('--json', 'print the cluster as JSON')
     .action(action(async (o) => {
       const t0 = Date.now();
-      const c = await clusterUp({ dir: clusterDir(o.clusterDir), name: o.name, hosts: o.hosts, exports: o.export, devices: o.device, agentOptions: [...o.agentOption, ...(o.route as string[]).map((r) => (parseRoute(r), `--route=${r}`))] });
+      const hostOptions: Record<string, string[]> = {};
+      for (const ho of o.hostOption as string[]) {
+        const i = ho.indexOf(':');
+        if (i <= 0) throw new PjError(codes.USAGE, `--host-option '${ho}' must be HOST:OPTION`);
+        (hostOptions[ho.slice(0, i)] ??= []).push(ho.slice(i + 1));
+      }
+      const c = await clusterUp({ dir: clusterDir(o.clusterDir), name: o.name, hosts: o.hosts, exports: o.export, devices: o.device, hostOptions,
+        agentOptions: [...o.agentOption, ...(o.route as string[]).map((r) => (parseRoute(r), `--route=${r}`))] });
       if (o.json) return printJson(c);
       process.stdout.write(`cluster ${c.name} up in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${c.hosts.map((h) => `${h.name} ${h.address}`).join(', ')}\n`);
     }));

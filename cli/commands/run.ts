@@ -1,10 +1,11 @@
 // `pj run [--on HOST] [--name NAME] [--cwd DIR] [--env K=V]… -- CMD…`: starts a job and prints its id.
 import type { Command } from 'commander';
 import { PjError, codes } from '../../common/errors.js';
-import type { JobRecord } from '../../migrator/index.js';
+import { POLICIES, type JobRecord } from '../../migrator/index.js';
 import { askAgent, withAgentOptions } from '../agent-socket.js';
 import { parsePublish } from '../../net-layer/index.js';
 import { action, printJson } from '../output.js';
+import { parseSize } from '../units.js';
 
 /** What a job gets of the caller's environment, before --env. */
 const PASSED_ENV = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'USER', 'LOGNAME'];
@@ -17,6 +18,8 @@ export function register(program: Command): void {
     .option('--env <k=v>', 'an environment variable (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--publish <port[:jobport]>', 'open PORT on the job\'s home host, forwarded to JOBPORT of the job wherever it runs (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--publish-on <where>', 'home (the host it starts on) or all (every host)', 'home')
+    .option('--policy <policy>', `how the manager places it: ${POLICIES.join(', ')} (default follow: where its traffic goes)`)
+    .option('--budget <size>', 'policy cheap: the remote traffic per second a cheaper host may add, e.g. 2M (default 1M)')
     .option('--json', 'print the job as JSON')
     .action(action(async (cmd: string[], o) => {
       const env: Record<string, string> = {};
@@ -34,7 +37,9 @@ export function register(program: Command): void {
           throw new PjError(codes.USAGE, (e as Error).message);
         }
       });
-      const job = (await askAgent(o, 'run', { on: o.on, name: o.name, cmd, cwd: o.cwd ?? process.cwd(), env, publish }, 30_000)) as JobRecord;
+      if (o.policy !== undefined && !POLICIES.includes(o.policy)) throw new PjError(codes.USAGE, `--policy must be one of ${POLICIES.join(', ')}`);
+      const budget = o.budget === undefined ? undefined : parseSize('--budget', o.budget);
+      const job = (await askAgent(o, 'run', { on: o.on, name: o.name, cmd, cwd: o.cwd ?? process.cwd(), env, publish, policy: o.policy, budget }, 30_000)) as JobRecord;
       if (o.json) return printJson(job);
       process.stdout.write(job.id + '\n');
     }));

@@ -24,6 +24,9 @@ export interface MeshOptions {
 
 export const DEFAULT_RPC_TIMEOUT_MS = 5000;
 
+/** A call as its observers see it: how long it took and the bulk bytes (attachment and binary reply) it moved. */
+export interface FinishedCall { host: string; method: string; seconds: number; ok: boolean; bytes: number }
+
 export class Mesh {
   #opts: Required<MeshOptions>;
   #handlers = new Map<string, Handler>();
@@ -33,6 +36,7 @@ export class Mesh {
   #peerGone: Array<(host: string) => void> = [];
   /** Calls made, by "host method" (`pj status`): what the caches spare shows here. */
   #calls = new Map<string, number>();
+  #observers: Array<(c: FinishedCall) => void> = [];
 
   constructor(opts: MeshOptions) {
     this.#opts = { handshakeTimeoutMs: 3000, ...opts };
@@ -58,10 +62,26 @@ export class Mesh {
 
   /** An RPC; bulk bytes go in `attachment` (the handler sees ctx.attachment), uncopied. */
   async call(host: string, method: string, args: unknown, timeoutMs = DEFAULT_RPC_TIMEOUT_MS, attachment?: Buffer): Promise<unknown> {
+    const started = performance.now();
     const deadline = Date.now() + timeoutMs;
     this.#count(host, method);
-    const conn = await this.#connection(host, timeoutMs);
-    return conn.call(method, args, Math.max(1, deadline - Date.now()), timeoutMs, attachment);
+    let ok = false;
+    let bytes = attachment?.length ?? 0;
+    try {
+      const conn = await this.#connection(host, timeoutMs);
+      const reply = await conn.call(method, args, Math.max(1, deadline - Date.now()), timeoutMs, attachment);
+      bytes += Buffer.isBuffer(reply) ? reply.length : Array.isArray(reply) && Buffer.isBuffer(reply[0]) ? reply.reduce((n: number, b: Buffer) => n + b.length, 0) : 0;
+      ok = true;
+      return reply;
+    } finally {
+      const c = { host, method, seconds: (performance.now() - started) / 1000, ok, bytes };
+      for (const fn of this.#observers) fn(c);
+    }
+  }
+
+  /** Sees every call this manager makes once it ends (latency, bulk bytes): the policy's costs, the metrics. */
+  onCallDone(fn: (c: FinishedCall) => void): void {
+    this.#observers.push(fn);
   }
 
   async upload(host: string, method: string, args: unknown, source: AsyncIterable<Buffer>, timeoutMs = DEFAULT_RPC_TIMEOUT_MS): Promise<unknown> {

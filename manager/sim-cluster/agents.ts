@@ -33,6 +33,7 @@ export function startAgent(c: ClusterFile, host: SimHost): number {
     '--control-socket', '/run/pj/agent.sock',
     ...exportFlags,
     ...(c.agentOptions ?? []),
+    ...(c.hostOptions?.[host.name] ?? []),
   ];
   return spawnDaemon('nsenter', args, p.hostLog(host.name));
 }

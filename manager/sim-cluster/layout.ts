@@ -23,6 +23,8 @@ export interface ClusterFile {
   devices: string[];
   /** More options for every host's `pj agent` (e.g. --page-store-size=512M). */
   agentOptions?: string[];
+  /** Options for one host's agent only (--host-option h3:--price=0.5), by host. */
+  hostOptions?: Record<string, string[]>;
   createdAt: string;
 }
 

@@ -11,7 +11,7 @@ import { parseExportSpec } from '../exports.js';
 import { ETCD_ADDRESS, hostAddress, paths, writeClusterFile, type ClusterFile } from './layout.js';
 import { addBridge, addMountNs, addNetns, listNetns, makePrivateMount, nsenterArgs, plugIn } from './namespaces.js';
 
-export interface UpOptions { dir: string; name: string; hosts: number; exports: string[]; devices?: string[]; agentOptions?: string[] }
+export interface UpOptions { dir: string; name: string; hosts: number; exports: string[]; devices?: string[]; agentOptions?: string[]; hostOptions?: Record<string, string[]> }
 
 const NAME = /^[a-z][a-z0-9]{0,11}$/;
 
@@ -29,6 +29,7 @@ export async function clusterUp(o: UpOptions): Promise<ClusterFile> {
     exports: o.exports.length ? o.exports : ['data=/srv/data'],
     devices: o.devices ?? [],
     agentOptions: o.agentOptions ?? [],
+    hostOptions: o.hostOptions ?? {},
     createdAt: new Date().toISOString(),
   };
   const taken = new Set(await listNetns());

@@ -29,7 +29,7 @@ export function requireRoot(): void {
 
 let counter = 0;
 
-export async function startCluster(t: Test, opts: { hosts?: number; exports?: string[]; devices?: string[]; agentOptions?: string[]; routes?: string[] } = {}): Promise<TestCluster> {
+export async function startCluster(t: Test, opts: { hosts?: number; exports?: string[]; devices?: string[]; agentOptions?: string[]; hostOptions?: string[]; routes?: string[] } = {}): Promise<TestCluster> {
   requireRoot();
   const dir = mkdtempSync(join(tmpdir(), 'pj-test-'));
   const name = `t${process.pid % 100000}${String.fromCharCode(97 + (counter++ % 26))}`;
@@ -62,7 +62,7 @@ export async function startCluster(t: Test, opts: { hosts?: number; exports?: st
     rmSync(dir, { recursive: true, force: true });
   });
   const exportFlags = [...(opts.exports ?? []).flatMap((e) => ['--export', e]), ...(opts.devices ?? []).flatMap((d) => ['--device', d]),
-    ...(opts.agentOptions ?? []).map((a) => `--agent-option=${a}`), ...(opts.routes ?? []).map((r) => `--route=${r}`)];
+    ...(opts.agentOptions ?? []).map((a) => `--agent-option=${a}`), ...(opts.hostOptions ?? []).map((a) => `--host-option=${a}`), ...(opts.routes ?? []).map((r) => `--route=${r}`)];
   const up = await runPj(['cluster', 'up', '--hosts', String(opts.hosts ?? 3), '--name', name, ...exportFlags]);
   if (up.code !== 0) throw new Error(`pj cluster up failed: ${up.stderr}`);
   return c;

@@ -19,7 +19,8 @@ const c = await startCluster(t, { hosts: 3, agentOptions: [`--page-store-size=${
 const helper = (name: string) => join(repoRoot(), 'test', 'helpers', name);
 
 async function run(cmd: string[], on = 'h1', cwd?: string): Promise<string> {
-  const r = await c.pj(['run', '--on', on, ...(cwd ? ['--cwd', cwd] : []), '--', ...cmd]);
+  // These tests place jobs by hand: pinned, so that the policy does not move them too.
+  const r = await c.pj(['run', '--on', on, '--policy', 'pin', ...(cwd ? ['--cwd', cwd] : []), '--', ...cmd]);
   if (r.code !== 0) throw new Error(`pj run failed: ${r.stderr}`);
   return r.stdout.trim();
 }

@@ -32,7 +32,8 @@ t.teardown(() => { for (const s of servers) s.kill('SIGKILL'); });
 await waitFor(async () => (await c.exec('h2', ['redis-cli', '-h', SERVER, 'ping'])).stdout.trim() === 'PONG', 10_000);
 
 async function run(cmd: string[], on = 'h1', extra: string[] = []): Promise<string> {
-  const r = await c.pj(['run', '--on', on, ...extra, '--', ...cmd]);
+  // These tests place jobs by hand: pinned, so that the policy does not move them too.
+  const r = await c.pj(['run', '--on', on, '--policy', 'pin', ...extra, '--', ...cmd]);
   if (r.code !== 0) throw new Error(`pj run failed: ${r.stderr}`);
   return r.stdout.trim();
 }

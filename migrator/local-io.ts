@@ -1,0 +1,53 @@
+// A job's local I/O, for the ledger. Much of what a job does here never passes
+// a daemon: reads and writes of local /pj files go through kernel passthrough,
+// pipes and local disks are the kernel's. The job's own processes' I/O
+// counters (/proc/<pid>/io: bytes and read/write calls) see all of it; what
+// the layers counted (its /pj requests and its connections) is taken away, and
+// the rest is recorded as layer 'io' against this host. A job that reads its
+// data locally thus weighs as much as one that reads it remotely, and does not
+// leave for a host whose data it touches less. Bytes only: how many requests
+// its calls would make remotely is not known (the kernel merges sequential
+// reads: eight 128 KiB reads were one 1 MiB request here). The job's init is
+// left out: it only relays the connections the net-layer counts already.
+import { readFileSync } from 'node:fs';
+import { jobPids } from './job-processes.js';
+import type { TrafficLedger } from './ledger.js';
+
+const COUNTED_LAYERS = ['fs', 'net'];
+
+/** Bytes the process read and wrote by any call (files, pipes, sockets). */
+function ioBytes(pid: number): number {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    return Number(/^rchar: (\d+)/m.exec(io)?.[1] ?? 0) + Number(/^wchar: (\d+)/m.exec(io)?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+interface Sample { io: Map<number, number>; counted: number }
+
+export class LocalIo {
+  #last = new Map<string, Sample>();
+
+  constructor(private readonly self: string, private readonly ledger: TrafficLedger) {}
+
+  /** Records what the job (ledger key `job`, first process `initPid`) did here since the last sample. */
+  sample(job: string, initPid: number): void {
+    const io = new Map(jobPids(initPid).filter((p) => p !== initPid).map((p) => [p, ioBytes(p)]));
+    const counted = this.ledger.totals(job, COUNTED_LAYERS).bytes;
+    const last = this.#last.get(job);
+    this.#last.set(job, { io, counted });
+    if (!last) return;
+    let bytes = 0;
+    // A process that started since counts from zero; one that ended takes its last figures with it.
+    for (const [pid, now] of io) bytes += Math.max(0, now - (last.io.get(pid) ?? 0));
+    bytes = Math.max(0, bytes - (counted - last.counted));
+    if (bytes) this.ledger.record(job, this.self, 'io', 0, bytes);
+  }
+
+  /** Drops the jobs not sampled in this round (gone, or moved away). */
+  keepOnly(jobs: Set<string>): void {
+    for (const j of this.#last.keys()) if (!jobs.has(j)) this.#last.delete(j);
+  }
+}
