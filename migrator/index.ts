@@ -72,7 +72,7 @@ export function startMigrator(o: MigratorOptions): MigratorLayer {
   o.mesh.onCallDone((c) => costs.observeCall(c));
   const migrator = new Migrator(jobs, o.mesh, work, store, o.ledger, o.metrics, costs);
   const policy = new PolicyLoop({ jobs, state: o.state, mesh: o.mesh, ledger: o.ledger, costs, store, metrics: o.metrics, log: o.log, tuning: o.tuning,
-    move: (id, to) => migrator.move(id, to) });
+    move: (id, to, why) => migrator.move(id, to, 'hybrid', `policy: ${why}`) });
   const records = async () => (await o.state.jobs.list<JobRecord>()).map((j) => j.value);
   /** Runs `op` where the job runs (here, or its host over the mesh). */
   const atHost = async (host: string, op: string, args: Record<string, unknown>, timeoutMs?: number): Promise<unknown> =>

@@ -33,8 +33,9 @@ export interface JobRecord {
   policy?: Policy;
   /** Policy 'cheap': the remote traffic (bytes/s) a cheaper host may add. */
   budget?: number;
-  /** When it last moved. */
+  /** When it last moved, and why ('by hand', or the policy's reason). */
   movedAt?: string;
+  moveReason?: string;
   /** "exit N" or "signal N", once it ended. */
   exit?: string;
 }

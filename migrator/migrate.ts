@@ -65,10 +65,10 @@ export class Migrator {
   }
 
   /** The source's side of a move (the job must run here), counted in the metrics and the policy's costs. */
-  async move(ref: string, to: string, mode: MoveMode = 'hybrid'): Promise<MoveResult> {
+  async move(ref: string, to: string, mode: MoveMode = 'hybrid', reason = 'by hand'): Promise<MoveResult> {
     const moves = this.metrics.counter('pj_migrations_total', 'moves this host started, by mode and outcome');
     try {
-      const r = await this.#move(ref, to, mode);
+      const r = await this.#move(ref, to, mode, reason);
       moves.inc({ mode, outcome: 'moved' });
       this.metrics.histogram('pj_migration_downtime_seconds', 'how long moved jobs were stopped, by mode').observe({ mode }, r.downtime_ms / 1000);
       this.costs.observeMove(r);
@@ -79,7 +79,7 @@ export class Migrator {
     }
   }
 
-  async #move(ref: string, to: string, mode: MoveMode): Promise<MoveResult> {
+  async #move(ref: string, to: string, mode: MoveMode, reason: string): Promise<MoveResult> {
     if (!MODES.includes(mode)) throw new PjError(codes.USAGE, `--mode must be one of ${MODES.join(', ')}`);
     const j = await this.jobs.find(ref);
     const rec = j.value;
@@ -147,7 +147,7 @@ export class Migrator {
         this.#frozen.get(key)?.restored();
         p.phase = 'commit';
         const nextHolders = lazy ? [...new Set([self, ...holders])].slice(0, MAX_HOLDERS) : holders;
-        if (!(await this.#commit(j.id, j.modRevision, { ...rec, host: to, pid: r.pid, pidStart: r.pidStart, moves: rec.moves + 1, holders: nextHolders, movedAt: new Date().toISOString() }))) {
+        if (!(await this.#commit(j.id, j.modRevision, { ...rec, host: to, pid: r.pid, pidStart: r.pidStart, moves: rec.moves + 1, holders: nextHolders, movedAt: new Date().toISOString(), moveReason: reason }))) {
           throw new PjError(codes.MIGRATION_ABORTED, 'the job table changed during the move');
         }
         crashPoint('source-after-commit');

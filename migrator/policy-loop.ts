@@ -43,7 +43,7 @@ export interface JobView {
   id: string; name: string; host: string; policy: Policy; rssBytes: number; cpu: number;
   /** Bytes per second by host over the policy's window ('io' and this host's rows are local). */
   traffic: Record<string, Traffic>;
-  moves: number; movedAt?: string;
+  moves: number; movedAt?: string; moveReason?: string;
   decision?: Decision & { at: string };
 }
 
@@ -64,7 +64,7 @@ export class PolicyLoop {
 
   constructor(private readonly o: {
     jobs: JobManager; state: ClusterState; mesh: Mesh; ledger: TrafficLedger; costs: MoveCosts; store: PageStore;
-    metrics: Metrics; log: Log; move: (id: string, to: string) => Promise<MoveResult>; tuning?: PolicyTuning;
+    metrics: Metrics; log: Log; move: (id: string, to: string, why: string) => Promise<MoveResult>; tuning?: PolicyTuning;
   }) {
     this.#localIo = new LocalIo(o.jobs.self, o.ledger);
   }
@@ -135,7 +135,7 @@ export class PolicyLoop {
     const policy = r.policy ?? 'follow';
     this.#views.set(r.id, {
       id: r.id, name: r.name, host: r.host, policy, rssBytes: s.rss, cpu: s.cpu, traffic: Object.fromEntries(traffic),
-      moves: r.moves, ...(r.movedAt ? { movedAt: r.movedAt } : {}), decision: this.#decisions.get(r.id),
+      moves: r.moves, movedAt: r.movedAt, moveReason: r.moveReason, decision: this.#decisions.get(r.id),
     });
     if (this.o.jobs.busy.has(r.id) || this.#moving) return;
     if (now - (this.#failedAt.get(r.id) ?? 0) < FAILED_BACKOFF_MS) return;
@@ -156,7 +156,7 @@ export class PolicyLoop {
       this.#shedAt = now;
     }
     this.#record(r, d);
-    if (d.outcome === 'move' && d.to) this.#move(r, d.to);
+    if (d.outcome === 'move' && d.to) this.#move(r, d.to, d.why);
   }
 
   #record(r: JobRecord, d: Decision): void {
@@ -169,9 +169,9 @@ export class PolicyLoop {
     this.o.log[level]({ op: 'policy', job: r.id, outcome: d.outcome, to: d.to, why: d.why, detail: d.detail }, `policy: ${d.outcome === 'move' ? `move to ${d.to}` : 'stay'} (${d.detail})`);
   }
 
-  #move(r: JobRecord, to: string): void {
+  #move(r: JobRecord, to: string, why: string): void {
     this.#moving = r.id;
-    this.o.move(r.id, to).then(
+    this.o.move(r.id, to, why).then(
       (res) => this.o.log.info({ op: 'policy-move', job: r.id, to, downtime_ms: res.downtime_ms }, 'the policy moved the job'),
       (e: Error) => {
         this.#failedAt.set(r.id, Date.now());

@@ -2,12 +2,14 @@
 // mesh, shares a SQLite file through /pj, moves a running program holding 192 MiB
 // h1 -> h2 -> h3 -> h1 (hybrid: pre-copy, lazy restore, page stores) while it
 // keeps one connection open to a redis-server that only h3 can reach (a route
-// sends it there), and takes everything down at the end or on Ctrl-C.
+// sends it there); then a job that reads h2's data and then h3's, which the
+// managers move by themselves (pj top shows where and why); and takes
+// everything down at the end or on Ctrl-C.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pjCli } from '../common/repo-root.js';
+import { pjCli, repoRoot } from '../common/repo-root.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pj-demo-'));
 /** Ticks, each counted by the redis-server on h3 over one connection that stays open through every move. */
@@ -60,8 +62,8 @@ try {
     step('a redis-server on an address only h3 has', ['cluster', 'exec', 'h3', '--', 'sh', '-c',
       'ip addr add 10.77.0.3/32 dev lo && redis-server --bind 10.77.0.3 --save "" --protected-mode no --daemonize yes --logfile /dev/null && echo redis up on 10.77.0.3']);
     step('the routes every host agrees on (kept in etcd)', ['routes']);
-    step('a program holding 192 MiB starts on h1 as a job (its own PID and network namespaces, output under /pj/h1/.pj-jobs); it keeps one connection to that redis',
-      ['run', '--on', 'h1', '--name', 'ticker', '--', 'python3', '-c', TICKER]);
+    step('a program holding 192 MiB starts on h1 as a job (its own PID and network namespaces, output under /pj/h1/.pj-jobs); it keeps one connection to that redis; pinned: it moves only by hand',
+      ['run', '--on', 'h1', '--name', 'ticker', '--policy', 'pin', '--', 'python3', '-c', TICKER]);
     spawnSync('sleep', ['3']);
     step('where it runs, what it uses', ['ps']);
     step('what it printed so far', ['logs', '--tail', '3', 'ticker']);
@@ -76,6 +78,15 @@ try {
     step('pj ps: back on h1, moved three times', ['ps']);
     step('stop it', ['kill', 'ticker']);
     step('its exit status', ['wait', 'ticker']);
+    for (const h of ['h2', 'h3']) step(`32 MiB of data on ${h}'s own disk`, ['cluster', 'exec', h, '--', 'sh', '-c', 'head -c 32M /dev/urandom > /srv/data/blob && ls -l /srv/data/blob']);
+    step('a job on h1 reads h2\'s data at 20 MiB/s for 10 s, then h3\'s: policy follow (the default) lets the managers place it',
+      ['run', '--on', 'h1', '--name', 'reader', '--', 'python3', join(repoRoot(), 'test', 'helpers', 'traffic-job.py'), '20', '10', '1', '/pj/h2/data/blob', '/pj/h3/data/blob']);
+    spawnSync('sleep', ['4']);
+    step('h1\'s manager saw its reads go to h2 and moved it there by itself: its reads are local now', ['top', '-n', '1']);
+    spawnSync('sleep', ['11']);
+    step('its reads went to h3: h2\'s manager moved it on to h3', ['top', '-n', '1']);
+    step('the hosts: load, price, page-store use', ['hosts']);
+    step('stop it', ['kill', 'reader']);
   }
 } finally {
   cleanup();

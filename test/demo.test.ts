@@ -25,6 +25,9 @@ t.test('the demo runs to its end within 2 minutes and leaves nothing behind', as
   t.match(r.stdout, /10\.77\.0\.0\/16\s+h3/, 'pj routes shows the route');
   t.match(r.stdout, /j[0-9a-f]{6}\s+ticker\s+h1\s+\d+\s+running.*\s3\n/, 'pj ps shows it back on h1, moved three times');
   t.match(r.stdout, /^signal 15$/m, 'pj wait gives its exit status');
+  const tops = r.stdout.split('pj top — ').slice(1);
+  t.match(tops[0] ?? '', /j[0-9a-f]{6}\s+reader\s+h2\s+follow\s.*\s1\s+\d+s ago \(policy: traffic there\)/, 'pj top: the managers moved the reader to h2, where its data is');
+  t.match(tops[1] ?? '', /j[0-9a-f]{6}\s+reader\s+h3\s+follow\s.*\s2\s+\d+s ago \(policy: traffic there\)/, 'then on to h3 when its reads went there');
   t.match(r.stdout, /cluster demo down: \d+ processes stopped, 5 namespaces removed/);
   t.same(netnsWithPrefix('demo'), []);
 });

@@ -24,7 +24,7 @@ function render(t: Top): void {
     const remote = Object.entries(j.traffic).filter(([h, r]) => h !== j.host && r.bytesPerS >= 1).map(([h, r]) => `${h} ${human(r.bytesPerS)}`);
     return {
       job: j.id, name: j.name, host: j.host, policy: j.policy, rss: human(j.rssBytes), cpu: `${(j.cpu * 100).toFixed(0)}%`,
-      'local/s': human(local), 'remote/s': remote.join(' ') || '0', moves: j.moves, 'last move': ago(j.movedAt),
+      'local/s': human(local), 'remote/s': remote.join(' ') || '0', moves: j.moves, 'last move': j.movedAt ? `${ago(j.movedAt)} (${j.moveReason ?? '?'})` : '-',
       reason: j.decision ? `${j.decision.outcome === 'move' ? `→ ${j.decision.to}: ` : ''}${j.decision.detail}` : '-',
     };
   }), ['job', 'name', 'host', 'policy', 'rss', 'cpu', 'local/s', 'remote/s', 'moves', 'last move', 'reason']);
