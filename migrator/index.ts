@@ -167,6 +167,11 @@ export function startMigrator(o: MigratorOptions): MigratorLayer {
       remaining: now.filter((r) => r.policy !== 'pin').map((r) => r.id) };
   }
 
+  /** Jobs neither start on nor move to a drained host. */
+  async function refuseDrained(host: string): Promise<void> {
+    if ((await o.state.hosts()).find((h) => h.name === host)?.drained) throw new PjError(codes.USAGE, `host ${host} is drained: no job goes there until pj host undrain ${host}`);
+  }
+
   async function jobOfNamespace(ns: number): Promise<JobRecord> {
     const hosts = [...new Set((await records()).filter((r) => r.state === 'running').map((r) => r.host))];
     for (const host of hosts) {
@@ -179,7 +184,7 @@ export function startMigrator(o: MigratorOptions): MigratorLayer {
   return {
     control(op, a) {
       switch (op) {
-        case 'run': return atHost(String(a.on ?? o.self), 'run', a);
+        case 'run': return refuseDrained(String(a.on ?? o.self)).then(() => atHost(String(a.on ?? o.self), 'run', a));
         case 'ps': return ps();
         case 'page-store': return Promise.resolve(store.stats());
         case 'job': return jobs.find(String(a.id)).then((j) => j.value);
@@ -187,7 +192,7 @@ export function startMigrator(o: MigratorOptions): MigratorLayer {
         case 'job-of-ns': return jobOfNamespace(Number(a.ns));
         case 'logs': return jobs.find(String(a.id)).then((j) => jobs.output(j.value, a.stream === 'stderr' ? 'stderr' : 'stdout', Number(a.offset ?? 0)));
         case 'kill': return jobs.find(String(a.id)).then((j) => atHost(j.value.host, 'kill', { id: j.id, signal: a.signal ?? 'SIGTERM' }));
-        case 'mv': return jobs.find(String(a.id)).then((j) => moveVia(j.value, String(a.to), a.mode as MoveMode | undefined));
+        case 'mv': return refuseDrained(String(a.to)).then(() => jobs.find(String(a.id))).then((j) => moveVia(j.value, String(a.to), a.mode as MoveMode | undefined));
         case 'mv-progress': return atHost(String(a.from), 'progress', { id: String(a.id) });
         case 'policy': return a.policy == null && a.budget == null
           ? jobs.find(String(a.id)).then((j) => top().then((t) => t.jobs.find((v) => v.id === j.id) ?? j.value))

@@ -80,10 +80,10 @@ export function signalAll(pids: number[], signal: NodeJS.Signals): void {
 
 export interface JobUsage { rssBytes: number; cpuS: number; processes: number }
 
-export function jobUsage(initPid: number): JobUsage {
+/** `pids`: the job's processes, when the caller has them already. */
+export function jobUsage(initPid: number, pids = jobPids(initPid)): JobUsage {
   let rssBytes = 0;
   let ticks = 0;
-  const pids = jobPids(initPid);
   for (const p of pids) {
     const f = statFields(p);
     if (!f) continue;

@@ -82,7 +82,8 @@ export class TrafficLedger {
   /** A counter's rate over the last `windowS` seconds, or over the job's time here when that is shorter. */
   #rate(c: Counter, windowS: number, now: number): Rate {
     const spanMs = Math.max(BUCKET_MS, Math.min(windowS * 1000, now - (this.#firstSeen.get(c.job) ?? now)));
-    const since = (now - spanMs) / BUCKET_MS;
+    // From the bucket the window starts in (a job's first bucket starts before the job was first seen).
+    const since = Math.floor((now - spanMs) / BUCKET_MS);
     let ops = 0;
     let bytes = 0;
     for (const b of c.buckets) if (b.at >= since) { ops += b.ops; bytes += b.bytes; }

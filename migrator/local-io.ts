@@ -10,7 +10,6 @@
 // reads: eight 128 KiB reads were one 1 MiB request here). The job's init is
 // left out: it only relays the connections the net-layer counts already.
 import { readFileSync } from 'node:fs';
-import { jobPids } from './job-processes.js';
 import type { TrafficLedger } from './ledger.js';
 
 const COUNTED_LAYERS = ['fs', 'net'];
@@ -32,9 +31,9 @@ export class LocalIo {
 
   constructor(private readonly self: string, private readonly ledger: TrafficLedger) {}
 
-  /** Records what the job (ledger key `job`, first process `initPid`) did here since the last sample. */
-  sample(job: string, initPid: number): void {
-    const io = new Map(jobPids(initPid).filter((p) => p !== initPid).map((p) => [p, ioBytes(p)]));
+  /** Records what the job (ledger key `job`; first process `initPid`, all its processes `pids`) did here since the last sample. */
+  sample(job: string, initPid: number, pids: number[]): void {
+    const io = new Map(pids.filter((p) => p !== initPid).map((p) => [p, ioBytes(p)]));
     const counted = this.ledger.totals(job, COUNTED_LAYERS).bytes;
     const last = this.#last.get(job);
     this.#last.set(job, { io, counted });

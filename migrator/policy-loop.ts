@@ -110,8 +110,9 @@ export class PolicyLoop {
     if (ns === undefined) return;
     const key = `pidns:${ns}`;
     this.o.ledger.name(key, r.id);
-    this.#localIo.sample(key, r.pid);
-    const u = jobUsage(r.pid);
+    const pids = jobPids(r.pid);
+    this.#localIo.sample(key, r.pid, pids);
+    const u = jobUsage(r.pid, pids);
     const last = this.#sampled.get(r.id);
     const rate = last && last.key === key ? Math.max(0, (u.cpuS - last.cpuS) / ((now - last.at) / 1000)) : 0;
     const cpu = last && last.key === key ? last.cpu + CPU_ALPHA * (rate - last.cpu) : 0;

@@ -214,7 +214,7 @@ t.test('the traffic ledger counts bytes and operations per job (PID namespace) a
   t.ok(mine, `a row for ${job} -> h2`);
   t.ok(mine!.bytes >= 6 * 1024 * 1024 + 2, `it counts the bytes read and written (${mine!.bytes})`);
   t.ok(mine!.ops > 5 && mine!.bytesPerS > 0, 'and the operations, with a recent rate');
-  t.match((await c.pj(['ledger', '--host', 'h1'])).stdout, /^JOB\s+COMMAND\s+TARGET\s+LAYER\s+OPS\s+BYTES/);
+  t.match((await c.pj(['ledger', '--host', 'h1'])).stdout, /^JOB\s+ID\s+COMMAND\s+TARGET\s+LAYER\s+OPS\s+BYTES/);
 });
 
 t.test('close-to-open caching: an unchanged remote file is read again from the page cache; a change on the owner is seen at the next open', async (t) => {

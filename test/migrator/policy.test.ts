@@ -132,6 +132,8 @@ t.test('drain empties a host of its movable jobs; pinned ones are listed and sta
   t.equal(now.find((j) => j.id === pinned)!.host, 'h2', 'the pinned job still runs on h2');
   const hosts = JSON.parse((await c.pj(['hosts', '--json'])).stdout) as Array<{ name: string; drained: boolean }>;
   t.ok(hosts.find((h) => h.name === 'h2')!.drained, 'pj hosts shows h2 drained');
+  t.match((await c.pj(['mv', movable[0], 'h2'])).stderr, /PJ_ERR_USAGE: host h2 is drained/, 'pj mv to a drained host is refused');
+  t.match((await c.pj(['run', '--on', 'h2', '--', 'true'])).stderr, /PJ_ERR_USAGE: host h2 is drained/, 'and so is pj run on it');
   // While h2 is drained, a job that reads h2's data stays where it is.
   const wants = await run(t, reader('/pj/h2/data/blob'), 'h1');
   t.same(await watch(wants, 4000, 500), { hosts: ['h1'], moves: 0 }, 'no job moves to a drained host');
