@@ -3,7 +3,6 @@
 // beside the floor measured in the same run on the same kind of job: a plain
 // `criu dump` followed by `criu restore` on one host (freeze to resume, no
 // network), with its images in the same kind of folder as pj mv's (migrationDir).
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,22 +13,11 @@ import { clusterDown } from '../manager/sim-cluster/down.js';
 import { clusterUp } from '../manager/sim-cluster/up.js';
 import { migrationDir, type JobView, type MoveResult } from '../migrator/index.js';
 import { paths } from '../manager/sim-cluster/layout.js';
+import { exec } from './timed-exec.js';
 import { percentile, printRows, writeResult, type Row } from './report.js';
 
 /** The same options pj mv gives CRIU (migrator/criu.ts), so that the floor does the same work. */
 const CRIU_OPTS = ['--network-lock', 'nftables', '--file-locks', '--tcp-established', '-v4'];
-
-function exec(cmd: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
-  return new Promise((resolve) => {
-    const t0 = performance.now();
-    const p = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr, ms: performance.now() - t0 }));
-  });
-}
 
 export async function migrateBench(argv: string[]): Promise<void> {
   const quick = argv.includes('--quick');

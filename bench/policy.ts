@@ -12,7 +12,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
 import { pjCli, repoRoot } from '../common/repo-root.js';
 import { sleep } from '../common/run.js';
 import { callControl } from '../manager/control-socket.js';
@@ -21,22 +20,11 @@ import { nsenterFor } from '../manager/sim-cluster/exec.js';
 import { paths } from '../manager/sim-cluster/layout.js';
 import { clusterUp } from '../manager/sim-cluster/up.js';
 import type { JobRecord, LedgerRow, MoveResult } from '../migrator/index.js';
+import { exec } from './timed-exec.js';
 import { percentile, printRows, writeResult } from './report.js';
 
 const RATE_MIB = 20;
 const HOSTS = ['h1', 'h2', 'h3'];
-
-function exec(cmd: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
-  return new Promise((resolve) => {
-    const t0 = performance.now();
-    const p = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr, ms: performance.now() - t0 }));
-  });
-}
 
 export async function policyBench(argv: string[]): Promise<void> {
   const quick = argv.includes('--quick');

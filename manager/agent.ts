@@ -64,6 +64,10 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     try { checkExport(d); } catch (e) { log.warn({ op: 'device-missing', device: d.name, err: (e as Error).message }, 'device not there yet'); }
   }
 
+  const metrics = new Metrics();
+  const metricsServer = opts.metrics && (await serveMetrics(metrics, opts.metrics.address, opts.metrics.port).catch((e: NodeJS.ErrnoException) => {
+    throw new PjError(codes.USAGE, `cannot serve metrics on ${opts.metrics!.address}:${opts.metrics!.port}: ${e.code ?? e.message}`);
+  }));
   const state = new ClusterState(opts.etcd, log);
   await state.waitReady(10_000);
   const mesh = new Mesh({
@@ -96,7 +100,6 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     maxLoad: opts.maxLoad ?? availableParallelism(),
   };
   const ledger = new TrafficLedger();
-  const metrics = new Metrics();
   const rpcSeconds = metrics.histogram('pj_rpc_seconds', 'mesh calls this manager made, by peer: how long each took');
   mesh.onCallDone((c) => rpcSeconds.observe({ peer: c.host, outcome: c.ok ? 'ok' : 'error' }, c.seconds));
   metrics.collect('pj_ledger_bytes_total', 'the traffic ledger: bytes each job moved to or from each host, by layer', 'counter',
@@ -122,9 +125,6 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
 
   const control = new ControlServer(opts.controlSocket, (req) => serveControl(req, { state, mesh, record, ledger, cache: fsLayer.cache, migrator, net }), log);
   await control.listen();
-  const metricsServer = opts.metrics && (await serveMetrics(metrics, opts.metrics.address, opts.metrics.port).catch((e: NodeJS.ErrnoException) => {
-    throw new PjError(codes.USAGE, `cannot serve metrics on ${opts.metrics!.address}:${opts.metrics!.port}: ${e.code ?? e.message}`);
-  }));
   log.info({ op: 'agent-start', address: `${record.address}:${record.port}`, exports: opts.exports.map((e) => e.name), pid: process.pid }, 'agent up');
 
   return {

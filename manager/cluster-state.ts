@@ -2,7 +2,7 @@
 // only in transactions so that etcd (not whichever manager spoke last) decides.
 //   /pj/members/<host>  the host has joined once (no lease: a down host stays listed)
 //   /pj/alive/<host>    present while the host's manager keeps its lease (TTL 2 s)
-//   /pj/load/<host>     what the host's jobs use and its page store holds, renewed every second (same lease)
+//   /pj/load/<host>     what the host's jobs use and its page store holds, renewed twice a second (same lease)
 //   /pj/drained/<host>  present while the host is drained (pj host drain): its jobs leave, none come
 //   /pj/jobs/<id>       the job table; compare-and-swap on mod revision
 import { Etcd3, type Lease } from 'etcd3';

@@ -13,6 +13,7 @@ import { JobManager, type JobNetwork, type RunRequest } from './job-manager.js';
 import type { JobUsage } from './job-processes.js';
 import type { JobRecord } from './jobs.js';
 import type { TrafficLedger } from './ledger.js';
+import { drainHost } from './drain.js';
 import { Migrator } from './migrate.js';
 import { MoveCosts } from './move-costs.js';
 import type { Policy, PolicyTuning } from './policy.js';
@@ -23,6 +24,7 @@ import { PageStore } from '../mem-layer/index.js';
 export { TrafficLedger, type LedgerRow } from './ledger.js';
 export type { JobNetwork } from './job-manager.js';
 export { JOBS_EXPORT, type JobRecord } from './jobs.js';
+export type { DrainResult } from './drain.js';
 export { POLICIES, DEFAULT_TUNING, type Policy, type PolicyTuning } from './policy.js';
 export type { JobView as PolicyView } from './policy-loop.js';
 export { MODES, type MoveMode, type MoveProgress, type MoveResult } from './move-types.js';
@@ -147,26 +149,6 @@ export function startMigrator(o: MigratorOptions): MigratorLayer {
     return { jobs: views.flat().sort((a, b) => a.id.localeCompare(b.id)), hosts };
   }
 
-  /**
-   * Drains a host (its policies move its jobs elsewhere; no job moves to it) and waits until only pinned
-   * jobs run there, or `waitMs` passed; or ends the drain.
-   */
-  async function drain(host: string, on: boolean, waitMs: number): Promise<{ host: string; drained: boolean; moved: string[]; pinned: string[]; remaining: string[] }> {
-    await o.state.liveHost(host).catch((e: PjError) => { if (e.code === codes.NO_SUCH_HOST) throw e; });
-    await o.state.setDrained(host, on);
-    const there = async () => (await records()).filter((r) => r.host === host && r.state === 'running');
-    const before = await there();
-    const deadline = Date.now() + (on ? waitMs : 0);
-    let now = before;
-    while (now.some((r) => r.policy !== 'pin') && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 500));
-      now = await there();
-    }
-    const ids = new Set(now.map((r) => r.id));
-    return { host, drained: on, moved: before.filter((r) => !ids.has(r.id)).map((r) => r.id), pinned: now.filter((r) => r.policy === 'pin').map((r) => r.id),
-      remaining: now.filter((r) => r.policy !== 'pin').map((r) => r.id) };
-  }
-
   /** Jobs neither start on nor move to a drained host. */
   async function refuseDrained(host: string): Promise<void> {
     if ((await o.state.hosts()).find((h) => h.name === host)?.drained) throw new PjError(codes.USAGE, `host ${host} is drained: no job goes there until pj host undrain ${host}`);
@@ -198,7 +180,7 @@ export function startMigrator(o: MigratorOptions): MigratorLayer {
           ? jobs.find(String(a.id)).then((j) => top().then((t) => t.jobs.find((v) => v.id === j.id) ?? j.value))
           : jobs.setPolicy(String(a.id), a.policy as Policy | undefined, a.budget as number | undefined);
         case 'top': return top();
-        case 'drain': return drain(String(a.host), a.on !== false, Number(a.waitMs ?? 120_000));
+        case 'drain': return drainHost(o.state, String(a.host), a.on !== false, Number(a.waitMs ?? 120_000));
         default: return undefined;
       }
     },

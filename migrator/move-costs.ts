@@ -22,7 +22,7 @@ const RTT_SAMPLES = 32;
 
 const ewma = (old: number | undefined, sample: number): number => (old === undefined ? sample : old + ALPHA * (sample - old));
 
-export interface PeerCosts { rttS: number; bytesPerS: number; measured: boolean }
+export interface PeerCosts { rttS: number; bytesPerS: number }
 
 export class MoveCosts {
   #rttSamples = new Map<string, number[]>();
@@ -57,7 +57,7 @@ export class MoveCosts {
   peer(host: string): PeerCosts {
     const rtt = this.#rtt.get(host) ?? mean([...this.#rtt.values()]);
     const thr = this.#throughput.get(host) ?? mean([...this.#throughput.values()]);
-    return { rttS: rtt ?? PRIOR_RTT_S, bytesPerS: thr ?? PRIOR_BYTES_PER_S, measured: this.#rtt.has(host) || this.#throughput.has(host) };
+    return { rttS: rtt ?? PRIOR_RTT_S, bytesPerS: thr ?? PRIOR_BYTES_PER_S };
   }
 
   downtimeS(): number {

@@ -106,24 +106,23 @@ export class MovesIn {
   /** Where the pages this host's store lacks come from: the frozen source, else other holders; counted in the ledger. */
   #sources(key: string, inc: Incoming): PageSources {
     const latency = this.metrics.histogram('pj_page_fetch_seconds', 'how long a fetch of pages from another host took (a batch: on fault or in the background)');
-    const fetched = (from: string, started: number, pieces: Buffer[]): Buffer => {
+    /** Pages from another host, timed and counted. */
+    const fetch = async (from: string, args: Record<string, unknown>): Promise<Buffer> => {
+      const started = performance.now();
+      const pieces = (await this.mesh.call(from, 'job', args)) as Buffer[];
+      latency.observe({ from }, (performance.now() - started) / 1000);
       const data = pieces.length === 1 ? pieces[0] : Buffer.concat(pieces);
       if (inc.pid) this.ledger.record(this.ledger.jobOf(inc.pid), from, 'mem', 1, data.length);
-      latency.observe({ from }, (performance.now() - started) / 1000);
       return data;
     };
     return {
       manifest: async () => (await this.mesh.call(inc.from, 'job', { op: 'manifest', key }, TRANSFER_IDLE_MS)) as TaskManifest[],
-      fromSource: async (id, addrs) => {
-        const t = performance.now();
-        return fetched(inc.from, t, (await this.mesh.call(inc.from, 'job', { op: 'pages', key, id, addrs })) as Buffer[]);
-      },
+      fromSource: (id, addrs) => fetch(inc.from, { op: 'pages', key, id, addrs }),
       fromHolders: async (hashes) => {
         let last: Error = new PjError(codes.PAGES_LOST, 'no other host holds the job\'s pages');
         for (const h of inc.holders) {
           try {
-            const t = performance.now();
-            return fetched(h, t, (await this.mesh.call(h, 'job', { op: 'stored-pages', hashes })) as Buffer[]);
+            return await fetch(h, { op: 'stored-pages', hashes });
           } catch (e) {
             last = e as Error;
           }

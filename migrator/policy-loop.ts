@@ -143,7 +143,7 @@ export class PolicyLoop {
     const up = hosts.filter((h) => h.state === 'up' && h.capabilities.migration);
     const d = decide({
       self: this.o.jobs.self,
-      job: { id: r.id, policy, budgetBytesPerS: r.budget ?? DEFAULT_BUDGET_BYTES_PER_S, rssBytes: s.rss, cpu: s.cpu,
+      job: { policy, budgetBytesPerS: r.budget ?? DEFAULT_BUDGET_BYTES_PER_S, cpu: s.cpu,
         sinceMoveS: r.movedAt ? (now - Date.parse(r.movedAt)) / 1000 : Infinity },
       traffic,
       hosts: up.map((h) => ({ name: h.name, drained: h.drained, price: h.price ?? 1, load: h.use?.load ?? 0, maxLoad: h.maxLoad ?? Infinity })),

@@ -36,7 +36,7 @@ export interface Candidate {
 
 export interface PolicyInput {
   self: string;
-  job: { id: string; policy: Policy; budgetBytesPerS: number; rssBytes: number; cpu: number; sinceMoveS: number };
+  job: { policy: Policy; budgetBytesPerS: number; cpu: number; sinceMoveS: number };
   /** The job's traffic by host it goes to (this host included). */
   traffic: Map<string, Traffic>;
   /** The hosts that are up, this one included. */
@@ -48,9 +48,8 @@ export interface PolicyInput {
   tuning: PolicyTuning;
 }
 
-export type Outcome = 'move' | 'stay';
 export interface Decision {
-  outcome: Outcome;
+  outcome: 'move' | 'stay';
   to?: string;
   /** Why, in a few words (the same words for the same reason: metrics count by it). */
   why: string;

@@ -1,10 +1,9 @@
 // `pj host drain|undrain HOST`: empty a host of its movable jobs (scaling in,
 // maintenance) and keep new moves away from it, or end that.
 import type { Command } from 'commander';
+import type { DrainResult } from '../../migrator/index.js';
 import { askAgent, withAgentOptions } from '../agent-socket.js';
 import { action, printJson } from '../output.js';
-
-interface DrainResult { host: string; drained: boolean; moved: string[]; pinned: string[]; remaining: string[] }
 
 export function register(program: Command): void {
   const host = program.command('host').description('a host\'s part in the cluster: drain it, undrain it');
