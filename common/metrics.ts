@@ -27,11 +27,6 @@ export class Counter implements Metric {
     else this.#values.set(k, { labels, value: by });
   }
 
-  /** Every labelled value. */
-  values(): Values {
-    return [...this.#values.values()];
-  }
-
   lines(): string[] {
     return [...this.#values.values()].map((v) => `${this.name}${labelText(v.labels)} ${num(v.value)}`);
   }

@@ -177,7 +177,7 @@ export function startMigrator(o: MigratorOptions): MigratorLayer {
         case 'mv': return refuseDrained(String(a.to)).then(() => jobs.find(String(a.id))).then((j) => moveVia(j.value, String(a.to), a.mode as MoveMode | undefined));
         case 'mv-progress': return atHost(String(a.from), 'progress', { id: String(a.id) });
         case 'policy': return a.policy == null && a.budget == null
-          ? jobs.find(String(a.id)).then((j) => top().then((t) => t.jobs.find((v) => v.id === j.id) ?? j.value))
+          ? jobs.find(String(a.id)).then(async (j) => ((await atHost(j.value.host, 'policy-view', {}).catch(() => [])) as PolicyView[]).find((v) => v.id === j.id) ?? j.value)
           : jobs.setPolicy(String(a.id), a.policy as Policy | undefined, a.budget as number | undefined);
         case 'top': return top();
         case 'drain': return drainHost(o.state, String(a.host), a.on !== false, Number(a.waitMs ?? 120_000));

@@ -26,7 +26,7 @@ export interface LedgerRow {
 /** A job's traffic to one host, per second. */
 export interface Rate { bytesPerS: number; opsPerS: number }
 
-export const WINDOW_S = 10;
+const WINDOW_S = 10;
 const BUCKET_MS = 250;
 const PID_CACHE_MS = 5000;
 
@@ -96,14 +96,11 @@ export class TrafficLedger {
     return [...this.#counters.values()].filter((c) => c.job === job).map((c) => ({ target: c.target, layer: c.layer, ...this.#rate(c, windowS, now) }));
   }
 
-  /** A job's total bytes and operations in the given layers, to every target (since it was first seen). */
-  totals(job: string, layers: string[]): { bytes: number; ops: number } {
+  /** A job's total bytes in the given layers, to every target (since it was first seen). */
+  bytes(job: string, layers: string[]): number {
     let bytes = 0;
-    let ops = 0;
-    for (const c of this.#counters.values()) {
-      if (c.job === job && layers.includes(c.layer)) { bytes += c.bytes; ops += c.ops; }
-    }
-    return { bytes, ops };
+    for (const c of this.#counters.values()) if (c.job === job && layers.includes(c.layer)) bytes += c.bytes;
+    return bytes;
   }
 
   snapshot(): LedgerRow[] {

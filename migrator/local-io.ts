@@ -34,7 +34,7 @@ export class LocalIo {
   /** Records what the job (ledger key `job`; first process `initPid`, all its processes `pids`) did here since the last sample. */
   sample(job: string, initPid: number, pids: number[]): void {
     const io = new Map(pids.filter((p) => p !== initPid).map((p) => [p, ioBytes(p)]));
-    const counted = this.ledger.totals(job, COUNTED_LAYERS).bytes;
+    const counted = this.ledger.bytes(job, COUNTED_LAYERS);
     const last = this.#last.get(job);
     this.#last.set(job, { io, counted });
     if (!last) return;

@@ -26,7 +26,6 @@ export interface PeerCosts { rttS: number; bytesPerS: number }
 
 export class MoveCosts {
   #rttSamples = new Map<string, number[]>();
-  #rtt = new Map<string, number>();
   #throughput = new Map<string, number>();
   #downtime: number | undefined;
 
@@ -38,7 +37,6 @@ export class MoveCosts {
       samples.push(c.seconds);
       if (samples.length > RTT_SAMPLES) samples.shift();
       this.#rttSamples.set(c.host, samples);
-      this.#rtt.set(c.host, Math.min(...samples));
     } else if (c.bytes >= BULK_CALL_BYTES) {
       // A bulk call takes a round trip plus its bytes at the link's rate.
       const transfer = Math.max(c.seconds - this.peer(c.host).rttS, c.seconds / 10);
@@ -55,7 +53,9 @@ export class MoveCosts {
    * mean of what this host measured stands for them.
    */
   peer(host: string): PeerCosts {
-    const rtt = this.#rtt.get(host) ?? mean([...this.#rtt.values()]);
+    const rttOf = (samples: number[]) => Math.min(...samples);
+    const own = this.#rttSamples.get(host);
+    const rtt = own ? rttOf(own) : mean([...this.#rttSamples.values()].map(rttOf));
     const thr = this.#throughput.get(host) ?? mean([...this.#throughput.values()]);
     return { rttS: rtt ?? PRIOR_RTT_S, bytesPerS: thr ?? PRIOR_BYTES_PER_S };
   }

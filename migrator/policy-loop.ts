@@ -29,7 +29,7 @@ const TICK_MS = 500;
 const POLICY_WINDOW_S = 2;
 /** Traffic the policy weighs: not 'mem' (a moved job's pages come from where it was; they say nothing of where it should be). */
 const WEIGHED_LAYERS = new Set(['fs', 'net', 'io']);
-export const DEFAULT_BUDGET_BYTES_PER_S = 2 ** 20;
+const DEFAULT_BUDGET_BYTES_PER_S = 2 ** 20;
 /** After a move by the policy fails, the job is left alone this long. */
 const FAILED_BACKOFF_MS = 30_000;
 /** After a job leaves to shed load, the host's load is left to settle before the next. */
@@ -54,7 +54,8 @@ export class PolicyLoop {
   #ticking = false;
   #sampled = new Map<string, Sampled>();
   #decisions = new Map<string, Decision & { at: string }>();
-  #views = new Map<string, JobView>();
+  /** What the last round saw of each job (its last decision is in #decisions). */
+  #views = new Map<string, Omit<JobView, 'decision'>>();
   #failedAt = new Map<string, number>();
   #held = new Map<string, { bytes: number; at: number }>();
   #measuring = new Set<string>();
@@ -79,7 +80,7 @@ export class PolicyLoop {
 
   /** The jobs running here as the policy sees them. */
   views(): JobView[] {
-    return [...this.#views.values()];
+    return [...this.#views.values()].map((v) => ({ ...v, decision: this.#decisions.get(v.id) }));
   }
 
   async tick(): Promise<void> {
@@ -91,7 +92,7 @@ export class PolicyLoop {
       const mine = records.map((r) => r.value).filter((r) => r.host === self && r.state === 'running' && alive(r.pid, r.pidStart));
       const now = Date.now();
       for (const r of mine) this.#sample(r, now);
-      for (const id of this.#sampled.keys()) if (!mine.some((r) => r.id === id)) { this.#sampled.delete(id); this.#views.delete(id); this.#decisions.delete(id); }
+      for (const id of this.#sampled.keys()) if (!mine.some((r) => r.id === id)) this.#forget(id);
       this.#localIo.keepOnly(new Set([...this.#sampled.values()].map((s) => s.key)));
       const store = this.o.store.stats();
       await this.o.state.publishLoad(self, {
@@ -103,6 +104,12 @@ export class PolicyLoop {
     } finally {
       this.#ticking = false;
     }
+  }
+
+  /** A job that no longer runs here. */
+  #forget(id: string): void {
+    for (const m of [this.#sampled, this.#views, this.#decisions, this.#failedAt]) m.delete(id);
+    for (const k of this.#held.keys()) if (k.startsWith(`${id} `)) this.#held.delete(k);
   }
 
   #sample(r: JobRecord, now: number): void {
@@ -136,7 +143,7 @@ export class PolicyLoop {
     const policy = r.policy ?? 'follow';
     this.#views.set(r.id, {
       id: r.id, name: r.name, host: r.host, policy, rssBytes: s.rss, cpu: s.cpu, traffic: Object.fromEntries(traffic),
-      moves: r.moves, movedAt: r.movedAt, moveReason: r.moveReason, decision: this.#decisions.get(r.id),
+      moves: r.moves, movedAt: r.movedAt, moveReason: r.moveReason,
     });
     if (this.o.jobs.busy.has(r.id) || this.#moving) return;
     if (now - (this.#failedAt.get(r.id) ?? 0) < FAILED_BACKOFF_MS) return;
@@ -163,8 +170,6 @@ export class PolicyLoop {
   #record(r: JobRecord, d: Decision): void {
     const previous = this.#decisions.get(r.id);
     this.#decisions.set(r.id, { ...d, at: new Date().toISOString() });
-    const view = this.#views.get(r.id);
-    if (view) view.decision = this.#decisions.get(r.id);
     this.o.metrics.counter('pj_policy_decisions_total', 'the policy\'s decisions, by policy, outcome and reason').inc({ policy: r.policy ?? 'follow', outcome: d.outcome, why: d.why });
     const level = d.outcome === 'move' || previous?.why !== d.why ? 'info' : 'debug';
     this.o.log[level]({ op: 'policy', job: r.id, outcome: d.outcome, to: d.to, why: d.why, detail: d.detail }, `policy: ${d.outcome === 'move' ? `move to ${d.to}` : 'stay'} (${d.detail})`);

@@ -6,6 +6,7 @@
 // downtime; it is made when what it saves pays it back within the horizon, and
 // not again before the minimum stay is over (a job whose traffic alternates
 // does not flap). Pure: the policy loop (policy-loop.ts) gathers the inputs.
+import type { Rate } from './ledger.js';
 import type { PeerCosts } from './move-costs.js';
 
 export const POLICIES = ['follow', 'pin', 'balance', 'cheap'] as const;
@@ -22,8 +23,8 @@ export interface PolicyTuning {
 }
 export const DEFAULT_TUNING: PolicyTuning = { horizonS: 30, minStayS: 10 };
 
-/** A job's traffic with one host, per second. */
-export interface Traffic { bytesPerS: number; opsPerS: number }
+/** A job's traffic with one host, per second (as the ledger gives it). */
+export type Traffic = Rate;
 
 export interface Candidate {
   name: string;

@@ -1,6 +1,5 @@
 // `pj policy JOB [POLICY] [--budget SIZE]`: how the manager places a job, and why it is where it is.
 import type { Command } from 'commander';
-import { PjError, codes } from '../../common/errors.js';
 import { POLICIES, type JobRecord, type PolicyView } from '../../migrator/index.js';
 import { askAgent, withAgentOptions } from '../agent-socket.js';
 import { action, printJson } from '../output.js';
@@ -13,7 +12,6 @@ export function register(program: Command): void {
     .option('--budget <size>', 'policy cheap: the remote traffic per second a cheaper host may add, e.g. 2M')
     .option('--json', 'print as JSON')
     .action(action(async (job: string, policy: string | undefined, o) => {
-      if (policy !== undefined && !POLICIES.includes(policy as never)) throw new PjError(codes.USAGE, `the policy must be one of ${POLICIES.join(', ')}`);
       const budget = o.budget === undefined ? undefined : parseSize('--budget', o.budget);
       const r = (await askAgent(o, 'policy', { id: job, policy, budget })) as PolicyView | JobRecord;
       if (o.json) return printJson(r);

@@ -37,7 +37,6 @@ export function register(program: Command): void {
           throw new PjError(codes.USAGE, (e as Error).message);
         }
       });
-      if (o.policy !== undefined && !POLICIES.includes(o.policy)) throw new PjError(codes.USAGE, `--policy must be one of ${POLICIES.join(', ')}`);
       const budget = o.budget === undefined ? undefined : parseSize('--budget', o.budget);
       const job = (await askAgent(o, 'run', { on: o.on, name: o.name, cmd, cwd: o.cwd ?? process.cwd(), env, publish, policy: o.policy, budget }, 30_000)) as JobRecord;
       if (o.json) return printJson(job);
