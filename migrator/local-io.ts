@@ -24,7 +24,13 @@ function ioBytes(pid: number): number {
   }
 }
 
-interface Sample { io: Map<number, number>; counted: number }
+/**
+ * A job's figures since its first sample here: the I/O its processes did, what the layers counted
+ * then, and what was recorded as local. The layers count late (a job's init reports its
+ * connections' bytes once a second): a sample may see I/O that the layers count only at the next, so
+ * the local bytes are what the I/O exceeds the counts by over the whole stay, not sample by sample.
+ */
+interface Sample { io: Map<number, number>; ioTotal: number; countedAtStart: number; recorded: number }
 
 export class LocalIo {
   #last = new Map<string, Sample>();
@@ -35,14 +41,19 @@ export class LocalIo {
   sample(job: string, initPid: number, pids: number[]): void {
     const io = new Map(pids.filter((p) => p !== initPid).map((p) => [p, ioBytes(p)]));
     const counted = this.ledger.bytes(job, COUNTED_LAYERS);
-    const last = this.#last.get(job);
-    this.#last.set(job, { io, counted });
-    if (!last) return;
-    let bytes = 0;
+    const s = this.#last.get(job);
+    if (!s) {
+      this.#last.set(job, { io, ioTotal: 0, countedAtStart: counted, recorded: 0 });
+      return;
+    }
     // A process that started since counts from zero; one that ended takes its last figures with it.
-    for (const [pid, now] of io) bytes += Math.max(0, now - (last.io.get(pid) ?? 0));
-    bytes = Math.max(0, bytes - (counted - last.counted));
-    if (bytes) this.ledger.record(job, this.self, 'io', 0, bytes);
+    for (const [pid, now] of io) s.ioTotal += Math.max(0, now - (s.io.get(pid) ?? 0));
+    s.io = io;
+    const local = s.ioTotal - (counted - s.countedAtStart);
+    if (local > s.recorded) {
+      this.ledger.record(job, this.self, 'io', 0, local - s.recorded);
+      s.recorded = local;
+    }
   }
 
   /** Drops the jobs not sampled in this round (gone, or moved away). */
