@@ -25,6 +25,7 @@ export const codes = {
   MIGRATION_ABORTED: 'PJ_ERR_MIGRATION_ABORTED',
   JOB_START: 'PJ_ERR_JOB_START',
   PAGES_LOST: 'PJ_ERR_PAGES_LOST',
+  ETCD_UNAVAILABLE: 'PJ_ERR_ETCD_UNAVAILABLE',
 } as const;
 export type PjErrorCode = (typeof codes)[keyof typeof codes];
 

@@ -27,7 +27,7 @@ export function localBackend(host: string, server: ExportServer, devices: Device
   const b = { local: true, host } as Record<string, unknown>;
   for (const op of REMOTE_OPS) b[op] = async (...args: unknown[]) => (server[op] as (...a: unknown[]) => unknown)(...args);
   for (const op of DEVICE_OPS) b[op] = async (...args: unknown[]) => (devices[op] as (...a: unknown[]) => unknown)(...args);
-  b.read = async (handle: number, offset: number, size: number) => [server.read(handle, offset, size)];
+  b.read = async (handle: number, offset: number, size: number) => [await server.read(handle, offset, size)];
   return b as unknown as FsBackend;
 }
 

@@ -4,7 +4,12 @@
 // nothing ("..", absolute symlinks, a directory swapped for a symlink) leads
 // outside it. Name-level operations run on "/proc/self/fd/<parent fd>/<name>"
 // with a single, checked name: the parent was resolved confined.
+// Reads, writes, syncs and listings run on libuv's pool, never on the event
+// loop: one slow disk (an fsync that takes seconds) must not stall every other
+// request and page fetch this agent serves. A handle is closed only once the
+// I/O under way on it is done, so that its descriptor is never reused under it.
 import fs from 'node:fs';
+import { promisify } from 'node:util';
 import { O as C } from './open-flags.js';
 import { posix } from 'node:path';
 import { errnoError } from '../common/errors.js';
@@ -13,6 +18,8 @@ import type { ExportInfo } from '../manager/cluster-state.js';
 import type { Attr, StatfsInfo } from './protocol.js';
 
 export interface DirEntry { name: string; attr: Attr }
+/** A page of a listing; `cursor` to ask for the next, absent at the end. */
+export interface DirPage { entries: DirEntry[]; cursor?: number }
 export interface OpenResult { handle: number; attr: Attr }
 // Changes answer with the attributes they left behind (as NFS's post-op attributes do), so that the
 // client's attribute cache stays right without asking again: the file's, and its directory's.
@@ -27,6 +34,17 @@ export interface LockRange { type: number; start: number; end: number }
 export const LOCK_TO_EOF = Number.MAX_SAFE_INTEGER;
 const F_UNLCK = 2;
 const LOCK = { SH: 1, EX: 2, NB: 4, UN: 8 } as const;
+/** The most a read returns (a shorter read, as read(2) may give): the reply stays well inside a mesh frame. */
+export const MAX_READ = 4 << 20;
+/** Entries a listing returns per call; a directory of any size is listed in pages, each its own request. */
+export const READDIR_PAGE = 1024;
+/** A listing nobody asks to go on with for this long is closed. */
+const CURSOR_IDLE_MS = 30_000;
+
+const readAt = promisify(fs.read);
+const writeAt = promisify(fs.write);
+const fsyncFd = promisify(fs.fsync);
+const fdatasyncFd = promisify(fs.fdatasync);
 
 export interface AttrChanges { mode?: number; uid?: number; gid?: number; size?: number; atimeNs?: bigint | 'now'; mtimeNs?: bigint | 'now' }
 
@@ -56,6 +74,9 @@ const openFlags = (flags: number) => flags & OPEN_FLAGS;
 
 const statFd = (fd: number) => attrFromStats(fs.fstatSync(fd, { bigint: true }));
 const proc = (fd: number, name?: string) => (name === undefined ? `/proc/self/fd/${fd}` : `/proc/self/fd/${fd}/${name}`);
+
+/** An open file; `busy`: I/O under way on the pool; `closing`: released meanwhile, closed when that is done. */
+interface Handle { fd: number; exp: Export; inode: string; client?: string; busy: number; closing?: boolean }
 
 class Export {
   readonly root: number;
@@ -99,7 +120,10 @@ class Export {
 
 export class ExportServer {
   #exports = new Map<string, Export>();
-  #handles = new Map<number, { fd: number; exp: Export; inode: string; client?: string }>();
+  #handles = new Map<number, Handle>();
+  /** Listings under way, by cursor. */
+  #listings = new Map<number, { fd: number; dir: fs.Dir; timer?: NodeJS.Timeout }>();
+  #nextCursor = 1;
   /** POSIX locks: one fd per (inode, lock owner), so that an owner's locks merge and other owners' conflict (OFD semantics). */
   #lockFds = new Map<string, { fd: number; inode: string }>();
   #nextHandle = 1;
@@ -121,7 +145,7 @@ export class ExportServer {
   #register(fd: number, exp: Export): OpenResult {
     const handle = this.#nextHandle++;
     const attr = statFd(fd);
-    this.#handles.set(handle, { fd, exp, inode: `${exp.info.name}:${attr.ino}` });
+    this.#handles.set(handle, { fd, exp, inode: `${exp.info.name}:${attr.ino}`, busy: 0 });
     return { handle, attr };
   }
 
@@ -162,21 +186,53 @@ export class ExportServer {
 
   lstat(exp: string, rel: string): Attr { return this.#exp(exp).lstat(rel); }
 
-  readdir(exp: string, rel: string): DirEntry[] {
-    const e = this.#exp(exp);
-    const clean = cleanRel(rel);
-    const fd = openBeneath(e.root, clean || '.', C.O_RDONLY | C.O_DIRECTORY);
+  /**
+   * A directory's entries with their attributes, READDIR_PAGE at a time: without `cursor` from the
+   * start, else where the previous page ended. The listing stays open between pages (closed at its
+   * end, or when nobody asks for CURSOR_IDLE_MS).
+   */
+  async readdir(exp: string, rel: string, cursor?: number): Promise<DirPage> {
+    const at = cursor ?? this.#startListing(exp, rel);
+    const l = this.#listings.get(at);
+    if (!l) throw errnoError('EINVAL', `no listing ${at} (it ended, or was idle for ${CURSOR_IDLE_MS / 1000} s)`);
+    clearTimeout(l.timer);
+    const names: string[] = [];
     try {
-      const out: DirEntry[] = [];
-      for (const name of fs.readdirSync(proc(fd))) {
-        try {
-          out.push({ name, attr: attrFromStats(fs.lstatSync(proc(fd, name), { bigint: true })) });
-        } catch { /* removed meanwhile */ }
-      }
-      return out;
-    } finally {
-      fs.closeSync(fd);
+      for (let d; names.length < READDIR_PAGE && (d = await l.dir.read()); ) names.push(d.name);
+    } catch (err) {
+      this.#endListing(at);
+      throw err;
     }
+    const stats = await Promise.all(names.map((name) => fs.promises.lstat(proc(l.fd, name), { bigint: true }).catch(() => undefined))); // removed meanwhile
+    const entries = names.flatMap((name, i) => (stats[i] ? [{ name, attr: attrFromStats(stats[i]) }] : []));
+    if (names.length < READDIR_PAGE) {
+      this.#endListing(at);
+      return { entries };
+    }
+    l.timer = setTimeout(() => this.#endListing(at), CURSOR_IDLE_MS).unref();
+    return { entries, cursor: at };
+  }
+
+  #startListing(exp: string, rel: string): number {
+    const fd = openBeneath(this.#exp(exp).root, cleanRel(rel) || '.', C.O_RDONLY | C.O_DIRECTORY);
+    const cursor = this.#nextCursor++;
+    try {
+      // opendir(3) on its own descriptor: ours stays for the lstat of each name.
+      this.#listings.set(cursor, { fd, dir: fs.opendirSync(proc(fd), { bufferSize: 256 }) });
+    } catch (e) {
+      fs.closeSync(fd);
+      throw e;
+    }
+    return cursor;
+  }
+
+  #endListing(cursor: number): void {
+    const l = this.#listings.get(cursor);
+    if (!l) return;
+    this.#listings.delete(cursor);
+    clearTimeout(l.timer);
+    l.dir.close().catch(() => {});
+    fs.closeSync(l.fd);
   }
 
   /** Opens a file; the fd stays here (for remote reads and writes) under the returned handle. */
@@ -199,18 +255,33 @@ export class ExportServer {
     return { ...this.#register(fd, e), dir };
   }
 
-  read(handle: number, offset: number, size: number): Buffer {
-    const { fd } = this.#handle(handle);
-    const buf = Buffer.allocUnsafe(size);
-    const n = fs.readSync(fd, buf, 0, size, offset);
-    return n === size ? buf : buf.subarray(0, n);
+  /** Runs `io` on the handle's fd, which stays open until it is done. */
+  async #io<T>(handle: number, io: (h: Handle) => Promise<T>): Promise<T> {
+    const h = this.#handle(handle);
+    h.busy++;
+    try {
+      return await io(h);
+    } finally {
+      if (--h.busy === 0 && h.closing) this.#close(h);
+    }
   }
 
-  write(handle: number, offset: number, data: Buffer): Written {
-    const { fd, exp } = this.#handle(handle);
-    exp.writable();
-    const size = fs.writeSync(fd, data, 0, data.length, offset);
-    return { size, attr: statFd(fd) };
+  /** At most MAX_READ bytes: a larger request gets a short read. */
+  read(handle: number, offset: number, size: number): Promise<Buffer> {
+    return this.#io(handle, async ({ fd }) => {
+      const want = Math.max(0, Math.min(size, MAX_READ));
+      const buf = Buffer.allocUnsafe(want);
+      const { bytesRead } = await readAt(fd, buf, 0, want, offset);
+      return bytesRead === want ? buf : buf.subarray(0, bytesRead);
+    });
+  }
+
+  write(handle: number, offset: number, data: Buffer): Promise<Written> {
+    return this.#io(handle, async ({ fd, exp }) => {
+      exp.writable();
+      const { bytesWritten } = await writeAt(fd, data, 0, data.length, offset);
+      return { size: bytesWritten, attr: statFd(fd) };
+    });
   }
 
   /**
@@ -218,19 +289,23 @@ export class ExportServer {
    * joined first: one copy costs less than writev(2) over hundreds of small segments (measured:
    * 1.35 ms per MiB), and a segment count past IOV_MAX would fail.
    */
-  writePieces(handle: number, offset: number, pieces: Buffer[]): Written {
+  writePieces(handle: number, offset: number, pieces: Buffer[]): Promise<Written> {
     return this.write(handle, offset, pieces.length === 1 ? pieces[0] : Buffer.concat(pieces));
   }
 
-  fsync(handle: number, dataOnly: boolean): void {
-    const { fd } = this.#handle(handle);
-    (dataOnly ? fs.fdatasyncSync : fs.fsyncSync)(fd);
+  fsync(handle: number, dataOnly: boolean): Promise<void> {
+    return this.#io(handle, ({ fd }) => (dataOnly ? fdatasyncFd : fsyncFd)(fd));
   }
 
   release(handle: number): void {
     const h = this.#handles.get(handle);
     if (!h) return;
     this.#handles.delete(handle);
+    if (h.busy) h.closing = true;
+    else this.#close(h);
+  }
+
+  #close(h: Handle): void {
     fs.closeSync(h.fd);
     // The last handle on an inode gone: so are its POSIX locks (as when a process closes the file).
     if ([...this.#handles.values()].some((x) => x.inode === h.inode)) return;
@@ -393,6 +468,7 @@ export class ExportServer {
   }
 
   close(): void {
+    for (const cursor of [...this.#listings.keys()]) this.#endListing(cursor);
     for (const h of this.#handles.values()) fs.closeSync(h.fd);
     this.#handles.clear();
     for (const l of this.#lockFds.values()) fs.closeSync(l.fd);

@@ -97,7 +97,7 @@ export class PjFilesystem {
     } finally {
       if (node && node.kind !== 'root') {
         const bytes = h.opcode === Op.READ ? (reply ?? []).reduce((n, b) => n + b.length, 0) : h.opcode === Op.WRITE ? body.readUInt32LE(16) : 0;
-        if (!ANSWERED_HERE.has(h.opcode)) this.#o.ledger.record(this.#o.ledger.jobOf(h.pid), node.host, 'fs', 1, bytes);
+        if (!ANSWERED_HERE.has(h.opcode)) this.#o.ledger.recordCaller(h.pid, node.host, 'fs', 1, bytes);
         const labels = { op: opName.get(h.opcode) ?? String(h.opcode), locality: node.host === this.#o.self ? 'local' : 'remote' };
         this.#ops.inc(labels);
         if (bytes) this.#bytes.inc(labels, bytes);
@@ -566,10 +566,23 @@ export class PjFilesystem {
       const present = await Promise.all(exports.map((e) => e.kind === 'dir' || this.#o.backend(n.host).deviceStat(e.name).then(() => true, () => false)));
       list = exports.filter((_, i) => present[i]).map((e) => ({ name: e.name, ino: inoOf(keyOf(e.kind === 'dir' ? 'export' : 'device', n.host, e.name, 0)), type: e.kind === 'dir' ? 4 : 8 }));
     }
-    else list = (await this.#o.backend(n.host).readdir(n.exp, n.rel)).map((e: DirEntry) => ({ name: e.name, ino: inoOf(keyOf('entry', n.host, n.exp, e.attr.ino)), type: (e.attr.mode >> 12) & 15, attr: e.attr }));
+    else list = (await this.#listing(n)).map((e: DirEntry) => ({ name: e.name, ino: inoOf(keyOf('entry', n.host, n.exp, e.attr.ino)), type: (e.attr.mode >> 12) & 15, attr: e.attr }));
     const fh = this.#nextFh++;
     this.#dirs.set(fh, { dir: n, list: [{ name: '.', ino: n.ino, type: 4 }, { name: '..', ino: 1, type: 4 }, ...list] });
     return [openOut(fh, 0)];
+  }
+
+  /** Every entry of a directory inside an export, asked of its owner a page at a time (no reply grows with the directory). */
+  async #listing(n: Node): Promise<DirEntry[]> {
+    const b = this.#o.backend(n.host);
+    const out: DirEntry[] = [];
+    let cursor: number | undefined;
+    do {
+      const page = await b.readdir(n.exp, n.rel, cursor);
+      for (const e of page.entries) out.push(e);
+      cursor = page.cursor;
+    } while (cursor !== undefined);
+    return out;
   }
 
   /**

@@ -16,7 +16,7 @@ import { serveMetrics } from './metrics-server.js';
 import { readSecretFile } from './secret.js';
 import { startFsLayer } from '../fs-layer/index.js';
 import type { DataCache } from '../fs-layer/data-cache.js';
-import { JOBS_EXPORT, TrafficLedger, jobsPath, startMigrator, type JobRecord, type MigratorLayer, type PolicyTuning } from '../migrator/index.js';
+import { JOBS_EXPORT, ProcReader, TrafficLedger, jobsPath, startMigrator, type JobRecord, type MigratorLayer, type PolicyTuning } from '../migrator/index.js';
 import { startNetLayer, type NetLayer, type PublishingJob, type Route } from '../net-layer/index.js';
 
 const publishingJob = (r: JobRecord): PublishingJob => ({ id: r.id, host: r.host, pid: r.pid, origin: r.origin, running: r.state === 'running', publish: r.publish ?? [] });
@@ -59,6 +59,8 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
   mkdirSync(opts.stateDir, { recursive: true });
   mkdirSync(dirname(opts.controlSocket), { recursive: true });
   const log = createLog({ host: opts.host, file: join(opts.stateDir, 'agent.log') });
+  // A promise nobody awaited that fails must not end the agent (and with it /pj and every job's output).
+  process.on('unhandledRejection', (e) => log.error({ op: 'unhandled', err: (e as Error)?.stack ?? String(e) }, 'a failure nobody handled; serving on'));
   for (const d of opts.exports.filter((e) => e.kind === 'device')) {
     // A device may come and go (a USB serial adapter): it is served whenever it is there.
     try { checkExport(d); } catch (e) { log.warn({ op: 'device-missing', device: d.name, err: (e as Error).message }, 'device not there yet'); }
@@ -99,14 +101,16 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     price: opts.price ?? 1,
     maxLoad: opts.maxLoad ?? availableParallelism(),
   };
-  const ledger = new TrafficLedger();
+  const procs = new ProcReader();
+  procs.onStuck = (what) => log.warn({ op: 'proc-reader', what }, 'a /proc read did not finish: a process holds its lock; reading on a fresh thread');
+  const ledger = new TrafficLedger(procs);
   const rpcSeconds = metrics.histogram('pj_rpc_seconds', 'mesh calls this manager made, by peer: how long each took');
   mesh.onCallDone((c) => rpcSeconds.observe({ peer: c.host, outcome: c.ok ? 'ok' : 'error' }, c.seconds));
   metrics.collect('pj_ledger_bytes_total', 'the traffic ledger: bytes each job moved to or from each host, by layer', 'counter',
     () => ledger.snapshot().map((r) => ({ labels: { job: r.id ?? r.job, target: r.target, layer: r.layer }, value: r.bytes })));
   metrics.collect('pj_ledger_operations_total', 'the traffic ledger: operations each job made to each host, by layer', 'counter',
     () => ledger.snapshot().map((r) => ({ labels: { job: r.id ?? r.job, target: r.target, layer: r.layer }, value: r.ops })));
-  const fsLayer = await startFsLayer({ self: opts.host, mount: opts.mount, exports, mesh, hosts: () => state.hosts(), log, ledger, metrics,
+  const fsLayer = await startFsLayer({ self: opts.host, mount: opts.mount, exports, mesh, hosts: () => state.hostsOrLastKnown(), log, ledger, metrics,
     attrTimeoutS: opts.attrTimeoutS, rpcTimeoutMs: opts.rpcTimeoutMs, dataCacheBytes: opts.dataCacheBytes });
   record.capabilities.fuse = fsLayer.mounted;
   record.capabilities.passthrough = fsLayer.passthrough;
@@ -116,7 +120,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     jobs: async () => (await state.jobs.list<JobRecord>()).map((j) => publishingJob(j.value)),
     job: async (id) => { const j = await state.jobs.get<JobRecord>(id); return j && publishingJob(j.value); } });
   record.capabilities.proxy = true;
-  const migrator = startMigrator({ self: opts.host, mount: opts.mount, stateDir: opts.stateDir, mesh, state, log, ledger, metrics, tuning: opts.tuning, pageStoreBytes: opts.pageStoreBytes,
+  const migrator = startMigrator({ self: opts.host, mount: opts.mount, stateDir: opts.stateDir, mesh, state, log, ledger, metrics, procs, tuning: opts.tuning, pageStoreBytes: opts.pageStoreBytes,
     net: { socketPath: join(dirname(opts.controlSocket), 'net.sock'), detach: (pid) => net.detach(pid), reattach: (pid) => net.reattach(pid) },
     dropFileLocks: (tids) => fsLayer.dropLocks(tids) });
   record.capabilities.migration = fsLayer.mounted;
@@ -137,6 +141,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
       await fsLayer.stop();
       await mesh.close();
       await state.close();
+      await procs.close();
       log.flush();
     },
   };

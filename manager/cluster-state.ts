@@ -5,11 +5,19 @@
 //   /pj/load/<host>     what the host's jobs use and its page store holds, renewed twice a second (same lease)
 //   /pj/drained/<host>  present while the host is drained (pj host drain): its jobs leave, none come
 //   /pj/jobs/<id>       the job table; compare-and-swap on mod revision
+// etcd may be away for any time: every call has a deadline and fails with
+// PJ_ERR_ETCD_UNAVAILABLE; what must go on without it (the /pj tree, finding
+// peers already known) uses the last view read; the lease is taken again once
+// etcd is back.
 import { Etcd3, type Lease } from 'etcd3';
 import { PjError, codes } from '../common/errors.js';
 import type { Log } from '../common/log.js';
 
 export const LEASE_TTL_S = 2;
+/** The deadline of each etcd request. */
+const ETCD_CALL_MS = 3000;
+/** How often a lease that was lost is asked for again, at most. */
+const REGRANT_MAX_MS = 1000;
 const MEMBERS = '/pj/members/';
 const ALIVE = '/pj/alive/';
 const JOBS = '/pj/jobs/';
@@ -45,14 +53,30 @@ export interface HostView extends HostRecord { state: 'up' | 'down'; drained: bo
 
 export interface Versioned<T> { value: T; modRevision: string }
 
+/** A failure of an etcd request, as PJ_ERR_ETCD_UNAVAILABLE. */
+export function etcdUnavailable(what: string, e: unknown): PjError {
+  return e instanceof PjError ? e : new PjError(codes.ETCD_UNAVAILABLE, `etcd did not answer (${what}): ${(e as Error).message}`, { cause: e });
+}
+
+/** Runs an etcd request; any failure of etcd's is PJ_ERR_ETCD_UNAVAILABLE. */
+export async function fromEtcd<T>(what: string, request: () => Promise<T>): Promise<T> {
+  try {
+    return await request();
+  } catch (e) {
+    throw etcdUnavailable(what, e);
+  }
+}
+
 export class ClusterState {
   readonly etcd: Etcd3;
   readonly jobs: JobTable;
   #lease: Lease | undefined;
   #closed = false;
+  /** The hosts as last read, for what goes on while etcd is away. */
+  #lastHosts: HostView[] | undefined;
 
   constructor(url: string, private readonly log: Log) {
-    this.etcd = new Etcd3({ hosts: url, dialTimeout: 2000 });
+    this.etcd = new Etcd3({ hosts: url, dialTimeout: 2000, defaultCallOptions: (c) => (c.isStream ? {} : { deadline: Date.now() + ETCD_CALL_MS }) });
     this.jobs = new JobTable(this.etcd);
   }
 
@@ -70,30 +94,45 @@ export class ClusterState {
     }
   }
 
-  /** Joins the cluster: writes the member record and keeps the liveness key under a lease, renewing it if lost. */
+  /**
+   * Joins the cluster: writes the member record and keeps the liveness key under a lease. A lease
+   * lost (etcd away longer than its TTL) is asked for again until etcd grants one.
+   */
   async register(host: HostRecord): Promise<void> {
-    await this.etcd.put(MEMBERS + host.name).value(JSON.stringify(host));
+    await fromEtcd('register', () => this.etcd.put(MEMBERS + host.name).value(JSON.stringify(host)).exec());
     const grant = async (): Promise<void> => {
       if (this.#closed) return;
       const lease = this.etcd.lease(LEASE_TTL_S);
       this.#lease = lease;
       lease.on('lost', (err) => {
-        if (this.#closed) return;
+        if (this.#closed || this.#lease !== lease) return;
         this.log.warn({ op: 'lease-lost', reason: err.message }, 'etcd lease lost; registering again');
-        setTimeout(() => grant().catch((e) => this.log.error({ op: 'lease-grant', err: e.message }, 'could not register')), 200);
+        void regrant(200);
       });
       await lease.put(ALIVE + host.name).value(JSON.stringify(host));
+    };
+    const regrant = async (delayMs: number): Promise<void> => {
+      await new Promise((r) => setTimeout(r, delayMs));
+      if (this.#closed) return;
+      try {
+        await grant();
+        this.log.info({ op: 'lease-grant' }, 'registered again in etcd');
+      } catch (e) {
+        this.log.debug({ op: 'lease-grant', err: (e as Error).message }, 'etcd does not grant a lease yet; asking again');
+        void regrant(Math.min(delayMs * 2, REGRANT_MAX_MS));
+      }
     };
     await grant();
   }
 
+  /** The hosts, each up or down, as etcd has them now. */
   async hosts(): Promise<HostView[]> {
-    const [members, alive, loads, drained] = await Promise.all([
+    const [members, alive, loads, drained] = await fromEtcd('hosts', () => Promise.all([
       this.etcd.getAll().prefix(MEMBERS).strings(),
       this.etcd.getAll().prefix(ALIVE).strings(),
       this.etcd.getAll().prefix(LOAD).strings(),
       this.etcd.getAll().prefix(DRAINED).keys(),
-    ]);
+    ]));
     const views: HostView[] = [];
     for (const [key, raw] of Object.entries(members)) {
       const name = key.slice(MEMBERS.length);
@@ -101,27 +140,50 @@ export class ClusterState {
       const use = live && loads[LOAD + name] ? (JSON.parse(loads[LOAD + name]) as HostLoad) : undefined;
       views.push({ ...(JSON.parse(live ?? raw) as HostRecord), state: live ? 'up' : 'down', drained: drained.includes(DRAINED + name), ...(use ? { use } : {}) });
     }
-    return views.sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }));
+    this.#lastHosts = views.sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }));
+    return this.#lastHosts;
   }
 
-  /** A live host's record; PJ_ERR_HOST_UNREACHABLE when it holds no lease. */
+  /** The hosts; while etcd is away, as last read (the /pj tree stays as it was). */
+  async hostsOrLastKnown(): Promise<HostView[]> {
+    try {
+      return await this.hosts();
+    } catch (e) {
+      if (this.#lastHosts) return this.#lastHosts;
+      throw e;
+    }
+  }
+
+  /**
+   * A live host's record; PJ_ERR_HOST_UNREACHABLE when it holds no lease. While etcd is away, the
+   * record last read of a host that was up (peers already known stay reachable).
+   */
   async liveHost(name: string): Promise<HostRecord> {
-    const live = await this.etcd.get(ALIVE + name).string();
+    let live: string | null;
+    try {
+      live = await this.etcd.get(ALIVE + name).string();
+    } catch (e) {
+      const last = this.#lastHosts?.find((h) => h.name === name && h.state === 'up');
+      if (last) return last;
+      throw etcdUnavailable('live host', e);
+    }
     if (live) return JSON.parse(live) as HostRecord;
-    const known = await this.etcd.get(MEMBERS + name).string();
+    const known = await fromEtcd('member', () => this.etcd.get(MEMBERS + name).string());
     if (known) throw new PjError(codes.HOST_UNREACHABLE, `host ${name} is down (its manager holds no lease in etcd)`, { host: name });
     throw new PjError(codes.NO_SUCH_HOST, `no host named ${name} in this cluster`, { host: name });
   }
 
   /** Publishes this host's use under its lease (gone with the host). */
   async publishLoad(host: string, use: HostLoad): Promise<void> {
-    await this.#lease?.put(LOAD + host).value(JSON.stringify(use));
+    await fromEtcd('publish load', async () => { await this.#lease?.put(LOAD + host).value(JSON.stringify(use)); });
   }
 
   /** Drains a host (its jobs leave, none come) or ends that; kept without a lease, across restarts. */
   async setDrained(host: string, drained: boolean): Promise<void> {
-    if (drained) await this.etcd.put(DRAINED + host).value(new Date().toISOString());
-    else await this.etcd.delete().key(DRAINED + host);
+    await fromEtcd('drain', async () => {
+      if (drained) await this.etcd.put(DRAINED + host).value(new Date().toISOString());
+      else await this.etcd.delete().key(DRAINED + host);
+    });
   }
 
   /** Leaves the cluster: revokes the lease so that peers see us down at once. */
@@ -137,31 +199,31 @@ export class JobTable {
   constructor(private readonly etcd: Etcd3) {}
 
   async get<T>(id: string): Promise<Versioned<T> | undefined> {
-    const res = await this.etcd.get(JOBS + id).exec();
+    const res = await fromEtcd('job', () => this.etcd.get(JOBS + id).exec());
     const kv = res.kvs[0];
     return kv ? { value: JSON.parse(kv.value.toString()) as T, modRevision: kv.mod_revision } : undefined;
   }
 
   async list<T>(): Promise<Array<Versioned<T> & { id: string }>> {
-    const res = await this.etcd.getAll().prefix(JOBS).exec();
+    const res = await fromEtcd('jobs', () => this.etcd.getAll().prefix(JOBS).exec());
     return res.kvs.map((kv) => ({ id: kv.key.toString().slice(JOBS.length), value: JSON.parse(kv.value.toString()) as T, modRevision: kv.mod_revision }));
   }
 
   /** Creates the entry only if no entry exists: of managers racing to create one id, exactly one wins. */
   async create<T>(id: string, value: T): Promise<boolean> {
-    const res = await this.etcd.if(JOBS + id, 'Create', '==', 0).then(this.etcd.put(JOBS + id).value(JSON.stringify(value))).commit();
+    const res = await fromEtcd('create job', () => this.etcd.if(JOBS + id, 'Create', '==', 0).then(this.etcd.put(JOBS + id).value(JSON.stringify(value))).commit());
     return res.succeeded;
   }
 
   /** Replaces the entry only if nobody changed it since `modRevision` was read. */
   async compareAndSwap<T>(id: string, modRevision: string, value: T): Promise<boolean> {
-    const res = await this.etcd.if(JOBS + id, 'Mod', '==', modRevision).then(this.etcd.put(JOBS + id).value(JSON.stringify(value))).commit();
+    const res = await fromEtcd('change job', () => this.etcd.if(JOBS + id, 'Mod', '==', modRevision).then(this.etcd.put(JOBS + id).value(JSON.stringify(value))).commit());
     return res.succeeded;
   }
 
   /** Deletes the entry only if nobody changed it since `modRevision` was read. */
   async compareAndDelete(id: string, modRevision: string): Promise<boolean> {
-    const res = await this.etcd.if(JOBS + id, 'Mod', '==', modRevision).then(this.etcd.delete().key(JOBS + id)).commit();
+    const res = await fromEtcd('remove job', () => this.etcd.if(JOBS + id, 'Mod', '==', modRevision).then(this.etcd.delete().key(JOBS + id)).commit());
     return res.succeeded;
   }
 }

@@ -4,7 +4,8 @@
 // scanned: private writable mappings (anonymous memory, heap, stacks, written
 // copies of file pages) and shared anonymous ones; file pages mapped read-only
 // come back from their files.
-import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { constants } from 'node:os';
 import { systemError } from '../common/errors.js';
 import { call, loadBinding } from '../native/loader.js';
 
@@ -16,10 +17,13 @@ export interface PageScan { addrs: BigUint64Array; hashes: Buffer }
 
 const SKIPPED = new Set(['[vvar]', '[vvar_vclock]', '[vdso]', '[vsyscall]']);
 
-/** The ranges to scan, [start, end, start, end…], from /proc/<pid>/maps. */
-export function memoryRanges(pid: number): number[] {
+/**
+ * The ranges to scan, [start, end, start, end…], from /proc/<pid>/maps (read off the event loop: it
+ * waits while the process is in execve, which may wait for this agent).
+ */
+export async function memoryRanges(pid: number): Promise<number[]> {
   const out: number[] = [];
-  for (const line of readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n')) {
+  for (const line of (await readFile(`/proc/${pid}/maps`, 'utf8')).split('\n')) {
     const f = line.split(/\s+/);
     if (f.length < 5) continue;
     const [range, perms] = f;
@@ -34,8 +38,8 @@ export function memoryRanges(pid: number): number[] {
 }
 
 /** `idle`: the scan takes only CPU that nothing else wants (SCHED_IDLE). */
-export async function scanPages(pid: number, ranges = memoryRanges(pid), idle = false): Promise<PageScan> {
-  const r = await loadBinding().pageScan(pid, ranges, idle);
+export async function scanPages(pid: number, ranges?: number[], idle = false): Promise<PageScan> {
+  const r = await loadBinding().pageScan(pid, ranges ?? (await memoryRanges(pid)), idle);
   if ('errno' in r) throw systemError(r);
   const addrs = new BigUint64Array(r.addrs.length / 8);
   Buffer.from(addrs.buffer).set(r.addrs); // copied: the Buffer need not be 8-byte aligned
@@ -49,18 +53,17 @@ export function readPages(pid: number, addrs: BigUint64Array | Uint8Array): Buff
 
 /**
  * The contents of those pages of a running process that are still mapped: one it unmapped since
- * they were scanned (EFAULT, or a read that stops short) is left out.
+ * they were scanned (EFAULT, or a read that stops short) is left out, and so is the rest once the
+ * process has ended (ESRCH). Read on a pool thread.
  */
-export function readMappedPages(pid: number, addrs: bigint[]): Buffer {
+export async function readMappedPages(pid: number, addrs: bigint[]): Promise<Buffer> {
   const pieces: Buffer[] = [];
   for (let at = 0; at < addrs.length;) {
-    let data: Buffer;
-    try {
-      data = readPages(pid, BigUint64Array.from(addrs.slice(at)));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EFAULT') throw e;
-      data = Buffer.alloc(0);
-    }
+    const rest = BigUint64Array.from(addrs.slice(at));
+    const r = await loadBinding().readPagesAsync(pid, Buffer.from(rest.buffer, rest.byteOffset, rest.byteLength));
+    if (!Buffer.isBuffer(r) && r.errno === constants.errno.ESRCH) break; // the process ended: nothing more to read
+    if (!Buffer.isBuffer(r) && r.errno !== constants.errno.EFAULT) throw systemError(r);
+    const data = Buffer.isBuffer(r) ? r : Buffer.alloc(0);
     pieces.push(data);
     at += data.length / PAGE + 1; // past the page that could not be read, if any
   }

@@ -24,7 +24,7 @@ export interface StoreAt {
 export interface PrecopyResult { rounds: number; bytes: number }
 
 /** `pids`: the job's processes on this host, asked again each round (a job may fork). */
-export async function precopy(pids: () => number[], to: StoreAt, onBytes: (n: number) => void = () => {}): Promise<PrecopyResult> {
+export async function precopy(pids: () => Promise<number[]>, to: StoreAt, onBytes: (n: number) => void = () => {}): Promise<PrecopyResult> {
   const there = new Set<string>(); // hashes the destination holds (or was sent)
   let total = 0;
   let previous = Infinity;
@@ -32,7 +32,7 @@ export async function precopy(pids: () => number[], to: StoreAt, onBytes: (n: nu
   while (rounds < MAX_ROUNDS) {
     rounds++;
     let pageBytes = 0;
-    for (const pid of pids()) {
+    for (const pid of await pids()) {
       const scan = await scanPages(pid).catch(() => undefined); // a process that ended meanwhile has nothing to send
       if (!scan) continue;
       const fresh: number[] = [];
@@ -65,7 +65,7 @@ async function sendPages(pid: number, addrs: bigint[], to: StoreAt, onBytes: (n:
   let bytes = 0;
   const inFlight = new Set<Promise<void>>();
   for (let b = 0; b < addrs.length; b += PUT_PAGES) {
-    const data = readMappedPages(pid, addrs.slice(b, b + PUT_PAGES)); // pages unmapped since the scan are left out
+    const data = await readMappedPages(pid, addrs.slice(b, b + PUT_PAGES)); // pages unmapped since the scan are left out
     if (!data.length) continue;
     const hashes = hashPages(data);
     bytes += data.length + hashes.length;

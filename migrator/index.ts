@@ -13,6 +13,7 @@ import { JobManager, type JobNetwork, type RunRequest } from './job-manager.js';
 import type { JobUsage } from './job-processes.js';
 import type { JobRecord } from './jobs.js';
 import type { TrafficLedger } from './ledger.js';
+import type { ProcReader } from './proc-reader.js';
 import { drainHost } from './drain.js';
 import { Migrator } from './migrate.js';
 import { MoveCosts } from './move-costs.js';
@@ -22,6 +23,7 @@ import type { MoveMode } from './move-types.js';
 import { PageStore } from '../mem-layer/index.js';
 
 export { TrafficLedger, type LedgerRow } from './ledger.js';
+export { ProcReader } from './proc-reader.js';
 export type { JobNetwork } from './job-manager.js';
 export { JOBS_EXPORT, type JobRecord } from './jobs.js';
 export type { DrainResult } from './drain.js';
@@ -58,12 +60,12 @@ const TMPFS_MAGIC = 0x01021994;
 export const DEFAULT_PAGE_STORE_BYTES = 2 * 1024 ** 3;
 
 export interface MigratorOptions {
-  self: string; mount: string; stateDir: string; mesh: Mesh; state: ClusterState; log: Log; ledger: TrafficLedger; metrics: Metrics;
+  self: string; mount: string; stateDir: string; mesh: Mesh; state: ClusterState; log: Log; ledger: TrafficLedger; metrics: Metrics; procs: ProcReader;
   pageStoreBytes?: number; net?: JobNetwork; dropFileLocks?: (tids: number[]) => Promise<unknown>; tuning?: PolicyTuning;
 }
 
 export function startMigrator(o: MigratorOptions): MigratorLayer {
-  const jobs = new JobManager(o.self, o.mount, jobsPath(o.stateDir), o.state.jobs, o.log);
+  const jobs = new JobManager(o.self, o.mount, jobsPath(o.stateDir), o.state.jobs, o.log, o.procs);
   jobs.net = o.net;
   if (o.dropFileLocks) jobs.dropFileLocks = o.dropFileLocks;
   // Images of moves a crash interrupted are of no use: reconciliation decides which copy runs.
@@ -85,7 +87,7 @@ export function startMigrator(o: MigratorOptions): MigratorLayer {
       case 'run': return jobs.run(a as unknown as RunRequest);
       case 'usage': return jobs.usage(a.ids as string[], await records());
       case 'kill': return jobs.kill((await jobs.find(String(a.id))).value, a.signal as NodeJS.Signals);
-      case 'by-ns': return jobs.byNamespace(Number(a.ns), await records()) ?? null;
+      case 'by-ns': return (await jobs.byNamespace(Number(a.ns), await records())) ?? null;
       case 'mv': return migrator.move(String(a.id), String(a.to), (a.mode ?? 'hybrid') as MoveMode);
       case 'progress': return migrator.progress(String(a.id)) ?? null;
       case 'policy-view': return policy.views();

@@ -10,10 +10,10 @@ import { open, readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { PjError, codes } from '../common/errors.js';
 import type { Log } from '../common/log.js';
-import { namespaceOf } from '../common/process-ns.js';
 import { repoRoot } from '../common/repo-root.js';
 import type { JobTable, Versioned } from '../manager/cluster-state.js';
-import { alive, jobPids, jobUsage, localJobInits, signalAll, startTime, stateOf, type JobUsage } from './job-processes.js';
+import { alive, signalAll, startTime, stateOf, type JobUsage } from './job-processes.js';
+import type { ProcReader } from './proc-reader.js';
 import { JOBS_EXPORT, jobDir, newJobId, type JobRecord } from './jobs.js';
 import { POLICIES, type Policy } from './policy.js';
 
@@ -59,6 +59,8 @@ export class JobManager {
     readonly jobsPath: string,
     readonly table: JobTable,
     readonly log: Log,
+    /** Reads job processes' /proc off the event loop. */
+    readonly procs: ProcReader,
   ) {
     mkdirSync(jobsPath, { recursive: true });
   }
@@ -90,7 +92,7 @@ export class JobManager {
       ...(req.policy ? { policy: req.policy } : {}), ...(req.budget != null ? { budget: req.budget } : {}),
     };
     if (!(await this.table.create(id, rec))) {
-      signalAll(jobPids(pid), 'SIGKILL');
+      await this.signalJob(pid, 'SIGKILL');
       throw new PjError(codes.JOB_START, `job id ${id} is taken`);
     }
     this.log.info({ op: 'job-run', job: id, pid, cmd: req.cmd }, 'job started');
@@ -131,16 +133,30 @@ export class JobManager {
   }
 
   /** Usage of the jobs running here. */
-  usage(ids: string[], records: JobRecord[]): Record<string, JobUsage> {
+  async usage(ids: string[], records: JobRecord[]): Promise<Record<string, JobUsage>> {
     const out: Record<string, JobUsage> = {};
-    for (const r of records) if (ids.includes(r.id) && r.host === this.self && alive(r.pid, r.pidStart)) out[r.id] = jobUsage(r.pid);
+    for (const r of records) {
+      if (ids.includes(r.id) && r.host === this.self && alive(r.pid, r.pidStart)) out[r.id] = await this.procs.run('jobUsage', r.pid);
+    }
     return out;
   }
 
+  /**
+   * Sends `signal` to every process of the job whose first process is `initPid`; when they cannot be
+   * listed (a /proc read that does not finish), to its first process at least, and says so.
+   */
+  async signalJob(initPid: number, signal: NodeJS.Signals): Promise<void> {
+    const pids = await this.procs.run('jobPids', initPid).catch((e: Error) => {
+      this.log.error({ op: 'job-signal', pid: initPid, signal, err: e.message }, 'could not list the job\'s processes: only its first one is signalled');
+      return [initPid];
+    });
+    signalAll(pids, signal);
+  }
+
   /** Ends a job running here for a reason its first process cannot record (pj ps shows it). */
-  end(id: string, pid: number, reason: string): void {
+  async end(id: string, pid: number, reason: string): Promise<void> {
     this.#endings.set(id, reason);
-    signalAll(jobPids(pid), 'SIGKILL');
+    await this.signalJob(pid, 'SIGKILL');
   }
 
   /** A signal to a job running here: pj-init passes it on to the program (SIGKILL ends the whole job). */
@@ -152,14 +168,17 @@ export class JobManager {
   }
 
   /** Lets a stopped job run on here: its processes continue and its init takes its links from this host. */
-  resumeHere(initPid: number): void {
-    signalAll(jobPids(initPid), 'SIGCONT');
+  async resumeHere(initPid: number): Promise<void> {
+    await this.signalJob(initPid, 'SIGCONT');
     this.net?.reattach(initPid);
   }
 
   /** The job whose PID namespace is `ns`, if it runs here. */
-  byNamespace(ns: number, records: JobRecord[]): JobRecord | undefined {
-    return records.find((r) => r.host === this.self && alive(r.pid, r.pidStart) && namespaceOf(r.pid, 'pid') === ns);
+  async byNamespace(ns: number, records: JobRecord[]): Promise<JobRecord | undefined> {
+    for (const r of records) {
+      if (r.host === this.self && alive(r.pid, r.pidStart) && (await this.procs.run('namespaceOf', r.pid, 'pid')) === ns) return r;
+    }
+    return undefined;
   }
 
   /** Output of a job from `offset` (its files are under /pj: read without blocking the loop that serves /pj). */
@@ -185,7 +204,7 @@ export class JobManager {
     this.#reconciling = true;
     try {
       const records = new Map((await this.table.list<JobRecord>()).map((j) => [j.id, j]));
-      for (const { pid, dir } of localJobInits()) {
+      for (const { pid, dir } of await this.procs.run('localJobInits')) {
         const id = basename(dir);
         if (this.busy.has(id) || !records.get(id) || !dir.endsWith(`/${JOBS_EXPORT}/${id}`)) continue;
         const state = stateOf(pid);
@@ -197,12 +216,12 @@ export class JobManager {
         const mine = rec.host === this.self && rec.pid === pid;
         if (mine && stopped) {
           this.log.warn({ op: 'job-reconcile', job: id, pid }, 'resuming a copy a move left stopped: the job table says it runs here');
-          this.resumeHere(pid);
+          await this.resumeHere(pid);
         } else if (!mine && stopped && (await this.stillFetching(rec))) {
           continue;
         } else if (!mine && stopped) {
           this.log.warn({ op: 'job-reconcile', job: id, pid, host: rec.host }, 'ending a stopped copy: the job table says it runs elsewhere');
-          signalAll(jobPids(pid), 'SIGKILL');
+          await this.signalJob(pid, 'SIGKILL');
         } else if (!mine && rec.state === 'running') {
           this.log.error({ op: 'job-reconcile', job: id, pid, host: rec.host }, 'a running copy the job table places elsewhere: left alone');
         }

@@ -1,8 +1,16 @@
 // A job's processes as this host's /proc shows them. A job is its first
 // process (pj-init, pid 1 of the job's PID namespace) and everything in that
 // namespace; the first process is known by pid and start time together.
-import { readFileSync, readdirSync } from 'node:fs';
+// Reading the /proc of a process that is in execve or exit can wait until that
+// process lets go of its exec lock, and it may be waiting for this very agent to
+// answer a /pj request: so everything here that touches a process other than a
+// job's first one runs on the ProcReader's thread (proc-reader.ts), never on the
+// event loop. Only alive/startTime/stateOf, which read a job's first process (it
+// never execs), are called directly.
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { namespaceOf } from '../common/process-ns.js';
+
+export { namespaceOf };
 
 const PAGE = 4096;
 const TICKS_PER_S = 100;
@@ -93,6 +101,64 @@ export function jobUsage(initPid: number, pids = jobPids(initPid)): JobUsage {
   return { rssBytes, cpuS: ticks / TICKS_PER_S, processes: pids.length };
 }
 
+/** Bytes the process read and wrote by any call (files, pipes, sockets); 0 once it is gone. */
+export function ioBytes(pid: number): number {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    return Number(/^rchar: (\d+)/m.exec(io)?.[1] ?? 0) + Number(/^wchar: (\d+)/m.exec(io)?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+/** What the policy samples of a job each round: its PID namespace, processes, usage and their I/O counters. */
+export interface JobSample { ns: number; pids: number[]; usage: JobUsage; io: Array<[number, number]> }
+
+export function jobSample(initPid: number): JobSample | undefined {
+  const ns = namespaceOf(initPid, 'pid');
+  if (ns === undefined) return undefined;
+  const pids = jobPids(initPid);
+  return { ns, pids, usage: jobUsage(initPid, pids), io: pids.filter((p) => p !== initPid).map((p) => [p, ioBytes(p)]) };
+}
+
+/** The process that made a request: its PID namespace (a job's, or the host's) and its command. */
+export function caller(pid: number): { ns?: number; comm?: string } {
+  const ns = namespaceOf(pid, 'pid');
+  if (ns === undefined) return {};
+  try {
+    return { ns, comm: readFileSync(`/proc/${pid}/comm`, 'utf8').trim() };
+  } catch {
+    return { ns };
+  }
+}
+
+/** Each process of a job with what its descriptors name and the paths it maps (for the migratability check). */
+export interface ProcessFiles { pid: number; fds: Array<[string, string]>; maps: string[] }
+
+export function jobFiles(initPid: number): ProcessFiles[] {
+  const out: ProcessFiles[] = [];
+  for (const pid of jobPids(initPid)) {
+    let names: string[];
+    try {
+      names = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue; // gone meanwhile
+    }
+    const fds: Array<[string, string]> = [];
+    for (const fd of names) {
+      try {
+        fds.push([fd, readlinkSync(`/proc/${pid}/fd/${fd}`)]);
+      } catch { /* closed meanwhile */ }
+    }
+    let maps: string[] = [];
+    try {
+      maps = readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n').map((l) => l.split(/\s+/).slice(5).join(' ')).filter((p) => p.startsWith('/'));
+    } catch { /* gone meanwhile */ }
+    out.push({ pid, fds, maps });
+  }
+  return out;
+}
+
 /**
  * The first processes of the jobs on this host: pj-init as pid 1 of its namespace, with the job's
  * directory. A job shares its host's mount namespace; hosts of a simulated cluster share one PID
@@ -104,6 +170,8 @@ export function localJobInits(): Array<{ pid: number; dir: string }> {
   for (const pid of allPids()) {
     let argv: string[];
     try {
+      // The command name first: reading it takes no lock a process in execve holds, its cmdline does.
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8') !== 'pj-init\n') continue;
       argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
     } catch {
       continue;

@@ -6,8 +6,10 @@
 // the host itself share the host's), named by the command first seen in it and,
 // once the migrator names it, by its job id: a job that moves gets a new PID
 // namespace on its new host, so each host's rows cover its stay there.
-import { readFileSync } from 'node:fs';
-import { namespaceOf } from '../common/process-ns.js';
+// Traffic is recorded by the pid that made it (recordCaller) and attributed to a
+// job afterwards, off the event loop: a /pj caller's /proc can block the thread
+// that must answer it (see proc-reader.ts).
+import type { ProcReader } from './proc-reader.js';
 
 export interface LedgerRow {
   job: string;
@@ -39,22 +41,35 @@ export class TrafficLedger {
   /** When each job key was first recorded here: rates of a job younger than the window are over its age. */
   #firstSeen = new Map<string, number>();
   #pidCache = new Map<number, { job: string; at: number }>();
+  /** Traffic of processes whose job is being learned, by pid; and the ones learned, cached briefly. */
+  #unattributed = new Map<number, Array<{ target: string; layer: string; ops: number; bytes: number; at: number }>>();
 
-  /** The job a process belongs to: its PID namespace ("pidns:<inode>"), cached briefly. */
-  jobOf(pid: number): string {
-    const now = Date.now();
+  constructor(private readonly procs: ProcReader) {}
+
+  /** The job a process belongs to: its PID namespace ("pidns:<inode>"), learned off the event loop. */
+  async jobOf(pid: number): Promise<string> {
     const hit = this.#pidCache.get(pid);
-    if (hit && now - hit.at < PID_CACHE_MS) return hit.job;
-    const ns = namespaceOf(pid, 'pid');
-    const job = ns === undefined ? 'unknown' : `pidns:${ns}`;
-    if (ns !== undefined && !this.#commands.has(job)) {
-      try {
-        this.#commands.set(job, readFileSync(`/proc/${pid}/comm`, 'utf8').trim());
-      } catch { /* the process is gone already */ }
-    }
+    if (hit && Date.now() - hit.at < PID_CACHE_MS) return hit.job;
+    const c = await this.procs.run('caller', pid).catch(() => ({ ns: undefined, comm: undefined }));
+    const job = c.ns === undefined ? 'unknown' : `pidns:${c.ns}`;
+    if (c.comm && !this.#commands.has(job)) this.#commands.set(job, c.comm);
     if (this.#pidCache.size > 10_000) this.#pidCache.clear();
-    this.#pidCache.set(pid, { job, at: now });
+    this.#pidCache.set(pid, { job, at: Date.now() });
     return job;
+  }
+
+  /** Records traffic that the process `pid` made; it counts for that process's job once it is known. */
+  recordCaller(pid: number, target: string, layer: string, ops: number, bytes: number): void {
+    const hit = this.#pidCache.get(pid);
+    if (hit && Date.now() - hit.at < PID_CACHE_MS) return this.record(hit.job, target, layer, ops, bytes);
+    const waiting = this.#unattributed.get(pid);
+    const entry = { target, layer, ops, bytes, at: Date.now() };
+    if (waiting) return void waiting.push(entry);
+    this.#unattributed.set(pid, [entry]);
+    void this.jobOf(pid).then((job) => {
+      for (const w of this.#unattributed.get(pid) ?? []) this.record(job, w.target, w.layer, w.ops, w.bytes, w.at);
+      this.#unattributed.delete(pid);
+    });
   }
 
   /** Gives a job key its job id (the migrator knows which namespace is which job). */
@@ -62,18 +77,20 @@ export class TrafficLedger {
     this.#ids.set(job, id);
   }
 
-  record(job: string, target: string, layer: string, ops: number, bytes: number): void {
+  /** `at`: when the traffic happened (it may be attributed a little later). */
+  record(job: string, target: string, layer: string, ops: number, bytes: number, at = Date.now()): void {
     const key = `${job}\0${target}\0${layer}`;
     let c = this.#counters.get(key);
     if (!c) this.#counters.set(key, (c = { job, target, layer, ops: 0, bytes: 0, buckets: [] }));
-    if (!this.#firstSeen.has(job)) this.#firstSeen.set(job, Date.now());
+    if (!this.#firstSeen.has(job)) this.#firstSeen.set(job, at);
     c.ops += ops;
     c.bytes += bytes;
-    const slot = Math.floor(Date.now() / BUCKET_MS);
-    let b = c.buckets.at(-1);
+    const slot = Math.floor(at / BUCKET_MS);
+    let b = c.buckets.findLast((x) => x.at <= slot);
     if (!b || b.at !== slot) {
-      c.buckets.push((b = { at: slot, ops: 0, bytes: 0 }));
-      while (c.buckets[0].at <= slot - (WINDOW_S * 1000) / BUCKET_MS) c.buckets.shift();
+      b = { at: slot, ops: 0, bytes: 0 };
+      c.buckets.splice(c.buckets.findLastIndex((x) => x.at < slot) + 1, 0, b);
+      while (c.buckets[0].at <= Math.floor(Date.now() / BUCKET_MS) - (WINDOW_S * 1000) / BUCKET_MS) c.buckets.shift();
     }
     b.ops += ops;
     b.bytes += bytes;

@@ -9,20 +9,9 @@
 // its calls would make remotely is not known (the kernel merges sequential
 // reads: eight 128 KiB reads were one 1 MiB request here). The job's init is
 // left out: it only relays the connections the net-layer counts already.
-import { readFileSync } from 'node:fs';
 import type { TrafficLedger } from './ledger.js';
 
 const COUNTED_LAYERS = ['fs', 'net'];
-
-/** Bytes the process read and wrote by any call (files, pipes, sockets). */
-function ioBytes(pid: number): number {
-  try {
-    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
-    return Number(/^rchar: (\d+)/m.exec(io)?.[1] ?? 0) + Number(/^wchar: (\d+)/m.exec(io)?.[1] ?? 0);
-  } catch {
-    return 0;
-  }
-}
 
 /**
  * A job's figures since its first sample here: the I/O its processes did, what the layers counted
@@ -37,9 +26,11 @@ export class LocalIo {
 
   constructor(private readonly self: string, private readonly ledger: TrafficLedger) {}
 
-  /** Records what the job (ledger key `job`; first process `initPid`, all its processes `pids`) did here since the last sample. */
-  sample(job: string, initPid: number, pids: number[]): void {
-    const io = new Map(pids.filter((p) => p !== initPid).map((p) => [p, ioBytes(p)]));
+  /**
+   * Records what the job (ledger key `job`) did here since the last sample; `io`: the I/O counters of
+   * its processes but its first (job-processes.ts jobSample), by pid.
+   */
+  sample(job: string, io: Map<number, number>): void {
     const counted = this.ledger.bytes(job, COUNTED_LAYERS);
     const s = this.#last.get(job);
     if (!s) {

@@ -5,10 +5,10 @@
 // restores (eventfd, epoll, timerfd, signalfd, inotify). Files it maps from
 // outside /pj (the executable, libraries) are assumed to be the same on every
 // host: the destination checks their size and mtime before restoring.
-import { readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { run } from '../common/run.js';
 import { namespaceOf } from '../common/process-ns.js';
-import { jobPids } from './job-processes.js';
+import type { ProcReader } from './proc-reader.js';
 
 export interface Offender { pid: number; fd: string; path: string; why: string }
 export interface SystemFile { path: string; size: number; mtimeMs: number }
@@ -49,8 +49,9 @@ async function sockets(pid: number): Promise<Sockets> {
   return { tcp, unixPeer };
 }
 
-export async function inspectJob(initPid: number, pjMount: string): Promise<Inspection> {
-  const pids = jobPids(initPid);
+/** What keeps the job whose first process is `initPid` from moving, and the system files it maps. */
+export async function inspectJob(initPid: number, pjMount: string, procs: ProcReader): Promise<Inspection> {
+  const processes = await procs.run('jobFiles', initPid);
   const offenders: Offender[] = [];
   const systemFiles = new Map<string, SystemFile>();
   const socks = await sockets(initPid);
@@ -60,20 +61,8 @@ export async function inspectJob(initPid: number, pjMount: string): Promise<Insp
   const found: Array<{ pid: number; fd: string; ino: number }> = [];
   const underPj = (p: string) => p.startsWith(pjMount + '/');
 
-  for (const pid of pids) {
-    let fds: string[];
-    try {
-      fds = readdirSync(`/proc/${pid}/fd`);
-    } catch {
-      continue; // gone meanwhile
-    }
-    for (const fd of fds) {
-      let target: string;
-      try {
-        target = readlinkSync(`/proc/${pid}/fd/${fd}`);
-      } catch {
-        continue;
-      }
+  for (const { pid, fds, maps } of processes) {
+    for (const [fd, target] of fds) {
       const sock = /^socket:\[(\d+)\]$/.exec(target);
       if (sock) {
         jobSockets.add(Number(sock[1]));
@@ -84,7 +73,8 @@ export async function inspectJob(initPid: number, pjMount: string): Promise<Insp
       else if (target.startsWith('/')) offenders.push({ pid, fd, path: target, why: 'a file outside /pj' });
       else offenders.push({ pid, fd, path: target, why: 'a kind of file CRIU cannot move' });
     }
-    for (const path of mappedFiles(pid)) {
+    // Shared anonymous memory shows as a deleted /dev/zero, a SysV segment or, once CRIU restored it, a memfd: memory CRIU carries, not a file.
+    for (const path of new Set(maps.filter((p) => !SHARED_ANONYMOUS.test(p)))) {
       if (path.endsWith(' (deleted)')) offenders.push({ pid, fd: 'mmap', path, why: 'a mapped file that was deleted' });
       else if (!underPj(path) && !systemFiles.has(path)) {
         try {
@@ -114,23 +104,6 @@ export async function inspectJob(initPid: number, pjMount: string): Promise<Insp
 }
 
 const SHARED_ANONYMOUS = /^\/(dev\/zero|SYSV[0-9a-f]{8}|memfd:.*) \(deleted\)$/;
-
-/** The files a process maps (its executable, libraries, mapped data). */
-function mappedFiles(pid: number): Set<string> {
-  const out = new Set<string>();
-  let maps = '';
-  try {
-    maps = readFileSync(`/proc/${pid}/maps`, 'utf8');
-  } catch {
-    return out;
-  }
-  for (const line of maps.split('\n')) {
-    const path = line.split(/\s+/).slice(5).join(' ');
-    // Shared anonymous memory shows as a deleted /dev/zero, a SysV segment or, once CRIU restored it, a memfd: memory CRIU carries, not a file.
-    if (path.startsWith('/') && !SHARED_ANONYMOUS.test(path)) out.add(path);
-  }
-  return out;
-}
 
 /** On the destination: which of the source's system files differ here (size or mtime), or are missing. */
 export function differingSystemFiles(files: SystemFile[]): string[] {

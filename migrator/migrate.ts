@@ -28,7 +28,7 @@ import { FrozenMemory, HASH_BYTES, precopy, type PageStore, type PrecopyResult, 
 import { closePageServer, dropNetworkLocks, dump, dumpLazy } from './criu.js';
 import { imageStream } from './image-transfer.js';
 import type { JobManager } from './job-manager.js';
-import { alive, jobPids, jobTasks, jobThreads, localJobInits, signalAll, stateOf } from './job-processes.js';
+import { alive, stateOf } from './job-processes.js';
 import type { JobRecord } from './jobs.js';
 import type { TrafficLedger } from './ledger.js';
 import { inspectJob } from './migratable.js';
@@ -64,7 +64,11 @@ export class Migrator {
     return p && { phase: p.phase, bytesSent: p.bytesSent, elapsedMs: Date.now() - p.started };
   }
 
-  /** The source's side of a move (the job must run here), counted in the metrics and the policy's costs. */
+  /**
+   * The source's side of a move (the job must run here), counted in the metrics and the policy's
+   * costs. Its outcome is one line of the log: 'job moved' (info), or 'move failed' (warn) with the
+   * reason and the phase it failed in.
+   */
   async move(ref: string, to: string, mode: MoveMode = 'hybrid', reason = 'by hand'): Promise<MoveResult> {
     const moves = this.metrics.counter('pj_migrations_total', 'moves this host started, by mode and outcome');
     try {
@@ -74,7 +78,10 @@ export class Migrator {
       this.costs.observeMove(r);
       return r;
     } catch (e) {
-      if ((e as PjError).code !== codes.USAGE) moves.inc({ mode, outcome: (e as PjError).code === codes.NOT_MIGRATABLE ? 'not-migratable' : 'aborted' });
+      const code = (e as PjError).code ?? 'error';
+      const outcome = code === codes.USAGE ? 'refused' : code === codes.NOT_MIGRATABLE ? 'not-migratable' : code === codes.NO_SUCH_JOB ? 'no-job' : 'aborted';
+      moves.inc({ mode, outcome });
+      this.jobs.log.warn({ op: 'job-move', job: ref, to, mode, why: reason, outcome, code, phase: (e as { phase?: string }).phase, err: (e as Error).message }, 'move failed');
       throw e;
     }
   }
@@ -94,7 +101,7 @@ export class Migrator {
     const p = { phase: 'check', bytesSent: 0, started: Date.now() };
     this.#progress.set(rec.id, p);
     try {
-      const found = await inspectJob(rec.pid, this.jobs.mount);
+      const found = await inspectJob(rec.pid, this.jobs.mount, this.jobs.procs);
       if (found.offenders.length) {
         throw new PjError(codes.NOT_MIGRATABLE, `job ${rec.id} cannot move: ${found.offenders.map((o) => `pid ${o.pid} fd ${o.fd} ${o.path} (${o.why})`).join('; ')}`);
       }
@@ -112,8 +119,8 @@ export class Migrator {
       p.phase = 'dump';
       mkdirSync(dir, { recursive: true });
       // The job's connections leave their links first, so that CRIU sees only the job's own loopback.
-      await this.jobs.net?.detach(rec.pid).catch((e) => {
-        this.jobs.resumeHere(rec.pid);
+      await this.jobs.net?.detach(rec.pid).catch(async (e) => {
+        await this.jobs.resumeHere(rec.pid);
         throw abort(e, rec);
       });
       const frozen = Date.now();
@@ -127,7 +134,7 @@ export class Migrator {
       } catch (e) {
         await f.release();
         await dropNetworkLocks(dir, rec.pid);
-        this.jobs.resumeHere(rec.pid);
+        await this.jobs.resumeHere(rec.pid);
         await this.mesh.call(to, 'job', { op: 'abort', key }).catch(() => {});
         throw abort(e, rec);
       }
@@ -153,7 +160,7 @@ export class Migrator {
         crashPoint('source-after-commit');
         // The copy here stays frozen (it may still serve pages), but its POSIX locks on /pj files are
         // the moved copy's now: they go before it resumes, or they would stand in its way.
-        await this.jobs.dropFileLocks(jobThreads(rec.pid)).catch(() => {});
+        await this.jobs.procs.run('jobThreads', rec.pid).then((tids) => this.jobs.dropFileLocks(tids)).catch(() => {});
         p.phase = 'resume';
         await this.mesh.call(to, 'job', { op: 'resume', key }).catch((e: Error) => {
           log.warn({ op: 'job-move', job: rec.id, to, err: e.message }, 'committed, but the resume message was lost: the destination resumes it when it reconciles');
@@ -164,8 +171,7 @@ export class Migrator {
         await this.mesh.call(to, 'job', { op: 'abort', key }).catch(() => {});
         await f.release();
         await dropNetworkLocks(dir, rec.pid);
-        this.jobs.resumeHere(rec.pid);
-        log.warn({ op: 'job-move', job: rec.id, to, phase: p.phase, err: (e as Error).message }, 'move aborted; the job resumed here');
+        await this.jobs.resumeHere(rec.pid);
         throw abort(e, rec);
       }
       const result: MoveResult = {
@@ -189,11 +195,14 @@ export class Migrator {
         const m = this.#frozen.get(key);
         if (m) await m.keep(this.store).catch((e: Error) => log.warn({ op: 'job-move', job: rec.id, err: e.message }, 'could not keep the job\'s pages here'));
         await f.release();
-        signalAll(jobPids(rec.pid), 'SIGKILL');
+        await this.jobs.signalJob(rec.pid, 'SIGKILL');
         await dropNetworkLocks(dir);
       }
-      log.info({ op: 'job-move', ...result, pid: newPid }, 'job moved');
+      log.info({ op: 'job-move', why: reason, outcome: 'moved', ...result, pid: newPid }, 'job moved');
       return result;
+    } catch (e) {
+      (e as { phase?: string }).phase ??= p.phase;
+      throw e;
     } finally {
       this.jobs.busy.delete(rec.id);
       this.#progress.delete(rec.id);
@@ -209,7 +218,7 @@ export class Migrator {
 
   /** The pre-copy rounds into the destination's store, while the job runs. */
   #precopy(rec: JobRecord, to: string, key: string, p: { bytesSent: number }): Promise<PrecopyResult> {
-    return precopy(() => [...jobTasks(rec.pid).values()], {
+    return precopy(async () => [...(await this.jobs.procs.run('jobTasks', rec.pid)).values()], {
       missing: async (hashes) => (await this.mesh.call(to, 'job', { op: 'have', key, hashes })) as number[],
       put: async (hashes, data) => { await this.mesh.call(to, 'job', { op: 'put-pages', key, hashes }, TRANSFER_IDLE_MS, data); },
     }, (n) => (p.bytesSent += n));
@@ -225,10 +234,10 @@ export class Migrator {
     const d = dumpLazy(rec.pid, dir, port);
     d.done.catch(() => {}); // a failure shows in `ready`, or does not matter once the pages are moved
     let ready = false;
-    const dumped = d.ready.then(() => {
+    const dumped = d.ready.then(async () => {
       ready = true;
-      signalAll(jobPids(rec.pid), 'SIGSTOP');
-      this.#frozen.set(key, new FrozenMemory(jobTasks(rec.pid), dir));
+      await this.jobs.signalJob(rec.pid, 'SIGSTOP');
+      this.#frozen.set(key, new FrozenMemory(await this.jobs.procs.run('jobTasks', rec.pid), dir));
     });
     return {
       dumped,
@@ -240,24 +249,28 @@ export class Migrator {
   }
 
   /** Lazy modes: pages of a frozen job for a destination's pager. */
-  pages(a: { key: string; id: number; addrs: Buffer }): Buffer {
-    return this.#frozenOf(a.key).read(a.id, a.addrs);
+  async pages(a: { key: string; id: number; addrs: Buffer }): Promise<Buffer> {
+    return (await this.#frozenOf(a.key)).read(a.id, a.addrs);
   }
 
   /** Lazy modes: the frozen job's manifest (its pages' hashes). */
-  manifest(key: string): Promise<TaskManifest[]> {
-    return this.#frozenOf(key).manifest();
+  async manifest(key: string): Promise<TaskManifest[]> {
+    return (await this.#frozenOf(key)).manifest();
   }
 
   /** A move's frozen memory; after a restart of this manager, the job's stopped copy found here (pages by address only). */
-  #frozenOf(key: string): FrozenMemory {
+  async #frozenOf(key: string): Promise<FrozenMemory> {
     let m = this.#frozen.get(key);
     if (!m) {
       const id = key.split('-')[0];
-      const copy = localJobInits().find((c) => c.dir.endsWith(`/${id}`) && /^[Tt]$/.test(stateOf(c.pid) ?? ''));
+      const copy = (await this.jobs.procs.run('localJobInits')).find((c) => c.dir.endsWith(`/${id}`) && /^[Tt]$/.test(stateOf(c.pid) ?? ''));
       if (!copy) throw new PjError(codes.PAGES_LOST, `no frozen job for move ${key} on ${this.jobs.self}`);
-      this.jobs.log.warn({ op: 'job-move', job: id, pid: copy.pid }, 'serving the pages of a copy frozen before this manager started');
-      this.#frozen.set(key, (m = new FrozenMemory(jobTasks(copy.pid))));
+      const tasks = await this.jobs.procs.run('jobTasks', copy.pid);
+      m = this.#frozen.get(key); // found meanwhile by another request
+      if (!m) {
+        this.jobs.log.warn({ op: 'job-move', job: id, pid: copy.pid }, 'serving the pages of a copy frozen before this manager started');
+        this.#frozen.set(key, (m = new FrozenMemory(tasks)));
+      }
     }
     return m;
   }

@@ -16,7 +16,7 @@ import { HASH_BYTES, LazyFill, hashesAt, type PageSources, type PageStore, type 
 import { CriuError, dropNetworkLocks, restore } from './criu.js';
 import { receiveImages } from './image-transfer.js';
 import { isDirectory, type JobManager } from './job-manager.js';
-import { jobPids, signalAll, startTime } from './job-processes.js';
+import { startTime } from './job-processes.js';
 import type { JobRecord } from './jobs.js';
 import type { TrafficLedger } from './ledger.js';
 import { differingSystemFiles, type SystemFile } from './migratable.js';
@@ -112,7 +112,7 @@ export class MovesIn {
       const pieces = (await this.mesh.call(from, 'job', args)) as Buffer[];
       latency.observe({ from }, (performance.now() - started) / 1000);
       const data = pieces.length === 1 ? pieces[0] : Buffer.concat(pieces);
-      if (inc.pid) this.ledger.record(this.ledger.jobOf(inc.pid), from, 'mem', 1, data.length);
+      if (inc.pid) this.ledger.recordCaller(inc.pid, from, 'mem', 1, data.length);
       return data;
     };
     return {
@@ -142,9 +142,9 @@ export class MovesIn {
     };
   }
 
-  resume(key: string): void {
+  async resume(key: string): Promise<void> {
     const inc = this.#get(key);
-    if (inc.pid) this.jobs.resumeHere(inc.pid);
+    if (inc.pid) await this.jobs.resumeHere(inc.pid);
     if (inc.fill) this.#untilLocal(key, inc, inc.fill);
     else this.#finish(key);
   }
@@ -164,7 +164,7 @@ export class MovesIn {
       },
       (e: Error) => {
         this.jobs.log.error({ op: 'job-move-in', job: inc.id, err: e.message, code: codes.PAGES_LOST }, 'pages lost: the job is ended');
-        if (inc.pid) this.jobs.end(inc.id, inc.pid, `${codes.PAGES_LOST}`);
+        if (inc.pid) void this.jobs.end(inc.id, inc.pid, `${codes.PAGES_LOST}`);
       },
     ).finally(() => {
       fill.stop();
@@ -195,8 +195,8 @@ export class MovesIn {
         this.jobs.log.warn({ op: 'job-move-in', job: inc.id, err: (e as Error).message }, 'cannot tell whether the move committed yet');
         return this.#touch(key, RESTORED_IDLE_MS);
       }
-      if (committed) this.jobs.resumeHere(inc.pid);
-      else signalAll(jobPids(inc.pid), 'SIGKILL');
+      if (committed) await this.jobs.resumeHere(inc.pid);
+      else await this.jobs.signalJob(inc.pid, 'SIGKILL');
       if (!committed) await dropNetworkLocks(inc.dir);
       if (committed && inc.fill) return this.#untilLocal(key, inc, inc.fill);
       this.jobs.log.warn({ op: 'job-move-in', job: inc.id, from: inc.from, committed }, committed ? 'resumed a committed copy' : 'dropped an uncommitted copy');

@@ -6,12 +6,11 @@
 // logged (at info when the job moves or the reason changes, else at debug).
 import type { Log } from '../common/log.js';
 import type { Metrics } from '../common/metrics.js';
-import { namespaceOf } from '../common/process-ns.js';
 import type { ClusterState, HostView } from '../manager/cluster-state.js';
 import type { Mesh } from '../manager/mesh/mesh.js';
 import { PAGE, scanPages, type PageStore } from '../mem-layer/index.js';
 import type { JobManager } from './job-manager.js';
-import { alive, jobPids, jobUsage } from './job-processes.js';
+import { alive } from './job-processes.js';
 import type { JobRecord } from './jobs.js';
 import type { TrafficLedger } from './ledger.js';
 import { LocalIo } from './local-io.js';
@@ -91,7 +90,7 @@ export class PolicyLoop {
       const [records, hosts] = await Promise.all([this.o.jobs.table.list<JobRecord>(), this.o.state.hosts()]);
       const mine = records.map((r) => r.value).filter((r) => r.host === self && r.state === 'running' && alive(r.pid, r.pidStart));
       const now = Date.now();
-      for (const r of mine) this.#sample(r, now);
+      for (const r of mine) await this.#sample(r, now);
       for (const id of this.#sampled.keys()) if (!mine.some((r) => r.id === id)) this.#forget(id);
       this.#localIo.keepOnly(new Set([...this.#sampled.values()].map((s) => s.key)));
       const store = this.o.store.stats();
@@ -112,14 +111,13 @@ export class PolicyLoop {
     for (const k of this.#held.keys()) if (k.startsWith(`${id} `)) this.#held.delete(k);
   }
 
-  #sample(r: JobRecord, now: number): void {
-    const ns = namespaceOf(r.pid, 'pid');
-    if (ns === undefined) return;
-    const key = `pidns:${ns}`;
+  async #sample(r: JobRecord, now: number): Promise<void> {
+    const sample = await this.o.jobs.procs.run('jobSample', r.pid);
+    if (!sample) return;
+    const key = `pidns:${sample.ns}`;
     this.o.ledger.name(key, r.id);
-    const pids = jobPids(r.pid);
-    this.#localIo.sample(key, r.pid, pids);
-    const u = jobUsage(r.pid, pids);
+    this.#localIo.sample(key, new Map(sample.io));
+    const u = sample.usage;
     const last = this.#sampled.get(r.id);
     const rate = last && last.key === key ? Math.max(0, (u.cpuS - last.cpuS) / ((now - last.at) / 1000)) : 0;
     const cpu = last && last.key === key ? last.cpu + CPU_ALPHA * (rate - last.cpu) : 0;
@@ -206,7 +204,7 @@ export class PolicyLoop {
 
   async #lacking(r: JobRecord, to: string): Promise<number> {
     let bytes = 0;
-    for (const pid of jobPids(r.pid)) {
+    for (const pid of await this.o.jobs.procs.run('jobPids', r.pid)) {
       const scan = await scanPages(pid).catch(() => undefined);
       if (!scan) continue;
       const lacks = (await this.o.mesh.call(to, 'job', { op: 'store-lacks', hashes: scan.hashes })) as number[];

@@ -49,6 +49,8 @@ export interface NativeBinding {
   pageScan(pid: number, ranges: number[], idle: boolean): Promise<{ addrs: Buffer; hashes: Buffer } | Required<SyscallContext>>;
   /** The contents of pages (addresses as u64 LE), 4 KiB each; a page unmapped meanwhile ends it early. */
   readPages(pid: number, addrs: Buffer, ctx: SyscallContext): Buffer | undefined;
+  /** readPages on a pool thread, for a running process (process_vm_readv waits while it is in execve). */
+  readPagesAsync(pid: number, addrs: Buffer): Promise<Buffer | Required<SyscallContext>>;
   /** XXH3-128 of each 4 KiB page of `data`, 16 bytes each. */
   hashPages(data: Buffer): Buffer;
   /** Listens on `socketPath` as CRIU's lazy-pages daemon does and starts the pager thread; events: 0 task arrived, 1 fault on a page not supplied, 2 task gone. */

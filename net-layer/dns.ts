@@ -37,10 +37,11 @@ export function parseQuery(q: Buffer): DnsQuestion | undefined {
 }
 
 /** An answer to `q` (the original query bytes) with these IPv4 addresses; rcode 3 (NXDOMAIN) when `addrs` is undefined. */
-export function answer(query: Buffer, q: DnsQuestion, addrs: string[] | undefined): Buffer {
+/** `rcode`: 0 with addresses, 3 (NXDOMAIN) without, or 2 (SERVFAIL: the name could not be looked up now). */
+export function answer(query: Buffer, q: DnsQuestion, addrs: string[] | undefined, rcode = addrs ? 0 : 3): Buffer {
   const header = Buffer.alloc(12);
   header.writeUInt16BE(q.id, 0);
-  header.writeUInt16BE(0x8180 | (q.flags & 0x0100) | (addrs ? 0 : 3), 2); // QR, RA, RD echoed
+  header.writeUInt16BE(0x8180 | (q.flags & 0x0100) | rcode, 2); // QR, RA, RD echoed
   header.writeUInt16BE(1, 4);
   const answers = (addrs ?? []).map((a) => {
     const rr = Buffer.alloc(16);

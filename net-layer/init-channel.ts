@@ -25,9 +25,12 @@ async function tunnelTo(holder: string, t: Ticket): Promise<number> {
 
 interface Link { key: bigint; holder: string; tunnel: boolean; out: bigint; in: bigint }
 
+const DNS_SERVFAIL = 2;
+
 interface Channel {
   fd: number;
   pid: number;
+  /** The ledger's name for the job (the init's pid until it is learned): for the logs. */
   job: string;
   links: Map<number, Link>;
   /** Links being made: a detach waits for them. */
@@ -137,8 +140,9 @@ export class InitChannels {
       return;
     }
     if (!ch) {
-      ch = { fd, pid, job: this.o.ledger.jobOf(pid), links: new Map(), making: new Set(), accepting: new Map() };
-      this.#channels.set(fd, ch);
+      const opened: Channel = { fd, pid, job: `pid ${pid}`, links: new Map(), making: new Set(), accepting: new Map() };
+      this.#channels.set(fd, (ch = opened));
+      void this.o.ledger.jobOf(pid).then((job) => (opened.job = job)); // for the logs; learned off the event loop
     }
     for (const f of fds) native().closeFd(f); // inits send none
     const m = decode(data);
@@ -186,7 +190,7 @@ export class InitChannels {
     l.out = m.bytesOut;
     l.in = m.bytesIn;
     if (delta <= 0) return;
-    this.o.ledger.record(ch.job, l.holder, 'net', 0, delta);
+    this.o.ledger.recordCaller(ch.pid, l.holder, 'net', 0, delta);
     this.o.metrics.counter('pj_proxy_bytes_total', 'bytes jobs\' connections moved, by the host that holds the outside end (via) and how they reach it')
       .inc({ via: l.holder, link: l.tunnel ? 'tunnel' : 'direct' }, delta);
   }
@@ -235,16 +239,23 @@ export class InitChannels {
     const q = parseQuery(m.payload);
     if (!q) return this.o.log.warn({ op: 'net-dns', job: ch.job, bytes: m.payload.length }, 'malformed DNS query dropped');
     let addrs: string[] | undefined = [];
-    if (q.type === TYPE_A) {
-      const host = await this.o.routes.forName(q.name);
-      if (host) {
-        const there = host === this.o.self ? await resolveHere(q.name)
-          : ((await this.o.mesh.call(host, 'net-resolve', { name: q.name }).catch(() => null)) as string[] | null) ?? undefined;
-        addrs = there ? [await this.o.names.addressOf(q.name)] : undefined;
-      } else {
-        addrs = await resolveHere(q.name);
+    let rcode: number | undefined;
+    try {
+      if (q.type === TYPE_A) {
+        const host = await this.o.routes.forName(q.name);
+        if (host) {
+          const there = host === this.o.self ? await resolveHere(q.name)
+            : ((await this.o.mesh.call(host, 'net-resolve', { name: q.name }).catch(() => null)) as string[] | null) ?? undefined;
+          addrs = there ? [await this.o.names.addressOf(q.name)] : undefined;
+        } else {
+          addrs = await resolveHere(q.name);
+        }
       }
+    } catch (e) {
+      // etcd away (a routed name's synthetic address is kept there): the job may ask again.
+      this.o.log.warn({ op: 'net-dns', job: ch.job, name: q.name, err: (e as Error).message }, 'a name could not be looked up now: SERVFAIL');
+      rcode = DNS_SERVFAIL;
     }
-    this.#send(ch, { type: Msg.DnsReply, addr: m.addr, port: m.port, payload: answer(m.payload, q, addrs) });
+    this.#send(ch, { type: Msg.DnsReply, addr: m.addr, port: m.port, payload: answer(m.payload, q, addrs, rcode) });
   }
 }

@@ -31,6 +31,8 @@ export function parsePublish(spec: string, everywhere: boolean): PublishedPort {
 
 export class Publisher {
   #listeners = new Map<number, { job: string; server: net.Server }>();
+  /** The publishing jobs as last read: while etcd is away, connections still go where the job last was. */
+  #known = new Map<string, PublishingJob>();
   #timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: {
@@ -52,7 +54,9 @@ export class Publisher {
   /** Opens the ports of running jobs that publish here, closes those of jobs that ended. */
   async sync(): Promise<void> {
     const wanted = new Map<number, PublishingJob & { jobPort: number }>();
-    for (const j of await this.o.jobs()) {
+    const jobs = await this.o.jobs();
+    this.#known = new Map(jobs.map((j) => [j.id, j]));
+    for (const j of jobs) {
       if (!j.running) continue;
       for (const p of j.publish) if (p.everywhere || j.origin === this.o.self) wanted.set(p.port, { ...j, jobPort: p.jobPort });
     }
@@ -84,7 +88,7 @@ export class Publisher {
     const deadline = Date.now() + DELIVER_DEADLINE_MS;
     let why = '';
     while (Date.now() < deadline) {
-      const j = await this.o.job(job).catch(() => undefined);
+      const j = await this.o.job(job).then((now) => { if (now) this.#known.set(job, now); return now; }, () => this.#known.get(job));
       if (!j || !j.running) { why = 'the job ended'; break; }
       try {
         if (j.host === this.o.self) await this.o.channels.inbound(j.pid, s.key, this.o.self, jobPort);

@@ -5,6 +5,7 @@
 import { isIPv4 } from 'node:net';
 import type { Etcd3 } from 'etcd3';
 import { PjError, codes } from '../common/errors.js';
+import { fromEtcd } from '../manager/cluster-state.js';
 
 const PREFIX = '/pj/routes/';
 const REFRESH_MS = 2000;
@@ -28,23 +29,28 @@ export function parseRoute(spec: string): Route {
 const ipNumber = (ip: string): number => ip.split('.').reduce((n, o) => n * 256 + Number(o), 0);
 
 export class RouteTable {
-  #routes: Route[] = [];
+  #routes: Route[] | undefined;
   #loadedAt = 0;
 
   constructor(private readonly etcd: Etcd3) {}
 
   async add(routes: Route[]): Promise<void> {
-    for (const r of routes) await this.etcd.put(PREFIX + r.target).value(r.host);
+    for (const r of routes) await fromEtcd('add route', () => this.etcd.put(PREFIX + r.target).value(r.host).exec());
     this.#loadedAt = 0;
   }
 
+  /** The cluster's routes; while etcd does not answer, the ones last read (none before the first read). */
   async list(): Promise<Route[]> {
     if (Date.now() - this.#loadedAt > REFRESH_MS) {
-      const all = await this.etcd.getAll().prefix(PREFIX).strings();
-      this.#routes = Object.entries(all).map(([k, host]) => ({ target: k.slice(PREFIX.length), host }));
-      this.#loadedAt = Date.now();
+      try {
+        const all = await fromEtcd('routes', () => this.etcd.getAll().prefix(PREFIX).strings());
+        this.#routes = Object.entries(all).map(([k, host]) => ({ target: k.slice(PREFIX.length), host }));
+        this.#loadedAt = Date.now();
+      } catch (e) {
+        if (!this.#routes) throw e;
+      }
     }
-    return this.#routes;
+    return this.#routes!;
   }
 
   /** The host a route names for an IPv4 address, if any. */

@@ -116,7 +116,7 @@ export class Mesh {
     socket.on('error', () => {}); // reported through the handshake or the connection
     serverHandshake(socket, this.#opts.self, this.#opts.secret, this.#opts.handshakeTimeoutMs).then(
       ({ peerName, leftover }) => {
-        const conn = new PeerConnection(socket, peerName, leftover, this.#handlers);
+        const conn = this.#watch(new PeerConnection(socket, peerName, leftover, this.#handlers));
         this.#inbound.add(conn);
         this.#opts.log.debug({ op: 'mesh-accept', peer: peerName, remote }, 'peer connected');
         conn.once('close', (reason: string) => {
@@ -166,8 +166,14 @@ export class Mesh {
       .catch((e: PjError) => {
         throw e.code === codes.TIMEOUT ? new PjError(codes.TIMEOUT, `host ${host} did not complete the mesh handshake: ${e.message}`, { host }) : e;
       });
-    const conn = new PeerConnection(socket, host, leftover, this.#handlers);
+    const conn = this.#watch(new PeerConnection(socket, host, leftover, this.#handlers));
     conn.once('close', (reason: string) => this.#opts.log.debug({ op: 'mesh-close', peer: host, reason }, 'outbound mesh connection closed'));
+    return conn;
+  }
+
+  /** Logs the answers a connection could not send (the caller got an error instead). */
+  #watch(conn: PeerConnection): PeerConnection {
+    conn.on('reply-failed', (method: string, err: Error) => this.#opts.log.warn({ op: 'mesh-reply', peer: conn.peer, method, err: err.message }, 'an answer could not be sent; the caller was told'));
     return conn;
   }
 }

@@ -291,7 +291,13 @@ export class PeerConnection extends EventEmitter {
     run().then(
       (result) => (Buffer.isBuffer(result) ? this.#reply(FrameKind.RawResponse, f.id, result) : this.#reply(FrameKind.Response, f.id, packr.pack(result ?? null))),
       (err) => this.#reply(FrameKind.Error, f.id, packr.pack(errorToWire(err))),
-    ).finally(() => {
+    ).catch((err) => {
+      // The answer itself could not be sent (larger than a frame, say): the caller hears why.
+      this.emit('reply-failed', method, err);
+      try {
+        this.#reply(FrameKind.Error, f.id, packr.pack(errorToWire(new PjError(codes.PROTOCOL, `the answer to '${method}' could not be sent: ${(err as Error).message}`))));
+      } catch { /* the connection is gone */ }
+    }).finally(() => {
       stream?.discard();
       this.#incoming.delete(f.id);
     });

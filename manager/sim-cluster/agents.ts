@@ -18,11 +18,16 @@ export function processAlive(pid: number | undefined): boolean {
   }
 }
 
+export const AGENT_POOL_THREADS = 16;
+
 export function startAgent(c: ClusterFile, host: SimHost): number {
   const p = paths(c.dir);
   const exportFlags = [...c.exports.flatMap((e) => ['--export', e]), ...(c.devices ?? []).flatMap((d) => ['--device', d])];
   const args = [
     ...nsenterArgs(host.netns, p.mountNs(host.name)),
+    // Disk I/O for /pj and page reads run on libuv's pool: more threads than its 4, so that slow disks
+    // and processes in execve hold some without starving the rest (read by libuv once, at start).
+    'env', `UV_THREADPOOL_SIZE=${AGENT_POOL_THREADS}`,
     process.execPath, pjCli(), 'agent',
     '--host', host.name,
     '--listen', `${host.address}:${AGENT_PORT}`,

@@ -27,6 +27,7 @@ Napi::Value Removexattr(const Napi::CallbackInfo& info);
 Napi::Value PollNow(const Napi::CallbackInfo& info);
 Napi::Value PageScan(const Napi::CallbackInfo& info);
 Napi::Value ReadPagesOf(const Napi::CallbackInfo& info);
+Napi::Value ReadPagesAsync(const Napi::CallbackInfo& info);
 Napi::Value HashPages(const Napi::CallbackInfo& info);
 Napi::Value PagerStart(const Napi::CallbackInfo& info);
 Napi::Value PagerSupply(const Napi::CallbackInfo& info);
@@ -52,6 +53,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("fuseStartReader", Napi::Function::New(env, pj::FuseStartReader, "fuseStartReader"));
   exports.Set("pageScan", Napi::Function::New(env, pj::PageScan, "pageScan"));
   exports.Set("readPages", Napi::Function::New(env, pj::ReadPagesOf, "readPages"));
+  exports.Set("readPagesAsync", Napi::Function::New(env, pj::ReadPagesAsync, "readPagesAsync"));
   exports.Set("hashPages", Napi::Function::New(env, pj::HashPages, "hashPages"));
   exports.Set("pagerStart", Napi::Function::New(env, pj::PagerStart, "pagerStart"));
   exports.Set("pagerSupply", Napi::Function::New(env, pj::PagerSupply, "pagerSupply"));

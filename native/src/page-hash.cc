@@ -133,6 +133,48 @@ class ScanWorker : public Napi::AsyncWorker {
   const char* syscall_ = "";
 };
 
+// Reads pages of a running process on a pool thread: process_vm_readv waits for the process's exec
+// lock, which a process in execve holds while it waits for this agent's answer on /pj.
+class ReadWorker : public Napi::AsyncWorker {
+ public:
+  ReadWorker(Napi::Env env, int pid, std::vector<uint64_t> addrs)
+      : Napi::AsyncWorker(env), pid_(pid), addrs_(std::move(addrs)), deferred_(Napi::Promise::Deferred::New(env)) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    buf_.resize(addrs_.size() * kPage);
+    read_ = ReadPages(pid_, addrs_.data(), addrs_.size(), buf_.data());
+    if (read_ < 0) err_ = errno;
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (read_ < 0) {
+      Napi::Object out = Napi::Object::New(env);
+      out.Set("errno", Napi::Number::New(env, err_));
+      out.Set("syscall", Napi::String::New(env, "process_vm_readv"));
+      return deferred_.Resolve(out);
+    }
+    deferred_.Resolve(Napi::Buffer<uint8_t>::Copy(env, buf_.data(), static_cast<size_t>(read_) * kPage));
+  }
+
+ private:
+  int pid_;
+  std::vector<uint64_t> addrs_;
+  Napi::Promise::Deferred deferred_;
+  std::vector<uint8_t> buf_;
+  ssize_t read_ = 0;
+  int err_ = 0;
+};
+
+std::vector<uint64_t> AddrsOf(const Napi::Value& v) {
+  Napi::Buffer<uint8_t> a = v.As<Napi::Buffer<uint8_t>>();
+  std::vector<uint64_t> addrs(a.Length() / sizeof(uint64_t));
+  std::copy_n(a.Data(), addrs.size() * sizeof(uint64_t), reinterpret_cast<uint8_t*>(addrs.data()));
+  return addrs;
+}
+
 }  // namespace
 
 // pageScan(pid, ranges: number[] [start, end, start, end…] page-aligned, idle) ->
@@ -154,14 +196,21 @@ Napi::Value PageScan(const Napi::CallbackInfo& info) {
 // unmapped meanwhile ends it early).
 Napi::Value ReadPagesOf(const Napi::CallbackInfo& info) {
   if (!RequireInt(info, 0, "pid")) return info.Env().Undefined();
-  Napi::Buffer<uint8_t> a = info[1].As<Napi::Buffer<uint8_t>>();
-  size_t count = a.Length() / sizeof(uint64_t);
-  std::vector<uint64_t> addrs(count);
-  std::copy_n(a.Data(), count * sizeof(uint64_t), reinterpret_cast<uint8_t*>(addrs.data()));
-  std::vector<uint8_t> buf(count * kPage);
-  ssize_t read = ReadPages(info[0].As<Napi::Number>().Int32Value(), addrs.data(), count, buf.data());
+  std::vector<uint64_t> addrs = AddrsOf(info[1]);
+  std::vector<uint8_t> buf(addrs.size() * kPage);
+  ssize_t read = ReadPages(info[0].As<Napi::Number>().Int32Value(), addrs.data(), addrs.size(), buf.data());
   if (read < 0) return FailWith(info, 2, errno, "process_vm_readv");
   return Napi::Buffer<uint8_t>::Copy(info.Env(), buf.data(), static_cast<size_t>(read) * kPage);
+}
+
+// readPagesAsync(pid, addrs) -> Promise<Buffer | { errno, syscall }>: readPages on a pool thread,
+// for a process that runs (and may be in execve).
+Napi::Value ReadPagesAsync(const Napi::CallbackInfo& info) {
+  if (!RequireInt(info, 0, "pid")) return info.Env().Undefined();
+  auto* w = new ReadWorker(info.Env(), info[0].As<Napi::Number>().Int32Value(), AddrsOf(info[1]));
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
 }
 
 // hashPages(data: Buffer, a multiple of 4 KiB) -> Buffer of 16-byte XXH3-128 hashes, one per page.

@@ -116,27 +116,27 @@ import os, sys, time
 f = open('/pj/h2/data/slow', 'rb', buffering=0)
 f.read(4096)
 print('opened', flush=True)
-time.sleep(1.5)
+time.sleep(3)  # the test stops the owner once it sees "opened"
 t0 = time.time()
 try:
     os.pread(f.fileno(), 65536, 4 << 20); print('read-ok')
 except OSError as e:
     print('error', e.strerror, round(time.time() - t0, 1))
 "`;
-  const stopped = sh('h1', reader, 30_000);
-  await new Promise((r) => setTimeout(r, 1000));
+  const stopped = c.start('h1', ['sh', '-c', reader], { timeoutMs: 30_000 });
+  await stopped.printed('opened');
   process.kill(agentPid('h2'), 'SIGSTOP');
-  const r1 = await stopped;
+  const r1 = await stopped.result;
   process.kill(agentPid('h2'), 'SIGCONT');
   const m = /error Connection timed out ([\d.]+)/.exec(r1.stdout);
   t.ok(m, `the reader got ETIMEDOUT: ${r1.stdout}`);
   t.ok(Number(m?.[1]) <= 6, `within the 5 s deadline (${m?.[1]} s)`);
   t.equal((await sh('h1', 'cmp /pj/h2/data/slow /dev/null 2>&1 | head -c 0; md5sum < /pj/h2/data/slow | cut -c1-8')).code, 0, 'the same mount works again');
 
-  const died = sh('h1', reader, 30_000);
-  await new Promise((r) => setTimeout(r, 1000));
+  const died = c.start('h1', ['sh', '-c', reader], { timeoutMs: 30_000 });
+  await died.printed('opened');
   t.equal((await c.pj(['cluster', 'stop', 'h2', '--signal', 'KILL'])).code, 0);
-  const r2 = await died;
+  const r2 = await died.result;
   t.match(r2.stdout, /error (Input\/output error|Connection timed out)/, 'a dead owner is an error, not a hang');
   t.equal((await c.pj(['cluster', 'start', 'h2'])).code, 0);
   await waitFor(async () => (await sh('h1', 'cat /pj/h2/data/slow > /dev/null')).code === 0, 5000);

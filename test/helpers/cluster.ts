@@ -10,6 +10,8 @@ import { readClusterFile, type ClusterFile } from '../../manager/sim-cluster/lay
 
 export interface RunResult { code: number; stdout: string; stderr: string; ms: number }
 
+export interface Started { printed(text: string): Promise<void>; result: Promise<RunResult> }
+
 export interface TestCluster {
   dir: string;
   name: string;
@@ -18,6 +20,8 @@ export interface TestCluster {
   pj(args: string[], opts?: { timeoutMs?: number; env?: Record<string, string> }): Promise<RunResult>;
   /** Runs a command inside a host of the cluster (`pj cluster exec`). */
   exec(host: string, cmd: string[], opts?: { timeoutMs?: number }): Promise<RunResult>;
+  /** Starts a command inside a host; `printed(text)` resolves once its output holds `text`. */
+  start(host: string, cmd: string[], opts?: { timeoutMs?: number }): Started;
   /** A compiled helper script under dist/test/helpers, run with node inside a host. */
   helper(host: string, name: string, args: string[], opts?: { timeoutMs?: number }): Promise<RunResult>;
   down(): Promise<RunResult>;
@@ -34,26 +38,40 @@ export async function startCluster(t: Test, opts: { hosts?: number; exports?: st
   const dir = mkdtempSync(join(tmpdir(), 'pj-test-'));
   const name = `t${process.pid % 100000}${String.fromCharCode(97 + (counter++ % 26))}`;
   const env = { ...process.env, PJ_CLUSTER_DIR: dir };
-  const runPj = (args: string[], o: { timeoutMs?: number; env?: Record<string, string> } = {}): Promise<RunResult> =>
-    new Promise((resolve) => {
-      const t0 = Date.now();
-      const child = spawn(process.execPath, [pjCli(), ...args], { env: { ...env, ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 120_000);
-      child.on('close', (code, signal) => {
-        clearTimeout(timer);
-        resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr, ms: Date.now() - t0 });
-      });
+  const startPj = (args: string[], o: { timeoutMs?: number; env?: Record<string, string> } = {}): Started => {
+    const t0 = Date.now();
+    const child = spawn(process.execPath, [pjCli(), ...args], { env: { ...env, ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    const watchers = new Set<() => void>();
+    child.stdout.on('data', (d) => { stdout += d; watchers.forEach((w) => w()); });
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 120_000);
+    const result = new Promise<RunResult>((resolve) => child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      watchers.forEach((w) => w());
+      resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr, ms: Date.now() - t0 });
+    }));
+    const printed = (text: string) => new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (stdout.includes(text)) resolve();
+        else if (child.exitCode !== null || child.signalCode !== null) reject(new Error(`ended without printing '${text}': ${stdout}${stderr}`));
+        else return;
+        watchers.delete(check);
+      };
+      watchers.add(check);
+      check();
     });
+    return { printed, result };
+  };
+  const runPj = (args: string[], o: { timeoutMs?: number; env?: Record<string, string> } = {}): Promise<RunResult> => startPj(args, o).result;
   const c: TestCluster = {
     dir,
     name,
     file: () => readClusterFile(dir),
     pj: runPj,
     exec: (host, cmd, o) => runPj(['cluster', 'exec', host, '--', ...cmd], o),
+    start: (host, cmd, o) => startPj(['cluster', 'exec', host, '--', ...cmd], o),
     helper: (host, script, args, o) => runPj(['cluster', 'exec', host, '--', process.execPath, join(repoRoot(), 'dist', 'test', 'helpers', `${script}.js`), ...args], o),
     down: () => runPj(['cluster', 'down']),
   };

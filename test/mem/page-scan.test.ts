@@ -27,7 +27,7 @@ t.test('untouched memory has no present pages; the whole process is scanned from
   t.equal((await scanPages(child.pid!, [at.untouched, at.untouched + (16 << 20)])).addrs.length, 0);
   const all = await scanPages(child.pid!);
   const mine = all.addrs.filter((a) => Number(a) >= at.written && Number(a) < at.written + pages * PAGE);
-  t.equal(mine.length, pages, `a scan of all ${memoryRanges(child.pid!).length / 2} carried mappings (${all.addrs.length} pages) holds the written ones`);
+  t.equal(mine.length, pages, `a scan of all ${(await memoryRanges(child.pid!)).length / 2} carried mappings (${all.addrs.length} pages) holds the written ones`);
 });
 
 t.test('pages are read back as they are', async (t) => {
