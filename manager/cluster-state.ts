@@ -100,27 +100,36 @@ export class ClusterState {
    */
   async register(host: HostRecord): Promise<void> {
     await fromEtcd('register', () => this.etcd.put(MEMBERS + host.name).value(JSON.stringify(host)).exec());
+    let regranting = false;
     const grant = async (): Promise<void> => {
-      if (this.#closed) return;
       const lease = this.etcd.lease(LEASE_TTL_S);
       this.#lease = lease;
       lease.on('lost', (err) => {
-        if (this.#closed || this.#lease !== lease) return;
-        this.log.warn({ op: 'lease-lost', reason: err.message }, 'etcd lease lost; registering again');
-        void regrant(200);
+        if (this.#closed || this.#lease !== lease || regranting) return;
+        this.log.warn({ op: 'lease-lost', reason: err.message }, 'etcd lease lost; registering again once etcd answers');
+        regranting = true;
+        void regrant();
       });
-      await lease.put(ALIVE + host.name).value(JSON.stringify(host));
-    };
-    const regrant = async (delayMs: number): Promise<void> => {
-      await new Promise((r) => setTimeout(r, delayMs));
-      if (this.#closed) return;
       try {
-        await grant();
-        this.log.info({ op: 'lease-grant' }, 'registered again in etcd');
+        await lease.put(ALIVE + host.name).value(JSON.stringify(host));
       } catch (e) {
-        this.log.debug({ op: 'lease-grant', err: (e as Error).message }, 'etcd does not grant a lease yet; asking again');
-        void regrant(Math.min(delayMs * 2, REGRANT_MAX_MS));
+        lease.release(); // no keep-alive for a lease that was never granted
+        throw e;
       }
+    };
+    /** One loop at a time asks for a new lease, less and less often, until etcd grants one. */
+    const regrant = async (): Promise<void> => {
+      for (let delay = 200; !this.#closed; delay = Math.min(delay * 2, REGRANT_MAX_MS)) {
+        await new Promise((r) => setTimeout(r, delay));
+        try {
+          await grant();
+          this.log.info({ op: 'lease-grant' }, 'registered again in etcd');
+          break;
+        } catch (e) {
+          this.log.debug({ op: 'lease-grant', err: (e as Error).message }, 'etcd does not grant a lease yet');
+        }
+      }
+      regranting = false;
     };
     await grant();
   }

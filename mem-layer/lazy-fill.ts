@@ -48,7 +48,7 @@ export class LazyFill {
   readonly #ranges: Map<number, Array<{ vaddr: number; pages: number }>>;
   readonly #requested = new Map<number, Set<number>>();
   readonly #queue: Batch[] = [];
-  readonly #total: number;
+  #total: number;
   #hashes = new Map<number, Map<number, Buffer>>();
   #unpin: (() => void) | undefined;
   #sourceDown = false;
@@ -78,6 +78,13 @@ export class LazyFill {
       this.#pump();
     });
     this.#pager.on('fault', (id, addr) => void this.#get(id, [addr], true));
+    this.#pager.on('gone', (id) => {
+      // A process that ended (a short-lived child) needs none of its pages: the pager forgot what it
+      // installed for it, and the fill forgets what it still had to.
+      this.#total -= (this.#ranges.get(id) ?? []).reduce((n, r) => n + r.pages, 0);
+      this.#ranges.delete(id);
+      this.#queue.splice(0, this.#queue.length, ...this.#queue.filter((b) => b.id !== id));
+    });
     this.#pager.on('storeMiss', (id, addr) => {
       // The store's copy is damaged: it forgets it, and the page is fetched like any the store lacks.
       this.pagesFromStore--;

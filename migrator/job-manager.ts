@@ -30,6 +30,7 @@ export interface JobNetwork {
 }
 
 const RECONCILE_MS = 1000;
+const STOPS = new Set<string>(['SIGSTOP', 'SIGTSTP', 'SIGTTIN', 'SIGTTOU']);
 const LOG_CHUNK = 1 << 20;
 
 export class JobManager {
@@ -142,15 +143,16 @@ export class JobManager {
   }
 
   /**
-   * Sends `signal` to every process of the job whose first process is `initPid`; when they cannot be
-   * listed (a /proc read that does not finish), to its first process at least, and says so.
+   * Sends `signal` to every process of the job whose first process is `initPid` (`withInit`: that one
+   * too); when they cannot be listed (a /proc read that does not finish), to its first process at
+   * least, and says so.
    */
-  async signalJob(initPid: number, signal: NodeJS.Signals): Promise<void> {
+  async signalJob(initPid: number, signal: NodeJS.Signals, withInit = true): Promise<void> {
     const pids = await this.procs.run('jobPids', initPid).catch((e: Error) => {
       this.log.error({ op: 'job-signal', pid: initPid, signal, err: e.message }, 'could not list the job\'s processes: only its first one is signalled');
       return [initPid];
     });
-    signalAll(pids, signal);
+    signalAll(withInit ? pids : pids.filter((p) => p !== initPid), signal);
   }
 
   /** Ends a job running here for a reason its first process cannot record (pj ps shows it). */
@@ -159,17 +161,41 @@ export class JobManager {
     await this.signalJob(pid, 'SIGKILL');
   }
 
-  /** A signal to a job running here: pj-init passes it on to the program (SIGKILL ends the whole job). */
-  kill(rec: JobRecord, signal: NodeJS.Signals): void {
+  /**
+   * A signal to a job running here: pj-init passes it on to the program (SIGKILL ends the whole job).
+   * A stop (STOP, TSTP, TTIN, TTOU) stops every process but the first (which relays the job's
+   * connections) and is kept in the job's record, so that neither reconciliation nor a move undoes
+   * it; CONT ends it.
+   */
+  async kill(rec: JobRecord, signal: NodeJS.Signals): Promise<void> {
     if (rec.host !== this.self || !alive(rec.pid, rec.pidStart)) throw new PjError(codes.NO_SUCH_JOB, `job ${rec.id} is not running on ${this.self}`);
     if (this.busy.has(rec.id) && !this.filling.has(rec.id)) throw new PjError(codes.JOB_BUSY, `job ${rec.id} is moving; signal it once it has`);
     if (signal === 'SIGKILL') this.#endings.set(rec.id, 'signal 9');
+    const stop = STOPS.has(signal);
+    if (stop || signal === 'SIGCONT') {
+      await this.#markStopped(rec.id, stop);
+      return this.signalJob(rec.pid, stop ? 'SIGSTOP' : 'SIGCONT', !stop);
+    }
     process.kill(rec.pid, signal);
   }
 
-  /** Lets a stopped job run on here: its processes continue and its init takes its links from this host. */
-  async resumeHere(initPid: number): Promise<void> {
-    await this.signalJob(initPid, 'SIGCONT');
+  async #markStopped(id: string, stopped: boolean): Promise<void> {
+    for (let i = 0; i < 10; i++) {
+      const j = await this.table.get<JobRecord>(id);
+      if (!j) throw new PjError(codes.NO_SUCH_JOB, `no job ${id}`);
+      const { stopped: _, ...rest } = j.value;
+      if (await this.table.compareAndSwap(id, j.modRevision, stopped ? { ...rest, stopped } : rest)) return;
+    }
+    throw new PjError(codes.JOB_BUSY, `job ${id} keeps changing; try again`);
+  }
+
+  /**
+   * Lets a copy of a job that a move stopped run on here: its processes continue (only the first,
+   * when the job itself was stopped by `pj kill -s STOP`) and its init takes its links from this host.
+   */
+  async resumeHere(initPid: number, userStopped = false): Promise<void> {
+    if (userStopped) signalAll([initPid], 'SIGCONT');
+    else await this.signalJob(initPid, 'SIGCONT');
     this.net?.reattach(initPid);
   }
 
@@ -216,7 +242,7 @@ export class JobManager {
         const mine = rec.host === this.self && rec.pid === pid;
         if (mine && stopped) {
           this.log.warn({ op: 'job-reconcile', job: id, pid }, 'resuming a copy a move left stopped: the job table says it runs here');
-          await this.resumeHere(pid);
+          await this.resumeHere(pid, rec.stopped);
         } else if (!mine && stopped && (await this.stillFetching(rec))) {
           continue;
         } else if (!mine && stopped) {

@@ -36,6 +36,8 @@ export interface JobRecord {
   /** When it last moved, and why ('by hand', or the policy's reason). */
   movedAt?: string;
   moveReason?: string;
+  /** Stopped by `pj kill -s STOP` (its processes but the first): it stays stopped, wherever it moves, until SIGCONT. */
+  stopped?: boolean;
   /** "exit N" or "signal N", once it ended. */
   exit?: string;
 }

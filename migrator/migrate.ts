@@ -106,7 +106,7 @@ export class Migrator {
         throw new PjError(codes.NOT_MIGRATABLE, `job ${rec.id} cannot move: ${found.offenders.map((o) => `pid ${o.pid} fd ${o.fd} ${o.path} (${o.why})`).join('; ')}`);
       }
       const holders = (rec.holders ?? []).filter((h) => h !== to);
-      await this.mesh.call(to, 'job', { op: 'prepare', id: rec.id, key, mode, revision: j.modRevision, systemFiles: found.systemFiles, cwd: rec.cwd, holders }).catch((e) => { throw abort(e, rec); });
+      await this.mesh.call(to, 'job', { op: 'prepare', id: rec.id, key, mode, revision: j.modRevision, systemFiles: found.systemFiles, cwd: rec.cwd, holders, stopped: rec.stopped === true }).catch((e) => { throw abort(e, rec); });
       const lazy = mode !== 'stop-copy';
       let pre: PrecopyResult = { rounds: 0, bytes: 0 };
       if (mode === 'pre-copy' || mode === 'hybrid') {
@@ -120,7 +120,7 @@ export class Migrator {
       mkdirSync(dir, { recursive: true });
       // The job's connections leave their links first, so that CRIU sees only the job's own loopback.
       await this.jobs.net?.detach(rec.pid).catch(async (e) => {
-        await this.jobs.resumeHere(rec.pid);
+        await this.jobs.resumeHere(rec.pid, rec.stopped);
         throw abort(e, rec);
       });
       const frozen = Date.now();
@@ -134,7 +134,7 @@ export class Migrator {
       } catch (e) {
         await f.release();
         await dropNetworkLocks(dir, rec.pid);
-        await this.jobs.resumeHere(rec.pid);
+        await this.jobs.resumeHere(rec.pid, rec.stopped);
         await this.mesh.call(to, 'job', { op: 'abort', key }).catch(() => {});
         throw abort(e, rec);
       }
@@ -171,7 +171,7 @@ export class Migrator {
         await this.mesh.call(to, 'job', { op: 'abort', key }).catch(() => {});
         await f.release();
         await dropNetworkLocks(dir, rec.pid);
-        await this.jobs.resumeHere(rec.pid);
+        await this.jobs.resumeHere(rec.pid, rec.stopped);
         throw abort(e, rec);
       }
       const result: MoveResult = {

@@ -33,6 +33,8 @@ interface Incoming {
   holders: string[];
   /** Pins on the pages the pre-copy put in the store, until the move ends. */
   unpins: Array<() => void>;
+  /** The job was stopped by its user: it resumes stopped. */
+  stopped: boolean;
   pid?: number; fill?: LazyFill; timer?: NodeJS.Timeout;
 }
 
@@ -47,14 +49,14 @@ export class MovesIn {
   constructor(private readonly jobs: JobManager, private readonly mesh: Mesh, private readonly workDir: string,
     private readonly store: PageStore, private readonly ledger: TrafficLedger, private readonly metrics: Metrics) {}
 
-  async prepare(a: { id: string; key: string; mode: MoveMode; revision: string; systemFiles: SystemFile[]; cwd: string; holders?: string[] }, from: string): Promise<void> {
+  async prepare(a: { id: string; key: string; mode: MoveMode; revision: string; systemFiles: SystemFile[]; cwd: string; holders?: string[]; stopped?: boolean }, from: string): Promise<void> {
     if (!MODES.includes(a.mode)) throw new PjError(codes.USAGE, `this host does not know the mode '${a.mode}'`);
     const differ = differingSystemFiles(a.systemFiles);
     if (!(await isDirectory(a.cwd))) differ.push(`${a.cwd}: the job's working directory is missing`);
     if (differ.length) throw new PjError(codes.NOT_MIGRATABLE, `files the job maps differ on ${this.jobs.self}: ${differ.join('; ')}`);
     if (this.jobs.busy.has(a.id)) throw new PjError(codes.JOB_BUSY, `job ${a.id} is already moving here`);
     this.jobs.busy.add(a.id);
-    const inc: Incoming = { id: a.id, from, mode: a.mode, revision: String(a.revision), dir: join(this.workDir, 'incoming', a.key), holders: a.holders ?? [], unpins: [] };
+    const inc: Incoming = { id: a.id, from, mode: a.mode, revision: String(a.revision), dir: join(this.workDir, 'incoming', a.key), holders: a.holders ?? [], unpins: [], stopped: a.stopped === true };
     this.#incoming.set(a.key, inc);
     this.#touch(a.key);
     void nearestFirst(this.mesh, inc.holders).then((h) => (inc.holders = h));
@@ -144,7 +146,7 @@ export class MovesIn {
 
   async resume(key: string): Promise<void> {
     const inc = this.#get(key);
-    if (inc.pid) await this.jobs.resumeHere(inc.pid);
+    if (inc.pid) await this.jobs.resumeHere(inc.pid, inc.stopped);
     if (inc.fill) this.#untilLocal(key, inc, inc.fill);
     else this.#finish(key);
   }
@@ -195,7 +197,7 @@ export class MovesIn {
         this.jobs.log.warn({ op: 'job-move-in', job: inc.id, err: (e as Error).message }, 'cannot tell whether the move committed yet');
         return this.#touch(key, RESTORED_IDLE_MS);
       }
-      if (committed) await this.jobs.resumeHere(inc.pid);
+      if (committed) await this.jobs.resumeHere(inc.pid, inc.stopped);
       else await this.jobs.signalJob(inc.pid, 'SIGKILL');
       if (!committed) await dropNetworkLocks(inc.dir);
       if (committed && inc.fill) return this.#untilLocal(key, inc, inc.fill);
