@@ -54,7 +54,9 @@ static int first_process(const char* dir, const char* net, char** cmd) {
   if (place(open("/dev/null", O_RDONLY | O_CLOEXEC), 0) < 0 || place(open_at(dir, "stdout", O_WRONLY | O_CREAT | O_APPEND), 1) < 0 ||
       place(open_at(dir, "stderr", O_WRONLY | O_CREAT | O_APPEND), 2) < 0)
     return 127;
-  int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
+  // Not SIGCONT: the manager continues a job's processes itself, and a move continues this one alone when
+  // the job was stopped by its user (pj kill -s STOP), which must stay stopped.
+  int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
   struct sigaction sa = {0};
   sa.sa_handler = forward;
   sa.sa_flags = SA_RESTART;

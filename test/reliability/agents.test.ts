@@ -188,3 +188,22 @@ t.test('a refused move is one line in the owner\'s log, with why', async (t) => 
   t.match(String(line?.err), /a file outside \/pj/);
   await c.pj(['kill', id, '-s', 'KILL']);
 });
+
+t.test('pj kill -s STOP stops a job until CONT: reconciliation and a move leave it stopped', async (t) => {
+  const id = await run(['--on', 'h1', '--policy', 'pin', '--', 'python3', helper('counter-job.py')]);
+  const count = async () => (await logs(id)).split('\n').filter(Boolean).length;
+  await waitFor(async () => (await count()) > 5, 10_000);
+  t.equal((await c.pj(['kill', id, '-s', 'STOP'])).code, 0);
+  t.equal((await jobOf(id)).stopped, true, 'pj ps says it is stopped');
+  const stoppedAt = await count();
+  // Nothing is to happen: three rounds of reconciliation (one a second) get their chance to undo it.
+  await new Promise((r) => setTimeout(r, 3000));
+  t.equal(await count(), stoppedAt, 'no line in 3 s: reconciliation left it stopped');
+  t.equal((await c.pj(['mv', id, 'h2', '--json'], { timeoutMs: 120_000 })).code, 0, 'it moves while stopped');
+  await new Promise((r) => setTimeout(r, 2000));
+  t.equal(await count(), stoppedAt, 'still no line after the move');
+  t.equal((await c.pj(['kill', id, '-s', 'CONT'])).code, 0);
+  await waitFor(async () => (await count()) > stoppedAt + 10, 10_000);
+  t.notOk((await jobOf(id)).stopped, 'it counts again, and pj ps says it runs');
+  await c.pj(['kill', id, '-s', 'KILL']);
+});
