@@ -108,13 +108,17 @@ export class InitChannels {
     try {
       fd = holder === this.o.self ? await this.o.outside.direct(key) : await tunnelTo(holder, ticket!);
       const accepted = new Promise<NetMsg>((resolve, reject) => {
-        ch.accepting.set(key, resolve);
+        // The link is known as soon as the init names its stream, in the same turn: the CLOSED of a
+        // connection the job ends at once may be the very next message.
+        ch.accepting.set(key, (m) => {
+          if (!m.err) ch.links.set(m.stream, { key, holder, tunnel: holder !== this.o.self, out: 0n, in: 0n });
+          resolve(m);
+        });
         setTimeout(() => reject(new Error('the job\'s init did not take the connection')), CONNECT_TIMEOUT_MS).unref();
       }).finally(() => ch.accepting.delete(key));
       if (!this.#send(ch, { type: Msg.Inbound, key, holder, port: jobPort, flags: holder === this.o.self ? 0 : LINK_TUNNEL }, [fd])) throw new Error('the job\'s init is gone');
       const m = await accepted;
       if (m.err) throw Object.assign(new Error(`the job refused it on port ${jobPort}`), { errno: m.err, refused: true });
-      ch.links.set(m.stream, { key, holder, tunnel: holder !== this.o.self, out: 0n, in: 0n });
     } finally {
       if (fd !== undefined) native().closeFd(fd);
     }

@@ -46,6 +46,8 @@ class TunnelRelay {
       const finish = () => {
         if (ended) return;
         ended = true;
+        // The init closed its end (it never half-closes a tunnel: EOF travels in a frame): so does this one.
+        tunnel.destroy();
         // the job's last bytes go out before this wrapper (not the socket) closes
         if (out.writableLength === 0) { out.destroy(); resolve(); } else out.once('drain', () => { out.destroy(); resolve(); });
         setTimeout(() => { out.destroy(); resolve(); }, 10_000).unref();

@@ -144,8 +144,17 @@ static void unpipe(int p[2], size_t* held, struct buf* b) {
   }
 }
 
+// Stops watching `fd`. Needed before every close: a direct link is a dup of a socket the manager
+// holds too, and epoll forgets a descriptor only when its file is closed everywhere (else its
+// entry stays, and the hang-up wakes this loop for ever).
+static void unwatch(int fd) {
+  if (fd >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
+}
+
 static void stream_free(struct stream* s, int err, int reset) {
   close_pipes(s);
+  unwatch(s->job);
+  unwatch(s->link);
   if (s->job >= 0) { if (reset) reset_close(s->job); else close(s->job); }
   if (s->link >= 0) close(s->link);
   if (s->state != PENDING && s->state != WAIT_LINK) {
@@ -169,7 +178,7 @@ static void rearm(struct stream* s) {
     watch(s->job, tag_of(s, 0), ev, EPOLL_CTL_MOD);
   }
   if (s->link >= 0 && s->link_eof && s->job_shut) {  // done both ways (a hang-up would wake us for ever)
-    epoll_ctl(ep, EPOLL_CTL_DEL, s->link, NULL);
+    unwatch(s->link);
   } else if (s->link >= 0) {
     uint32_t ev = 0;
     if (!s->link_eof && s->in.len < BUF_CAP && s->pin_len == 0) ev |= EPOLLIN;
@@ -314,7 +323,7 @@ static void pump(struct stream* s, uint32_t events) {
   if (s->link_eof && s->in.len == 0 && !s->link_shut) { shutdown(s->job, SHUT_WR); s->link_shut = 1; }
   if (s->job_shut && s->link_shut) return stream_free(s, 0, 0);
   if (s->link >= 0 && s->link_eof && s->job_shut) {  // the link has nothing more to carry either way
-    epoll_ctl(ep, EPOLL_CTL_DEL, s->link, NULL);
+    unwatch(s->link);
     close(s->link);
     s->link = -1;
   }
@@ -439,7 +448,7 @@ static void detach_all(void) {
         continue;
       }
     }
-    epoll_ctl(ep, EPOLL_CTL_DEL, s->link, NULL);
+    unwatch(s->link);
     close(s->link);
     s->link = -1;
     s->state = DETACHED_STREAM;
