@@ -1,11 +1,13 @@
 # An outside client of a published port, for the net-layer tests.
 #   stream HOST PORT SECONDS   one connection: sends 0,1,2,... and checks each answer
 #   fresh HOST PORT SECONDS    a new connection for every number
+#   burst HOST PORT COUNT      COUNT new connections, one after another
 # Prints "ok N" (numbers answered) or "fail N: why", then exits (3 on a gap).
 import socket, sys, time
 
-host, port, seconds = sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-end, n, failures = time.time() + seconds, 0, 0
+host, port = sys.argv[2], int(sys.argv[3])
+count = int(sys.argv[4]) if sys.argv[1] == 'burst' else None
+end, n, failures = time.time() + (0 if count else float(sys.argv[4])), 0, 0
 if sys.argv[1] == 'stream':
     s = socket.create_connection((host, port), timeout=30)
     f = s.makefile('rb')
@@ -18,7 +20,7 @@ if sys.argv[1] == 'stream':
         n += 1
         time.sleep(0.01)
 else:
-    while time.time() < end:
+    while (n + failures < count) if count else time.time() < end:
         try:
             with socket.create_connection((host, port), timeout=20) as s:
                 s.sendall(b'0\n')
@@ -28,5 +30,6 @@ else:
         except OSError as e:
             failures += 1
             print('fail', n, e, flush=True)
-        time.sleep(0.05)
+        if not count:
+            time.sleep(0.05)
 print('ok', n, 'failures', failures, flush=True)

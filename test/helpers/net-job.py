@@ -1,6 +1,7 @@
 # A job for the net-layer tests; every stream carries sequence numbers that the
 # receiving end checks, so a byte lost, repeated or reordered ends it with GAP.
 #   serve PORT          answers each client's lines 0,1,2,... with the same number
+#   answer PORT         answers one line of each client and closes first (as HTTP/1.0 servers do)
 #   incr HOST PORT      INCRs a redis key over one connection forever, printing each value
 #   both PORT HOST RPORT  the two at once
 import socket, sys, threading, time
@@ -36,8 +37,17 @@ def incr(host, port):
         print('incr', v, flush=True)
         time.sleep(0.01)
 
+def answer(port):
+    l = socket.create_server(('0.0.0.0', port))
+    while True:
+        c, _ = l.accept()
+        with c:
+            c.sendall(c.makefile('rb').readline())
+
 if sys.argv[1] == 'serve':
     serve(int(sys.argv[2]))
+elif sys.argv[1] == 'answer':
+    answer(int(sys.argv[2]))
 elif sys.argv[1] == 'incr':
     incr(sys.argv[2], int(sys.argv[3]))
 else:

@@ -5,7 +5,7 @@
 // a host that is down, malformed DNS, and what is refused.
 import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { repoRoot } from '../../common/repo-root.js';
@@ -110,6 +110,62 @@ t.test('a connection to redis on h2 and one from a client on h3 stay open throug
   const server = Number((await c.exec('h2', ['redis-cli', '-h', SERVER, 'get', 'pj-seq'])).stdout.trim());
   t.ok(server - incrs.at(-1)! <= 1, `redis counted what the job saw (${server} vs ${incrs.at(-1)}; one INCR may have been in flight at the kill)`);
   t.equal((await jobOf(id)).moves, 2);
+});
+
+/** Open descriptors of a process (0 once it is gone). */
+const fds = (pid: number) => { try { return readdirSync(`/proc/${pid}/fd`).length; } catch { return 0; } };
+/** Descriptors an epoll instance of `pid` watches. */
+const watched = (pid: number) => readdirSync(`/proc/${pid}/fdinfo`).reduce((n, fd) => {
+  try { return n + (readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8').match(/^tfd:/gm)?.length ?? 0); } catch { return n; }
+}, 0);
+const rssMiB = (pid: number) => Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
+
+t.test('connections leak nothing: descriptors, sockets and epoll entries return to where they were; the job still moves', async (t) => {
+  const PUBLISHED = Number(process.env.PJ_LEAK_CONNECTIONS ?? 3000);
+  const ROUTED = Number(process.env.PJ_LEAK_ROUTED ?? 1000);
+  const agents = c.file().hosts.map((h) => ({ name: h.name, pid: h.agentPid! }));
+  const id = await run(['python3', helper('net-job.py'), 'answer', '9000'], 'h1', ['--publish', '9200:9000']);
+  const h1 = c.file().hosts.find((h) => h.name === 'h1')!.address;
+  const burst = async (n: number) => {
+    const out = await client('h3', ['burst', h1, '9200', String(n)]);
+    t.match(out, new RegExp(`^ok ${n} failures 0\\n$`), `${n} connections to the published port answered: ${out.trim()}`);
+  };
+  await waitFor(async () => /^ok 1 /.test(await client('h3', ['burst', h1, '9200', '1'])), 10_000, 200);
+  await burst(50); // warm: what the first connections make once (tunnel server, buffers)
+  const init = async () => (await jobOf(id)).pid;
+  const start = { agents: agents.map((a) => fds(a.pid)), rss: agents.map((a) => rssMiB(a.pid)), relay: fds(await init()), epoll: watched(await init()) };
+  /** Waits until every count is back where it started (a closed connection takes a moment to be let go everywhere). */
+  const settled = async (what: string) => {
+    const now = async () => ({ agents: agents.map((a) => fds(a.pid)), relay: fds(await init()), epoll: watched(await init()) });
+    try {
+      await waitFor(async () => { const n = await now(); return n.relay <= start.relay && n.epoll <= start.epoll && n.agents.every((f, i) => f <= start.agents[i] + 2); }, 15_000, 250);
+      t.pass(`${what}: descriptors back (agents ${JSON.stringify((await now()).agents)} from ${JSON.stringify(start.agents)}, relay ${start.relay}, its epoll ${start.epoll})`);
+    } catch {
+      t.fail(`${what}: descriptors did not come back: ${JSON.stringify(await now())} from ${JSON.stringify(start)}`);
+    }
+  };
+  await burst(PUBLISHED);
+  await settled(`${PUBLISHED} connections, the job on the publishing host`);
+  await mv(id, 'h2');
+  await burst(50); // what the move and the first tunnels make once (the init's channel on h2, mesh connections)
+  Object.assign(start, { agents: agents.map((a) => fds(a.pid)), relay: fds(await init()), epoll: watched(await init()) });
+  await burst(PUBLISHED);
+  await settled(`${PUBLISHED} connections, the job elsewhere (through a tunnel)`);
+  const routed = await run(['python3', '-c', `
+import urllib.request
+for i in range(${ROUTED}): urllib.request.urlopen('http://${SERVER}:8080/hello.txt', timeout=10).read()
+print('fetched', ${ROUTED})`]);
+  t.match(await ended(routed), new RegExp(`fetched ${ROUTED}`), `${ROUTED} routed connections from a job on h1 through h2`);
+  await settled(`${ROUTED} routed connections`);
+  const h2 = agents.find((a) => a.name === 'h2')!;
+  const closeWait = (await c.exec('h2', ['ss', '-Htan', 'state', 'close-wait'])).stdout.split('\n').filter(Boolean).length;
+  t.ok(closeWait <= 2, `h2 holds ${closeWait} sockets in CLOSE-WAIT`);
+  agents.forEach((a, i) => t.ok(rssMiB(a.pid) < start.rss[i] + 64, `${a.name}'s agent: ${Math.round(rssMiB(a.pid))} MiB resident, from ${Math.round(start.rss[i])}`));
+  t.ok(fds(h2.pid) > 0, 'h2\'s agent lives');
+  await mv(id, 'h3');
+  await burst(10);
+  t.pass('the job moved on and answers');
+  await c.pj(['kill', '-s', 'KILL', id]);
 });
 
 t.test('refusals: a route to a host that is down ends the connection at once, malformed DNS leaves the resolver serving, UDP is refused', async (t) => {
