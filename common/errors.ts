@@ -26,6 +26,7 @@ export const codes = {
   JOB_START: 'PJ_ERR_JOB_START',
   PAGES_LOST: 'PJ_ERR_PAGES_LOST',
   ETCD_UNAVAILABLE: 'PJ_ERR_ETCD_UNAVAILABLE',
+  PAGE_STORE_FULL: 'PJ_ERR_PAGE_STORE_FULL',
 } as const;
 export type PjErrorCode = (typeof codes)[keyof typeof codes];
 

@@ -39,7 +39,7 @@ export class FrozenMemory {
     return readPages(pid, addrs);
   }
 
-  /** Puts the pages `store` lacks into it; returns how many. */
+  /** Puts the pages `store` lacks into it, as many as fit (PJ_ERR_PAGE_STORE_FULL ends it); returns how many. */
   async keep(store: PageStore): Promise<number> {
     let added = 0;
     for (const t of await this.manifest()) {
@@ -47,7 +47,12 @@ export class FrozenMemory {
       for (let b = 0; b < missing.length; b += KEEP_BATCH) {
         const addrs = Buffer.concat(missing.slice(b, b + KEEP_BATCH).map((i) => t.addrs.subarray(i * 8, (i + 1) * 8)));
         const data = this.read(t.id, addrs);
-        added += store.put(hashPages(data), data);
+        try {
+          added += store.put(hashPages(data), data);
+        } catch (e) {
+          if ((e as PjError).code === codes.PAGE_STORE_FULL) return added;
+          throw e;
+        }
         await new Promise((r) => setImmediate(r)); // others' requests between batches
       }
     }

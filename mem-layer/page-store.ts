@@ -3,13 +3,19 @@
 // Pages are appended to segment files (hash | page, back to back) under a
 // folder; the index lives in memory and is rebuilt from the segments at start.
 // The store is bounded in bytes: the least recently used segment goes first,
-// never one holding a page that a restore in progress has pinned. A page read
-// back is checked against its hash: a damaged one counts as missing.
-import { closeSync, ftruncateSync, mkdirSync, openSync, readSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
+// never one holding a page that a restore in progress has pinned. Room is made
+// before pages are taken: when they do not fit within the bound (everything
+// left is pinned), or the disk would keep less than MIN_FREE_BYTES free, none
+// is written and the caller hears PJ_ERR_PAGE_STORE_FULL. A page read back is
+// checked against its hash: a damaged one counts as missing.
+import { closeSync, ftruncateSync, mkdirSync, openSync, readSync, readdirSync, rmSync, statSync, statfsSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { PjError, codes } from '../common/errors.js';
 import { HASH_BYTES, PAGE, hashAt, hashPages, hashesAt } from './page-scan.js';
 
 const RECORD = HASH_BYTES + PAGE;
+/** What the store leaves free on its disk, whatever its bound: the rest of the host needs room too. */
+const MIN_FREE_BYTES = 256 * 2 ** 20;
 const SEGMENT = /^seg-(\d+)\.pages$/;
 
 interface Segment { id: number; fd: number; records: number; lastUsed: number; hashes: string[] }
@@ -21,6 +27,7 @@ export interface PageStoreStats { pages: number; bytes: number; limitBytes: numb
 
 /** A hash as the index keys it: its 16 bytes as a latin1 string. */
 const key = (hash: Buffer): string => hash.toString('latin1');
+const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
 export class PageStore {
   #index = new Map<string, { seg: Segment; record: number }>();
@@ -140,8 +147,12 @@ export class PageStore {
     return r.found.length ? r.data : undefined;
   }
 
-  /** Adds pages (`data`: 4 KiB each) under their hashes (16 bytes each, in the same order); those already here are skipped. */
+  /**
+   * Adds pages (`data`: 4 KiB each) under their hashes (16 bytes each, in the same order); those
+   * already here are skipped. PJ_ERR_PAGE_STORE_FULL, with nothing added, when they do not fit.
+   */
   put(hashes: Buffer, data: Buffer): number {
+    this.#reserve(this.missing(hashes).length * RECORD);
     let added = 0;
     let seg = this.#writable();
     let batch: Buffer[] = [];
@@ -210,9 +221,24 @@ export class PageStore {
     return seg;
   }
 
-  /** Drops least recently used segments while over the bound; the one being written and pinned ones stay. */
-  #evict(): void {
-    while (this.stats().bytes > this.limitBytes) {
+  /** Makes room for `bytes` more (evicting), or refuses them. */
+  #reserve(bytes: number): void {
+    if (bytes === 0) return;
+    this.#evict(bytes);
+    const { bytes: held } = this.stats();
+    if (held + bytes > this.limitBytes) {
+      throw new PjError(codes.PAGE_STORE_FULL, `the page store is full: ${mib(held)} held (pinned by moves under way) and ${mib(bytes)} more asked, bound ${mib(this.limitBytes)} (--page-store-size)`);
+    }
+    const s = statfsSync(this.dir);
+    const free = s.bavail * s.bsize;
+    if (free - bytes < MIN_FREE_BYTES) {
+      throw new PjError(codes.PAGE_STORE_FULL, `the page store's disk (${this.dir}) has ${mib(free)} free; it keeps ${mib(MIN_FREE_BYTES)} free for the rest of the host`);
+    }
+  }
+
+  /** Drops least recently used segments while over the bound (less `room`); the one being written and pinned ones stay. */
+  #evict(room = 0): void {
+    while (this.stats().bytes + room > this.limitBytes) {
       const victim = [...this.#segments.values()]
         .filter((s) => s !== this.#current && !s.hashes.some((k) => this.#pins.has(k)))
         .sort((a, b) => a.lastUsed - b.lastUsed)[0];

@@ -5,6 +5,7 @@
 // what changes after the last one is fetched lazily after the freeze. A page
 // that changes between its hash and its read is stored under the hash of what
 // was read: the store never holds a page under a wrong hash.
+import { codes } from '../common/errors.js';
 import { HASH_BYTES, hashPages, hashesAt, readMappedPages, scanPages } from './page-scan.js';
 
 const MAX_ROUNDS = 5;
@@ -23,16 +24,28 @@ export interface StoreAt {
 
 export interface PrecopyResult { rounds: number; bytes: number }
 
-/** `pids`: the job's processes on this host, asked again each round (a job may fork). */
+/**
+ * `pids`: the job's processes on this host, asked again each round (a job may fork). A destination
+ * whose store is full (PJ_ERR_PAGE_STORE_FULL) ends the pre-copy: the rest comes after the freeze.
+ */
 export async function precopy(pids: () => Promise<number[]>, to: StoreAt, onBytes: (n: number) => void = () => {}): Promise<PrecopyResult> {
+  let full = false;
+  const store: StoreAt = {
+    ...to,
+    put: (hashes, data) => to.put(hashes, data).catch((e: { code?: string }) => {
+      if (e.code !== codes.PAGE_STORE_FULL) throw e;
+      full = true;
+    }),
+  };
   const there = new Set<string>(); // hashes the destination holds (or was sent)
   let total = 0;
   let previous = Infinity;
   let rounds = 0;
-  while (rounds < MAX_ROUNDS) {
+  while (rounds < MAX_ROUNDS && !full) {
     rounds++;
     let pageBytes = 0;
     for (const pid of await pids()) {
+      if (full) break;
       const scan = await scanPages(pid).catch(() => undefined); // a process that ended meanwhile has nothing to send
       if (!scan) continue;
       const fresh: number[] = [];
@@ -46,12 +59,12 @@ export async function precopy(pids: () => Promise<number[]>, to: StoreAt, onByte
       const send: bigint[] = [];
       for (let b = 0; b < fresh.length; b += HAVE_BATCH) {
         const part = fresh.slice(b, b + HAVE_BATCH);
-        const lacking = await to.missing(hashesAt(scan.hashes, part));
+        const lacking = await store.missing(hashesAt(scan.hashes, part));
         for (const j of lacking) send.push(scan.addrs[part[j]]);
       }
       onBytes(fresh.length * HASH_BYTES);
       total += fresh.length * HASH_BYTES;
-      pageBytes += await sendPages(pid, send, to, onBytes);
+      pageBytes += await sendPages(pid, send, store, onBytes, () => full);
     }
     total += pageBytes;
     if (pageBytes <= SMALL_ROUND_BYTES || pageBytes > previous / 2) break;
@@ -60,11 +73,11 @@ export async function precopy(pids: () => Promise<number[]>, to: StoreAt, onByte
   return { rounds, bytes: total };
 }
 
-/** Reads and sends pages of `pid`, a few batches in flight; returns the bytes sent. */
-async function sendPages(pid: number, addrs: bigint[], to: StoreAt, onBytes: (n: number) => void): Promise<number> {
+/** Reads and sends pages of `pid`, a few batches in flight, until the destination is full; returns the bytes sent. */
+async function sendPages(pid: number, addrs: bigint[], to: StoreAt, onBytes: (n: number) => void, full: () => boolean): Promise<number> {
   let bytes = 0;
   const inFlight = new Set<Promise<void>>();
-  for (let b = 0; b < addrs.length; b += PUT_PAGES) {
+  for (let b = 0; b < addrs.length && !full(); b += PUT_PAGES) {
     const data = await readMappedPages(pid, addrs.slice(b, b + PUT_PAGES)); // pages unmapped since the scan are left out
     if (!data.length) continue;
     const hashes = hashPages(data);

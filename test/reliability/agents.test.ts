@@ -7,10 +7,12 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../../common/repo-root.js';
 import type { JobView } from '../../migrator/index.js';
+import type { PageStoreStats } from '../../mem-layer/index.js';
 import { paths } from '../../manager/sim-cluster/layout.js';
 import { startCluster, waitFor } from '../helpers/cluster.js';
 
-const c = await startCluster(t, { hosts: 3 });
+const STORE_MIB = 64;
+const c = await startCluster(t, { hosts: 3, hostOptions: [`h2:--page-store-size=${STORE_MIB}M`] });
 const helper = (name: string) => join(repoRoot(), 'test', 'helpers', name);
 const sh = (host: string, script: string, timeoutMs = 60_000) => c.exec(host, ['sh', '-c', script], { timeoutMs });
 const ps = async (): Promise<JobView[]> => JSON.parse((await c.pj(['ps', '--json'])).stdout) as JobView[];
@@ -206,4 +208,25 @@ t.test('pj kill -s STOP stops a job until CONT: reconciliation and a move leave 
   await waitFor(async () => (await count()) > stoppedAt + 10, 10_000);
   t.notOk((await jobOf(id)).stopped, 'it counts again, and pj ps says it runs');
   await c.pj(['kill', id, '-s', 'KILL']);
+});
+
+t.test('a page store is a bound: a 256 MiB hybrid move into a 64 MiB store stays within it, and the job moves whole', async (t) => {
+  const id = await run(['--on', 'h1', '--policy', 'pin', '--', 'python3', helper('memory-job.py'), '256']);
+  const lines = async () => (await logs(id)).split('\n').filter(Boolean);
+  await waitFor(async () => (await lines()).some((l) => l.startsWith('main ready')) && (await lines()).some((l) => l.startsWith('child ready')), 60_000, 200);
+  const sums = async () => {
+    const before = (await lines()).length;
+    await c.pj(['kill', '-s', 'USR1', id]);
+    await waitFor(async () => (await lines()).slice(before).filter((l) => /^(main|child) /.test(l)).length === 2, 30_000, 200);
+    return Object.fromEntries((await lines()).slice(before).filter((l) => /^(main|child) /.test(l)).map((l) => l.split(' ')));
+  };
+  const before = await sums();
+  const mv = await c.pj(['mv', id, 'h2', '--mode', 'hybrid', '--json'], { timeoutMs: 300_000 });
+  t.equal(mv.code, 0, `the move succeeds: ${mv.stderr}${mv.stdout}`);
+  const store = (JSON.parse((await c.pj(['cache', '--json', '--host', 'h2'])).stdout) as { pageStore: PageStoreStats }).pageStore;
+  t.ok(store.bytes <= STORE_MIB * 2 ** 20, `h2's page store holds ${(store.bytes / 2 ** 20).toFixed(1)} MiB, bound ${STORE_MIB} MiB`);
+  t.same(await sums(), before, 'the job\'s memory arrived whole');
+  const back = await c.pj(['mv', id, 'h1', '--json'], { timeoutMs: 300_000 });
+  t.equal(back.code, 0, 'and moves on');
+  await c.pj(['kill', '-s', 'KILL', id]);
 });
