@@ -5,7 +5,7 @@
 // copy the table places here (a move that never finished) is resumed; a job
 // whose first process is gone is marked exited with its status.
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statfsSync } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { PjError, codes } from '../common/errors.js';
@@ -31,6 +31,8 @@ export interface JobNetwork {
 
 const RECONCILE_MS = 1000;
 const STOPS = new Set<string>(['SIGSTOP', 'SIGTSTP', 'SIGTTIN', 'SIGTTOU']);
+/** Below this much free space in its jobs folder, a host starts no job and says its jobs' output is being lost. */
+const OUTPUT_MIN_FREE = 1 << 20;
 const LOG_CHUNK = 1 << 20;
 
 export class JobManager {
@@ -82,6 +84,8 @@ export class JobManager {
     const port = (n: unknown) => Number.isInteger(n) && (n as number) > 0 && (n as number) < 65536;
     if (req.publish !== undefined && !(Array.isArray(req.publish) && req.publish.every((p) => port(p?.port) && port(p?.jobPort)))) throw new PjError(codes.USAGE, 'publish: want [{ port, jobPort, everywhere }]');
     checkPolicy(req.policy, req.budget);
+    const full = this.#outputFull();
+    if (full) throw new PjError(codes.JOB_START, `no room for a job's output on ${this.self}: ${full}`);
     const id = newJobId();
     mkdirSync(join(this.jobsPath, id));
     const dir = jobDir(this.mount, this.self, id);
@@ -225,11 +229,36 @@ export class JobManager {
     }
   }
 
+  /** Why the jobs folder here cannot take output (nearly no space left), or undefined. */
+  #outputFull(): string | undefined {
+    const s = statfsSync(this.jobsPath);
+    const free = s.bavail * s.bsize;
+    return free < OUTPUT_MIN_FREE ? `${this.jobsPath} has ${free} bytes free` : undefined;
+  }
+
+  /** Marks (or clears) on the records of the jobs whose files are here whether their output can be written; whether it changed one. */
+  async #checkOutput(records: Array<Versioned<JobRecord> & { id: string }>): Promise<boolean> {
+    const full = this.#outputFull();
+    let changed = false;
+    for (const j of records) {
+      const r = j.value;
+      if (r.origin !== this.self || r.state !== 'running' || r.outputError === full) continue;
+      const { outputError: _, ...rest } = r;
+      if (!(await this.table.compareAndSwap(j.id, j.modRevision, full ? { ...rest, outputError: full } : rest))) continue;
+      changed = true;
+      if (full) this.log.error({ op: 'job-output', job: r.id, err: full }, 'the job\'s output cannot be written: its folder is full');
+      else this.log.info({ op: 'job-output', job: r.id }, 'the job\'s output can be written again');
+    }
+    return changed;
+  }
+
   async reconcile(): Promise<void> {
     if (this.#reconciling) return;
     this.#reconciling = true;
     try {
-      const records = new Map((await this.table.list<JobRecord>()).map((j) => [j.id, j]));
+      let listed = await this.table.list<JobRecord>();
+      if (await this.#checkOutput(listed)) listed = await this.table.list<JobRecord>();
+      const records = new Map(listed.map((j) => [j.id, j]));
       for (const { pid, dir } of await this.procs.run('localJobInits')) {
         const id = basename(dir);
         if (this.busy.has(id) || !records.get(id) || !dir.endsWith(`/${JOBS_EXPORT}/${id}`)) continue;
@@ -255,7 +284,8 @@ export class JobManager {
       for (const j of records.values()) {
         const r = j.value;
         if (r.host !== this.self || r.state !== 'running' || this.busy.has(r.id) || alive(r.pid, r.pidStart)) continue;
-        const exit = (await readFile(`${r.dir}/status`, 'utf8').catch(() => this.#endings.get(r.id) ?? 'unknown')).trim();
+        const lost = r.outputError ? ` (its status could not be written: ${r.outputError})` : '';
+        const exit = (await readFile(`${r.dir}/status`, 'utf8').catch(() => this.#endings.get(r.id) ?? `unknown${lost}`)).trim();
         this.#endings.delete(r.id);
         if (await this.table.compareAndSwap(r.id, j.modRevision, { ...r, state: 'exited', exit })) {
           this.log.info({ op: 'job-exit', job: r.id, exit }, 'job ended');

@@ -38,6 +38,8 @@ export interface JobRecord {
   moveReason?: string;
   /** Stopped by `pj kill -s STOP` (its processes but the first): it stays stopped, wherever it moves, until SIGCONT. */
   stopped?: boolean;
+  /** Why its output cannot be written now (its origin's jobs folder is full), while that lasts. */
+  outputError?: string;
   /** "exit N" or "signal N", once it ended. */
   exit?: string;
 }

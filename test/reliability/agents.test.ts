@@ -230,3 +230,24 @@ t.test('a page store is a bound: a 256 MiB hybrid move into a 64 MiB store stays
   t.equal(back.code, 0, 'and moves on');
   await c.pj(['kill', '-s', 'KILL', id]);
 });
+
+t.test('a full jobs folder: the job\'s lost output is shown in pj ps and the log, and no job starts there until there is room', async (t) => {
+  const jobs = join(paths(c.dir).hostState('h3'), 'jobs');
+  t.equal((await c.pj(['cluster', 'stop', 'h3'])).code, 0);
+  t.equal((await sh('h3', `mount -t tmpfs -o size=4m pj-small ${jobs}`)).code, 0, 'h3\'s jobs folder is a 4 MiB disk');
+  t.teardown(async () => {
+    await c.pj(['cluster', 'stop', 'h3']);
+    await sh('h3', `umount -l ${jobs}`);
+    await c.pj(['cluster', 'start', 'h3']);
+  });
+  t.equal((await c.pj(['cluster', 'start', 'h3'])).code, 0);
+  const id = await run(['--on', 'h3', '--policy', 'pin', '--', 'sh', '-c', 'head -c 8M /dev/zero; echo wrote; sleep 600']);
+  await waitFor(async () => Boolean((await jobOf(id)).outputError), 15_000, 200);
+  t.match((await c.pj(['ps'])).stdout, /output lost: folder full/, 'pj ps says the job\'s output is being lost');
+  t.ok(agentLog('h3').some((l) => l.op === 'job-output' && l.job === id && l.level === 50), 'h3 logged it');
+  const refused = await c.pj(['run', '--on', 'h3', '--', 'true']);
+  t.match(refused.stderr, /PJ_ERR_JOB_START: no room for a job's output on h3/, 'no job starts there meanwhile');
+  await c.pj(['kill', '-s', 'KILL', id]);
+  await waitFor(async () => (await jobOf(id)).state === 'exited', 15_000, 200);
+  t.match((await jobOf(id)).exit, /signal 9|its status could not be written/, `it ended, saying how: ${(await jobOf(id)).exit}`);
+});
