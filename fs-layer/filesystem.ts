@@ -314,7 +314,17 @@ export class PjFilesystem {
     }
   }
 
-  /** fuse_lk_in: fh, owner, { start, end, type, pid }, lk_flags. */
+  /** The connection this served is gone: the owners let go of what it had open (its callers' descriptors died with it). */
+  releaseAll(): void {
+    for (const f of this.#files.values()) {
+      f.closed = true;
+      (f.device ? f.backend.releaseDevice(f.handle) : f.backend.release(f.handle)).catch(() => {}); // its backing ids went with its device
+    }
+    this.#files.clear();
+    this.#dirs.clear();
+    clearInterval(this.#pollTimer);
+  }
+
   /**
    * Gives up the POSIX locks that the threads `tids` hold through /pj (a job that moved away: its
    * copy here is frozen until it ends, and must not keep the locks its moved copy takes again).
@@ -331,6 +341,7 @@ export class PjFilesystem {
     return dropped;
   }
 
+  /** fuse_lk_in: fh, owner, { start, end, type, pid }, lk_flags. */
   #lockRequest(b: Buffer) {
     const f = this.#file(b.readBigUInt64LE(0));
     const end = b.readBigUInt64LE(24);

@@ -2,10 +2,11 @@
 // (passthrough, 1 MiB writes, max_stack_depth 1), and the loop that hands each
 // request to the filesystem and writes its reply. Requests are read from the
 // non-blocking device on this thread's event loop; replies are one writev each.
-import { mkdirSync, readFileSync, writeFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync, statSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { constants } from 'node:os';
 import type { Log } from '../common/log.js';
+import { run } from '../common/run.js';
 import { call, loadBinding } from '../native/loader.js';
 import {
   FUSE_KERNEL_MINOR_VERSION, FUSE_KERNEL_VERSION, IN_HEADER, InitFlag, InitFlag2, Op, OUT_HEADER, opName, outHeader, parseHeader,
@@ -21,6 +22,8 @@ export type FuseHandler = (req: FuseRequest) => Promise<Buffer[] | null> | Buffe
 
 export interface SessionInfo { passthrough: boolean; minor: number }
 
+const FUSECTL = '/sys/fs/fuse/connections';
+
 export class FuseSession {
   readonly devFd: number;
   readonly target: string;
@@ -30,6 +33,9 @@ export class FuseSession {
   #ready: Promise<SessionInfo>;
   #resolveReady!: (i: SessionInfo) => void;
   #ended: Promise<number>;
+  #unmounting = false;
+  /** The kernel's number for this connection (the minor of the mount's device): its folder under /sys/fs/fuse/connections. */
+  connection = 0;
 
   private constructor(devFd: number, target: string, handler: FuseHandler, log: Log) {
     this.devFd = devFd;
@@ -56,15 +62,30 @@ export class FuseSession {
     let timer: NodeJS.Timeout | undefined;
     const info = await Promise.race([s.#ready, new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new Error('FUSE INIT did not arrive within 5 s')), 5000)))])
       .finally(() => clearTimeout(timer));
-    await raiseReadAhead(target, log);
+    s.connection = await raiseReadAhead(target, log);
     log.info({ op: 'fuse-mount', target, passthrough: info.passthrough, protocol: `7.${info.minor}` }, 'mounted /pj');
     return s;
   }
 
   get info(): SessionInfo { return this.#info; }
 
+  /** Resolves with the errno the connection ended with, when it ends other than by unmount(). */
+  get lost(): Promise<number> {
+    return this.#ended.then((errno) => (this.#unmounting ? new Promise<number>(() => {}) : errno));
+  }
+
+  /**
+   * Ends the connection from the kernel's side (fusectl's abort): every request waiting on it fails
+   * with ENOTCONN, and its callers go on. For a mount that no longer answers.
+   */
+  async abort(): Promise<void> {
+    if (!existsSync(`${FUSECTL}/${this.connection}`)) await run('mount', ['-t', 'fusectl', 'none', FUSECTL], { allowFail: true });
+    writeFileSync(`${FUSECTL}/${this.connection}/abort`, '1');
+  }
+
   /** Lazily unmounts; the reader ends once the kernel lets go of the connection. */
   async unmount(): Promise<void> {
+    this.#unmounting = true;
     try {
       call((ctx) => loadBinding().fuseUnmount(this.target, true, ctx), this.target);
     } catch (e) {
@@ -165,15 +186,17 @@ function detachStale(target: string, log: Log): void {
 
 /**
  * The kernel offers 128 KiB of read-ahead; 1 MiB READs serve remote files much faster.
- * The stat must not block this thread: it is a request to ourselves.
+ * The stat must not block this thread: it is a request to ourselves. Returns the connection's number.
  */
-async function raiseReadAhead(target: string, log: Log): Promise<void> {
+async function raiseReadAhead(target: string, log: Log): Promise<number> {
+  let minor = 0;
   try {
     const dev = (await stat(target)).dev;
-    const bdi = `${Math.floor(dev / 256) & 0xfff}:${(dev & 0xff) | ((dev >> 12) & 0xfff00)}`;
-    const path = `/sys/class/bdi/${bdi}/read_ahead_kb`;
+    minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
+    const path = `/sys/class/bdi/${Math.floor(dev / 256) & 0xfff}:${minor}/read_ahead_kb`;
     if (readFileSync(path, 'utf8').trim() !== '1024') writeFileSync(path, '1024');
   } catch (e) {
     log.debug({ op: 'fuse-readahead', err: (e as Error).message }, 'could not raise read-ahead');
   }
+  return minor;
 }

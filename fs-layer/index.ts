@@ -11,6 +11,9 @@ import { DeviceServer } from './device-server.js';
 import { ExportServer } from './export-server.js';
 import { PjFilesystem } from './filesystem.js';
 import { FuseSession } from './fuse-session.js';
+import { MountWatchdog, type MountHealth } from './mount-watchdog.js';
+
+export type { MountHealth } from './mount-watchdog.js';
 
 export interface FsLayerOptions {
   self: string;
@@ -31,6 +34,8 @@ export interface FsLayer {
   /** Whether local files are opened with kernel passthrough. */
   readonly passthrough: boolean;
   readonly mounted: boolean;
+  /** Whether /pj answers, as its watchdog last found. */
+  readonly health: MountHealth;
   readonly cache: DataCache;
   /** Gives up the POSIX locks that these threads hold on /pj files. */
   dropLocks(tids: number[]): Promise<number>;
@@ -60,25 +65,40 @@ export async function startFsLayer(o: FsLayerOptions): Promise<FsLayer> {
   };
   let session: FuseSession | undefined;
   const cache = new DataCache(o.dataCacheBytes ?? DEFAULT_DATA_CACHE_BYTES);
-  const fs = new PjFilesystem({
-    self: o.self, hosts, backend, log: o.log, attrTimeoutS: o.attrTimeoutS ?? 1, cache,
-    notify: (code, body) => session?.notify(code, body),
-    ledger: o.ledger,
-    metrics: o.metrics,
-    device: () => ({ fd: session?.devFd ?? -1, passthrough: session?.info.passthrough ?? false }),
-    localFd: (handle) => server.fd(handle),
-  });
+  // A filesystem per connection: what the kernel knew of the last one (its nodes, handles, backing files) went with it.
+  let fs: PjFilesystem | undefined;
+  const mount = async (): Promise<FuseSession> => {
+    const next = new PjFilesystem({
+      self: o.self, hosts, backend, log: o.log, attrTimeoutS: o.attrTimeoutS ?? 1, cache,
+      notify: (code, body) => session?.notify(code, body),
+      ledger: o.ledger,
+      metrics: o.metrics,
+      device: () => ({ fd: session?.devFd ?? -1, passthrough: session?.info.passthrough ?? false }),
+      localFd: (handle) => server.fd(handle),
+    });
+    const previous = fs;
+    fs = next;
+    session = await FuseSession.mount(o.mount, next.handle, o.log);
+    previous?.releaseAll();
+    return session;
+  };
+  const watchdog = new MountWatchdog({ mount: o.mount, log: o.log, remount: mount });
   try {
-    session = await FuseSession.mount(o.mount, fs.handle, o.log);
+    watchdog.watch(await mount());
   } catch (e) {
     o.log.error({ op: 'fuse-mount', target: o.mount, err: (e as Error).message }, '/pj not mounted; exports are still served to other hosts');
   }
+  o.metrics.collect('pj_mount_up', 'whether this host\'s /pj answers (its watchdog\'s last finding)', 'gauge',
+    () => [{ labels: {}, value: session && watchdog.health.state === 'ok' ? 1 : 0 }]);
+  o.metrics.collect('pj_mount_remounts_total', '/pj mounted again after it stopped answering', 'counter', () => [{ labels: {}, value: watchdog.health.remounts }]);
   return {
     get passthrough() { return session?.info.passthrough ?? false; },
     get mounted() { return session !== undefined; },
+    get health() { return session ? watchdog.health : { state: 'down', since: '', detail: 'never mounted', remounts: 0 } as MountHealth; },
     cache,
-    dropLocks: (tids) => fs.dropLocks(new Set(tids)),
+    dropLocks: (tids) => fs?.dropLocks(new Set(tids)) ?? Promise.resolve(0),
     async stop() {
+      watchdog.stop();
       await session?.unmount();
       server.close();
       devices.close();

@@ -14,8 +14,7 @@ import { Mesh } from './mesh/mesh.js';
 import { pingPeer, registerDiagnosticMethods, streamToPeer } from './mesh-diagnostics.js';
 import { serveMetrics } from './metrics-server.js';
 import { readSecretFile } from './secret.js';
-import { startFsLayer } from '../fs-layer/index.js';
-import type { DataCache } from '../fs-layer/data-cache.js';
+import { startFsLayer, type FsLayer } from '../fs-layer/index.js';
 import { JOBS_EXPORT, ProcReader, TrafficLedger, jobsPath, startMigrator, type JobRecord, type MigratorLayer, type PolicyTuning } from '../migrator/index.js';
 import { startNetLayer, type NetLayer, type PublishingJob, type Route } from '../net-layer/index.js';
 
@@ -122,12 +121,12 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
   record.capabilities.proxy = true;
   const migrator = startMigrator({ self: opts.host, mount: opts.mount, stateDir: opts.stateDir, mesh, state, log, ledger, metrics, procs, tuning: opts.tuning, pageStoreBytes: opts.pageStoreBytes,
     net: { socketPath: join(dirname(opts.controlSocket), 'net.sock'), detach: (pid) => net.detach(pid), reattach: (pid) => net.reattach(pid) },
-    dropFileLocks: (tids) => fsLayer.dropLocks(tids) });
+    dropFileLocks: (tids) => fsLayer.dropLocks(tids), mountState: () => fsLayer.health.state });
   record.capabilities.migration = fsLayer.mounted;
   await state.register(record);
   migrator.start();
 
-  const control = new ControlServer(opts.controlSocket, (req) => serveControl(req, { state, mesh, record, ledger, cache: fsLayer.cache, migrator, net }), log);
+  const control = new ControlServer(opts.controlSocket, (req) => serveControl(req, { state, mesh, record, ledger, fsLayer, migrator, net }), log);
   await control.listen();
   log.info({ op: 'agent-start', address: `${record.address}:${record.port}`, exports: opts.exports.map((e) => e.name), pid: process.pid }, 'agent up');
 
@@ -147,15 +146,16 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
   };
 }
 
-interface AgentParts { state: ClusterState; mesh: Mesh; record: HostRecord; ledger: TrafficLedger; cache: DataCache; migrator: MigratorLayer; net: NetLayer }
+interface AgentParts { state: ClusterState; mesh: Mesh; record: HostRecord; ledger: TrafficLedger; fsLayer: FsLayer; migrator: MigratorLayer; net: NetLayer }
 
 const num = (v: unknown, dflt: number): number => (typeof v === 'number' && Number.isFinite(v) ? v : dflt);
 
-async function serveControl(req: ControlRequest, { state, mesh, record, ledger, cache, migrator, net }: AgentParts): Promise<unknown> {
+async function serveControl(req: ControlRequest, { state, mesh, record, ledger, fsLayer, migrator, net }: AgentParts): Promise<unknown> {
+  const { cache } = fsLayer;
   const a = req.args ?? {};
   switch (req.op) {
     case 'status':
-      return { ...record, uptimeS: Math.round(process.uptime()), calls: mesh.callCounts() };
+      return { ...record, uptimeS: Math.round(process.uptime()), calls: mesh.callCounts(), mount: fsLayer.health };
     case 'hosts':
       return state.hosts();
     case 'ledger':

@@ -47,6 +47,8 @@ export interface HostLoad {
   load: number;
   jobs: number;
   pageStore: { bytes: number; limit: number };
+  /** Whether the host's /pj answers: ok, down, stuck or remounting (its watchdog's finding). */
+  mount?: string;
 }
 
 export interface HostView extends HostRecord { state: 'up' | 'down'; drained: boolean; use?: HostLoad }

@@ -4,6 +4,7 @@ import { accessSync, constants, statSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { run } from '../common/run.js';
 import { uffdProbe } from '../native/loader.js';
+import type { MountHealth } from '../fs-layer/index.js';
 import { callControl } from './control-socket.js';
 
 export interface Check { name: string; status: 'ok' | 'warn' | 'fail'; detail: string; fix?: string }
@@ -38,8 +39,11 @@ async function checkRoot(): Promise<Check> {
 async function checkFilePath(agentSocket: string | undefined): Promise<Check[]> {
   if (!agentSocket) return [];
   try {
-    const s = (await callControl(agentSocket, 'status', {}, 2000)) as { name: string; capabilities: Record<string, unknown> };
+    const s = (await callControl(agentSocket, 'status', {}, 2000)) as { name: string; capabilities: Record<string, unknown>; mount?: MountHealth };
     if (!s.capabilities.fuse) return [{ name: 'pj-mount', status: 'fail', detail: `agent ${s.name} has not mounted /pj`, fix: 'see its agent.log (op fuse-mount)' }];
+    if (s.mount && s.mount.state !== 'ok') {
+      return [{ name: 'pj-mount', status: 'fail', detail: `agent ${s.name}: /pj is ${s.mount.state} since ${s.mount.since}${s.mount.detail ? ` (${s.mount.detail})` : ''}`, fix: 'the agent mounts it again by itself; see its agent.log (op fuse-health)' }];
+    }
     const pt = s.capabilities.passthrough === true;
     return [{ name: 'pj-mount', status: pt ? 'ok' : 'warn', detail: `agent ${s.name}: local files ${pt ? 'use kernel passthrough' : 'are served by the daemon (no passthrough)'}`, fix: 'passthrough needs kernel >= 6.9 with CONFIG_FUSE_PASSTHROUGH, and root' }];
   } catch {

@@ -62,6 +62,8 @@ export const DEFAULT_PAGE_STORE_BYTES = 2 * 1024 ** 3;
 export interface MigratorOptions {
   self: string; mount: string; stateDir: string; mesh: Mesh; state: ClusterState; log: Log; ledger: TrafficLedger; metrics: Metrics; procs: ProcReader;
   pageStoreBytes?: number; net?: JobNetwork; dropFileLocks?: (tids: number[]) => Promise<unknown>; tuning?: PolicyTuning;
+  /** Whether this host's /pj answers, published with its load. */
+  mountState?: () => string;
 }
 
 export function startMigrator(o: MigratorOptions): MigratorLayer {
@@ -75,7 +77,7 @@ export function startMigrator(o: MigratorOptions): MigratorLayer {
   const costs = new MoveCosts();
   o.mesh.onCallDone((c) => costs.observeCall(c));
   const migrator = new Migrator(jobs, o.mesh, work, store, o.ledger, o.metrics, costs);
-  const policy = new PolicyLoop({ jobs, state: o.state, mesh: o.mesh, ledger: o.ledger, costs, store, metrics: o.metrics, log: o.log, tuning: o.tuning,
+  const policy = new PolicyLoop({ jobs, state: o.state, mesh: o.mesh, ledger: o.ledger, costs, store, metrics: o.metrics, log: o.log, tuning: o.tuning, mountState: o.mountState,
     move: (id, to, why) => migrator.move(id, to, 'hybrid', `policy: ${why}`) });
   const records = async () => (await o.state.jobs.list<JobRecord>()).map((j) => j.value);
   /** Runs `op` where the job runs (here, or its host over the mesh). */

@@ -65,6 +65,7 @@ export class PolicyLoop {
   constructor(private readonly o: {
     jobs: JobManager; state: ClusterState; mesh: Mesh; ledger: TrafficLedger; costs: MoveCosts; store: PageStore;
     metrics: Metrics; log: Log; move: (id: string, to: string, why: string) => Promise<MoveResult>; tuning?: PolicyTuning;
+    mountState?: () => string;
   }) {
     this.#localIo = new LocalIo(o.jobs.self, o.ledger);
   }
@@ -96,6 +97,7 @@ export class PolicyLoop {
       const store = this.o.store.stats();
       await this.o.state.publishLoad(self, {
         load: [...this.#sampled.values()].reduce((n, s) => n + s.cpu, 0), jobs: mine.length, pageStore: { bytes: store.bytes, limit: store.limitBytes },
+        ...(this.o.mountState ? { mount: this.o.mountState() } : {}),
       }).catch(() => {});
       for (const r of mine) this.#consider(r, hosts, now);
     } catch (e) {

@@ -12,7 +12,7 @@ export function register(program: Command): void {
       const hosts = (await askAgent(o, 'hosts')) as HostView[];
       if (o.json) return printJson(hosts);
       printTable(hosts.map((h) => ({
-        host: h.name, state: h.state + (h.drained ? ' (drained)' : ''), address: `${h.address}:${h.port}`, pid: h.pid,
+        host: h.name, state: h.state + (h.drained ? ' (drained)' : '') + (h.use?.mount && h.use.mount !== 'ok' ? ` (/pj ${h.use.mount})` : ''), address: `${h.address}:${h.port}`, pid: h.pid,
         exports: h.exports.map((e) => `${e.name}${e.readOnly ? ':ro' : ''}`).join(',') || '-', version: h.version,
         load: h.use ? `${h.use.load.toFixed(2)}/${h.maxLoad}` : '-', jobs: h.use?.jobs ?? '-', price: h.price ?? '-',
         'page store': h.use ? `${human(h.use.pageStore.bytes)}/${human(h.use.pageStore.limit)}` : '-',

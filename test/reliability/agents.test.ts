@@ -251,3 +251,20 @@ t.test('a full jobs folder: the job\'s lost output is shown in pj ps and the log
   await waitFor(async () => (await jobOf(id)).state === 'exited', 15_000, 200);
   t.match((await jobOf(id)).exit, /signal 9|its status could not be written/, `it ended, saying how: ${(await jobOf(id)).exit}`);
 });
+
+t.test('a /pj whose connection is aborted, or that someone unmounts, is found and mounted again by its agent', async (t) => {
+  const status = async () => JSON.parse((await c.pj(['status', '--json', '--host', 'h2'])).stdout) as { mount: { state: string; remounts: number } };
+  const remounts = (await status()).mount.remounts;
+  const minor = Number((await sh('h2', 'stat -c %d /pj')).stdout) & 0xff; // a FUSE connection's number is its device's minor
+  await sh('h2', `mountpoint -q /sys/fs/fuse/connections || mount -t fusectl none /sys/fs/fuse/connections; echo 1 > /sys/fs/fuse/connections/${minor}/abort`);
+  await waitFor(async () => (await sh('h2', 'cat /pj/h1/data/closed-on-exec 2>/dev/null || ls /pj/h1/data >/dev/null')).code === 0 && (await status()).mount.remounts > remounts, 30_000, 200);
+  t.pass('after an abort, /pj on h2 answers again');
+  t.ok(agentLog('h2').some((l) => l.op === 'fuse-health' && l.level === 50), 'the agent logged that /pj stopped answering');
+  await sh('h2', 'umount -l /pj');
+  await waitFor(async () => (await status()).mount.remounts > remounts + 1, 30_000, 200);
+  await waitFor(async () => (await sh('h2', 'ls /pj')).stdout === 'h1\nh2\nh3\n', 10_000, 200);
+  t.pass('after an unmount too');
+  const doctor = JSON.parse((await c.pj(['doctor', '--json', '--host', 'h2'])).stdout) as Array<{ name: string; status: string }>;
+  t.equal(doctor.find((d) => d.name === 'pj-mount')?.status, 'ok', 'pj doctor says /pj is well again');
+  t.equal((await status()).mount.state, 'ok');
+});
