@@ -42,7 +42,10 @@ def answer(port):
     while True:
         c, _ = l.accept()
         with c:
-            c.sendall(c.makefile('rb').readline())
+            try:
+                c.sendall(c.makefile('rb').readline())
+            except OSError:  # a client that went away (reset): the next one is served, as any server would
+                pass
 
 if sys.argv[1] == 'serve':
     serve(int(sys.argv[2]))
