@@ -126,15 +126,21 @@ export class JobManager {
   /** Changes how the manager places a job (pj policy). */
   async setPolicy(ref: string, policy: Policy | undefined, budget: number | undefined): Promise<JobRecord> {
     checkPolicy(policy, budget);
+    const { id } = await this.find(ref);
+    const next = await this.#change(id, (r) => ({ ...r, ...(policy ? { policy } : {}), ...(budget != null ? { budget } : {}) }));
+    this.log.info({ op: 'job-policy', job: id, policy: next.policy, budget: next.budget }, 'policy changed');
+    return next;
+  }
+
+  /** Changes a job's record by compare-and-swap, reading it again while others change it. */
+  async #change(id: string, change: (r: JobRecord) => JobRecord): Promise<JobRecord> {
     for (let i = 0; i < 10; i++) {
-      const j = await this.find(ref);
-      const next: JobRecord = { ...j.value, ...(policy ? { policy } : {}), ...(budget != null ? { budget } : {}) };
-      if (await this.table.compareAndSwap(j.id, j.modRevision, next)) {
-        this.log.info({ op: 'job-policy', job: j.id, policy: next.policy, budget: next.budget }, 'policy changed');
-        return next;
-      }
+      const j = await this.table.get<JobRecord>(id);
+      if (!j) throw new PjError(codes.NO_SUCH_JOB, `no job ${id}`);
+      const next = change(j.value);
+      if (await this.table.compareAndSwap(id, j.modRevision, next)) return next;
     }
-    throw new PjError(codes.JOB_BUSY, `job ${ref} keeps changing; try again`);
+    throw new PjError(codes.JOB_BUSY, `job ${id} keeps changing; try again`);
   }
 
   /** Usage of the jobs running here. */
@@ -177,20 +183,10 @@ export class JobManager {
     if (signal === 'SIGKILL') this.#endings.set(rec.id, 'signal 9');
     const stop = STOPS.has(signal);
     if (stop || signal === 'SIGCONT') {
-      await this.#markStopped(rec.id, stop);
+      await this.#change(rec.id, ({ stopped: _, ...rest }) => (stop ? { ...rest, stopped: true } : rest));
       return this.signalJob(rec.pid, stop ? 'SIGSTOP' : 'SIGCONT', !stop);
     }
     process.kill(rec.pid, signal);
-  }
-
-  async #markStopped(id: string, stopped: boolean): Promise<void> {
-    for (let i = 0; i < 10; i++) {
-      const j = await this.table.get<JobRecord>(id);
-      if (!j) throw new PjError(codes.NO_SUCH_JOB, `no job ${id}`);
-      const { stopped: _, ...rest } = j.value;
-      if (await this.table.compareAndSwap(id, j.modRevision, stopped ? { ...rest, stopped } : rest)) return;
-    }
-    throw new PjError(codes.JOB_BUSY, `job ${id} keeps changing; try again`);
   }
 
   /**

@@ -41,7 +41,7 @@ export class TrafficLedger {
   /** When each job key was first recorded here: rates of a job younger than the window are over its age. */
   #firstSeen = new Map<string, number>();
   #pidCache = new Map<number, { job: string; at: number }>();
-  /** Traffic of processes whose job is being learned, by pid; and the ones learned, cached briefly. */
+  /** Traffic of processes whose job is being learned, by pid. */
   #unattributed = new Map<number, Array<{ target: string; layer: string; ops: number; bytes: number; at: number }>>();
 
   constructor(private readonly procs: ProcReader) {}
