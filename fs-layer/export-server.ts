@@ -75,8 +75,12 @@ const openFlags = (flags: number) => flags & OPEN_FLAGS;
 const statFd = (fd: number) => attrFromStats(fs.fstatSync(fd, { bigint: true }));
 const proc = (fd: number, name?: string) => (name === undefined ? `/proc/self/fd/${fd}` : `/proc/self/fd/${fd}/${name}`);
 
-/** An open file; `busy`: I/O under way on the pool; `closing`: released meanwhile, closed when that is done. */
-interface Handle { fd: number; exp: Export; inode: string; client?: string; busy: number; closing?: boolean }
+/**
+ * An open file; `busy`: I/O under way on the pool; `closing`: released meanwhile, closed when that is
+ * done; `ordered`: the last write or sync, which the next one waits for (the pool runs what it is
+ * given in any order, and an O_APPEND file's lines, or overlapping writes, must land as they came).
+ */
+interface Handle { fd: number; exp: Export; inode: string; client?: string; busy: number; closing?: boolean; ordered: Promise<unknown> }
 
 class Export {
   readonly root: number;
@@ -145,7 +149,7 @@ export class ExportServer {
   #register(fd: number, exp: Export): OpenResult {
     const handle = this.#nextHandle++;
     const attr = statFd(fd);
-    this.#handles.set(handle, { fd, exp, inode: `${exp.info.name}:${attr.ino}`, busy: 0 });
+    this.#handles.set(handle, { fd, exp, inode: `${exp.info.name}:${attr.ino}`, busy: 0, ordered: Promise.resolve() });
     return { handle, attr };
   }
 
@@ -276,8 +280,17 @@ export class ExportServer {
     });
   }
 
+  /** Runs `io` after the writes and syncs asked before it on this handle, in the order they were asked. */
+  #inOrder<T>(handle: number, io: (h: Handle) => Promise<T>): Promise<T> {
+    return this.#io(handle, (h) => {
+      const done = h.ordered.then(() => io(h));
+      h.ordered = done.catch(() => {});
+      return done;
+    });
+  }
+
   write(handle: number, offset: number, data: Buffer): Promise<Written> {
-    return this.#io(handle, async ({ fd, exp }) => {
+    return this.#inOrder(handle, async ({ fd, exp }) => {
       exp.writable();
       const { bytesWritten } = await writeAt(fd, data, 0, data.length, offset);
       return { size: bytesWritten, attr: statFd(fd) };
@@ -294,7 +307,7 @@ export class ExportServer {
   }
 
   fsync(handle: number, dataOnly: boolean): Promise<void> {
-    return this.#io(handle, ({ fd }) => (dataOnly ? fdatasyncFd : fsyncFd)(fd));
+    return this.#inOrder(handle, ({ fd }) => (dataOnly ? fdatasyncFd : fsyncFd)(fd));
   }
 
   release(handle: number): void {

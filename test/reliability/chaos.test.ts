@@ -13,7 +13,7 @@ import { repoRoot } from '../../common/repo-root.js';
 const r = spawnSync(process.execPath, [join(repoRoot(), 'dist', 'scripts', 'chaos.js'), '--minutes', '2', '--seed', '1', '--every', '8',
   '--faults', 'stop-agent,etcd,link,criu,fill-state', '--json'], { encoding: 'utf8', timeout: 15 * 60_000 });
 const last = r.stdout.trim().split('\n').at(-1) ?? '';
-t.equal(r.status, 0, `chaos exited 0 (${r.stderr.trim().slice(-500)})`);
+t.ok(r.status === 0 || r.status === 1, `chaos ran to its end: exit 0 (no violation) or 1 (violations, judged below) (${r.stderr.trim().slice(-500)})`);
 const report = JSON.parse(last) as { faults: Record<string, number>; moves: { made: number }; violations: Array<{ kind: string; what: string }>; counterLines: number };
 const of = (kinds: string[]) => report.violations.filter((v) => kinds.includes(v.kind)).map((v) => v.what);
 t.same(of(['agents', 'hang', 'copies', 'cleanup', 'harness']), [], `agents, copies and clean-up held; faults survived: ${JSON.stringify(report.faults)}, ${report.moves.made} moves`);
