@@ -129,10 +129,12 @@ async function main(): Promise<void> {
   // 'soft' does). Links are cut here for up to 6 s: the deadline is set longer than that.
   const up = await pj(['cluster', 'up', '--hosts', '3', '--name', `chaos${process.pid % 1000}`, '--route', '10.77.0.0/16=h3', `--agent-option=--rpc-timeout=${RPC_TIMEOUT_MS}`]);
   if (up.code !== 0) throw new Error(`pj cluster up failed: ${up.stderr}`);
+  say('cluster up');
   inHost('h3', ['ip', 'addr', 'add', '10.77.0.3/32', 'dev', 'lo']);
   await pj(['cluster', 'stop', 'h3']);
   inHostMounts('h3', ['mount', '-t', 'tmpfs', '-o', 'size=64m', 'pj-chaos-jobs', SMALL_DISK]);
   await pj(['cluster', 'start', 'h3']);
+  say('h3 has a jobs disk of its own');
   await pj(['cluster', 'exec', 'h1', '--', 'touch', '/srv/data/.keep']);
   const redis = spawn('nsenter', [`--net=${netns('h3')}`, 'redis-server', '--bind', '10.77.0.3', '--save', '', '--protected-mode', 'no'], { stdio: 'ignore' });
   await sleep(500);
@@ -143,6 +145,7 @@ async function main(): Promise<void> {
   const forker = await run('h2', ['python3', helper('fork-exec-job.py'), '100000000', '/pj/h1/data/.keep']);
   const web = await run('h3', ['python3', helper('net-job.py'), 'answer', '9000'], ['--publish', '9300:9000']);
   const jobs = [counter, sqlite, incr, forker, web];
+  say('jobs started');
   const names: Record<string, string> = { [counter]: 'counter', [sqlite]: 'sqlite writer', [incr]: 'redis client', [forker]: 'fork+exec loop', [web]: 'web server' };
   const h3 = cluster().hosts.find((h) => h.name === 'h3')!.address;
   const until = Date.now() + minutes * 60_000;
@@ -156,7 +159,8 @@ async function main(): Promise<void> {
     await inject(pick(faults)).catch((e: Error) => violate('harness', `the fault itself failed: ${e.message}`));
   }
   say('faults over: waiting for the last move and the client');
-  const bounded = (p: Promise<unknown>, what: string) => Promise.race([p, sleep(200_000).then(() => violate('hang', `${what} did not end within 200 s`))]);
+  const bounded = (p: Promise<unknown>, what: string) => Promise.race([p,
+    new Promise((r) => setTimeout(r, 200_000).unref()).then(() => violate('hang', `${what} did not end within 200 s`))]);
   await bounded(moving, 'the last move');
   await bounded(new Promise((r) => (client.exitCode !== null ? r(0) : client.on('close', r))), 'the web client');
   client.kill('SIGKILL');
