@@ -102,7 +102,7 @@ export function jobUsage(initPid: number, pids = jobPids(initPid)): JobUsage {
 }
 
 /** Bytes the process read and wrote by any call (files, pipes, sockets); 0 once it is gone. */
-export function ioBytes(pid: number): number {
+function ioBytes(pid: number): number {
   try {
     const io = readFileSync(`/proc/${pid}/io`, 'utf8');
     return Number(/^rchar: (\d+)/m.exec(io)?.[1] ?? 0) + Number(/^wchar: (\d+)/m.exec(io)?.[1] ?? 0);
