@@ -12,7 +12,8 @@ import type { DataCache } from './data-cache.js';
 import { LOCK_TO_EOF, type DirEntry, type LockRange, type Made } from './export-server.js';
 import type { FuseRequest } from './fuse-session.js';
 import { InodeTable, inoOf, keyOf, type Node } from './inode-table.js';
-import { OpenFile } from './open-file.js';
+import { OpenFile, RESTORED } from './open-file.js';
+import type { JournalRecord, SessionJournal } from './session-journal.js';
 import type { TrafficLedger } from '../migrator/index.js';
 import {
   FATTR, FOPEN_KEEP_CACHE, FOPEN_PASSTHROUGH, Op, attrOut, opName, cStrings, dirent, entryOut, lkOut, openOut, statfsOut, type Attr,
@@ -31,6 +32,9 @@ const NOT_TRAFFIC = new Set<number>([Op.FORGET, Op.BATCH_FORGET, Op.INTERRUPT, O
  */
 const ANSWERED_HERE = new Set<number>([Op.FLUSH, Op.RELEASE, Op.RELEASEDIR, Op.IOCTL]);
 const RENAME_EXCHANGE = 2;
+/** The bit the kernel sets in the number of a request it sends again (FUSE_NOTIFY_RESEND). */
+const RESENT = 1n << 63n;
+type Listing = Array<{ name: string; ino: number; type: number; attr?: Attr }>;
 const SECURITY_CAPABILITY = 'security.capability';
 
 export interface FilesystemOptions {
@@ -50,6 +54,8 @@ export interface FilesystemOptions {
   log: Log;
   ledger: TrafficLedger;
   metrics: Metrics;
+  /** Where what the kernel is told is kept for an agent that takes the connection over. */
+  journal?: SessionJournal;
 }
 
 /** How long the owner waits for a device to have data before the read is asked again. */
@@ -66,7 +72,7 @@ export class PjFilesystem {
   #o: FilesystemOptions;
   #files = new Map<bigint, OpenFile>();
   /** Directory listings taken at OPENDIR; entries inside an export carry their attributes (for READDIRPLUS). */
-  #dirs = new Map<bigint, { dir: Node; list: Array<{ name: string; ino: number; type: number; attr?: Attr }> }>();
+  #dirs = new Map<bigint, { dir: Node; list?: Listing }>();
   #nextFh = 1n;
   /** Requests that wait for a lock, and those of them the kernel has interrupted. */
   #waiting = new Set<bigint>();
@@ -75,6 +81,8 @@ export class PjFilesystem {
   #pollWatch = new Map<bigint, { f: OpenFile; events: number }>();
   #pollTimer: NodeJS.Timeout | undefined;
   #started = BigInt(Date.now()) * 1_000_000n;
+  /** Requests (by number) of the writes restore() sends again: the kernel may send them again too. */
+  #journaledWrites = new Set<bigint>();
 
   #ops: Counter;
   #bytes: Counter;
@@ -83,7 +91,7 @@ export class PjFilesystem {
     this.#o = o;
     this.#ops = o.metrics.counter('pj_fs_operations_total', '/pj requests served, by FUSE operation and by whether the file is this host\'s');
     this.#bytes = o.metrics.counter('pj_fs_bytes_total', 'bytes read and written by /pj requests (passthrough I/O of local files bypasses the daemon)');
-    this.nodes = new InodeTable(o.self, o.attrTimeoutS * 1000);
+    this.nodes = new InodeTable(o.self, o.attrTimeoutS * 1000, o.journal);
   }
 
   /** Serves one request and records it, failed or not, in the ledger against the host that owns its node. */
@@ -95,6 +103,7 @@ export class PjFilesystem {
       reply = await this.#serve(req);
       return reply;
     } finally {
+      this.#flushJournal();
       if (node && node.kind !== 'root') {
         const bytes = h.opcode === Op.READ ? (reply ?? []).reduce((n, b) => n + b.length, 0) : h.opcode === Op.WRITE ? body.readUInt32LE(16) : 0;
         if (!ANSWERED_HERE.has(h.opcode)) this.#o.ledger.recordCaller(h.pid, node.host, 'fs', 1, bytes);
@@ -176,7 +185,7 @@ export class PjFilesystem {
       }
       case Op.READ: {
         const f = this.#file(body.readBigUInt64LE(0));
-        if (f.device) return [await this.#interruptible(h.unique, () => f.backend.readDevice(f.handle, body.readUInt32LE(16), DEVICE_WAIT_MS))];
+        if (f.device) return [await this.#interruptible(h.unique, () => f.use((dh) => f.backend.readDevice(dh, body.readUInt32LE(16), DEVICE_WAIT_MS)))];
         return f.read(Number(body.readBigUInt64LE(8)), body.readUInt32LE(16));
       }
       case Op.WRITE: {
@@ -186,10 +195,12 @@ export class PjFilesystem {
         const offset = Number(body.readBigUInt64LE(8));
         const out = Buffer.alloc(8);
         if (f.device) {
-          out.writeUInt32LE(await f.backend.writeDevice(f.handle, data, DEVICE_WAIT_MS), 0);
+          out.writeUInt32LE(await f.use((dh) => f.backend.writeDevice(dh, data, DEVICE_WAIT_MS)), 0);
           return [out];
         }
-        out.writeUInt32LE(await f.write(offset, data), 0);
+        // A write the journal of the last agent sends again (restore()) is not written twice when the kernel sends it again too.
+        if (this.#journaledWrites.delete(h.unique & ~RESENT)) out.writeUInt32LE(size, 0);
+        else out.writeUInt32LE(await f.write(offset, data, h.unique), 0);
         return [out];
       }
       case Op.FLUSH: {
@@ -223,7 +234,12 @@ export class PjFilesystem {
       case Op.OPENDIR: return this.#opendir(this.nodes.get(h.nodeid));
       case Op.READDIR: case Op.READDIRPLUS:
         return this.#readdir(body.readBigUInt64LE(0), Number(body.readBigUInt64LE(8)), body.readUInt32LE(16), h.opcode === Op.READDIRPLUS);
-      case Op.RELEASEDIR: this.#dirs.delete(body.readBigUInt64LE(0)); return [];
+      case Op.RELEASEDIR: {
+        const fh = body.readBigUInt64LE(0);
+        this.#dirs.delete(fh);
+        this.#o.journal?.add(['e', String(fh)]);
+        return [];
+      }
       case Op.GETLK: {
         const { f, owner, lk } = this.#lockRequest(body);
         const r = await f.use((fh) => f.backend.getlk(fh, owner, lk));
@@ -314,15 +330,98 @@ export class PjFilesystem {
     }
   }
 
+  /** Files open on /pj now (the kernel holds their handles). */
+  get openFiles(): number { return this.#files.size; }
+
   /** The connection this served is gone: the owners let go of what it had open (its callers' descriptors died with it). */
   releaseAll(): void {
+    this.#o.journal?.close(false);
     for (const f of this.#files.values()) {
       f.closed = true;
+      if (f.handle === RESTORED) continue;
       (f.device ? f.backend.releaseDevice(f.handle) : f.backend.release(f.handle)).catch(() => {}); // its backing ids went with its device
     }
     this.#files.clear();
     this.#dirs.clear();
     clearInterval(this.#pollTimer);
+  }
+
+  /**
+   * Takes over what a journal says the kernel knows (an agent that took its connection back from the
+   * keeper): nodes, open files (opened again on their owners at their next use), open directories
+   * (listed again at their next read), and the remote writes not yet confirmed, sent again.
+   * Returns how many open files came back.
+   */
+  restore(records: JournalRecord[]): number {
+    const files = new Map<string, Extract<JournalRecord, { 0: 'o' }>>();
+    const dirs = new Map<string, string>();
+    const writes = new Map<string, Map<number, { offset: number; data: Buffer; unique: bigint }>>();
+    for (const r of records) {
+      switch (r[0]) {
+        case 'o': files.set(r[1], r); break;
+        case 'c': files.delete(r[1]); writes.delete(r[1]); break;
+        case 'd': dirs.set(r[1], r[2]); break;
+        case 'e': dirs.delete(r[1]); break;
+        case 'w': { let m = writes.get(r[1]); if (!m) writes.set(r[1], (m = new Map())); m.set(r[2], { offset: r[3], data: Buffer.from(r[4], 'base64'), unique: BigInt(r[5]) }); break; }
+        case 'a': writes.get(r[1])?.delete(r[2]); break;
+        default: this.nodes.replay(r);
+      }
+    }
+    const bump = (fh: bigint) => { if (fh >= this.#nextFh) this.#nextFh = fh + 1n; };
+    for (const [fh, [, , nodeId, flags, backingId, device]] of files) {
+      const node = this.nodes.peek(BigInt(nodeId));
+      if (!node) continue;
+      if (backingId) {
+        node.backing ??= { id: backingId, refs: 0 };
+        node.backing.refs++;
+      }
+      this.#files.set(BigInt(fh), new OpenFile({ node, backend: this.#o.backend(node.host), handle: RESTORED, flags, passthrough: backingId !== 0, device,
+        nodes: this.nodes, cache: this.#o.cache, journal: this.#fileJournal(BigInt(fh)) }));
+      bump(BigInt(fh));
+    }
+    for (const [fh, nodeId] of dirs) {
+      const dir = this.nodes.peek(BigInt(nodeId));
+      if (dir) this.#dirs.set(BigInt(fh), { dir });
+      bump(BigInt(fh));
+    }
+    this.nodes.prune();
+    this.#o.journal?.compact(this.#snapshot());
+    for (const [fh, pending] of writes) {
+      const f = this.#files.get(BigInt(fh));
+      for (const w of [...pending].sort(([a], [b]) => a - b).map(([, w]) => w)) {
+        this.#journaledWrites.add(w.unique);
+        void f?.write(w.offset, w.data, w.unique, true);
+      }
+    }
+    this.#flushJournal();
+    return this.#files.size;
+  }
+
+  /** The live state as journal records: what a compacted journal holds. */
+  #snapshot(): JournalRecord[] {
+    const out = this.nodes.snapshot();
+    for (const [fh, f] of this.#files) {
+      out.push(['o', String(fh), String(f.node.id), f.flags, f.passthrough ? f.node.backing?.id ?? 0 : 0, f.device]);
+      for (const w of f.unconfirmed) out.push(['w', String(fh), w.seq, w.offset, w.data.toString('base64'), String(w.unique)]);
+    }
+    for (const [fh, d] of this.#dirs) out.push(['d', String(fh), String(d.dir.id)]);
+    return out;
+  }
+
+  #flushJournal(): void {
+    const j = this.#o.journal;
+    if (!j) return;
+    if (j.wantsCompaction(this.nodes.size + this.#files.size + this.#dirs.size)) j.compact(this.#snapshot());
+    else j.flush();
+  }
+
+  #fileJournal(fh: bigint) {
+    const j = this.#o.journal;
+    const id = String(fh);
+    return j && {
+      wrote: (seq: number, offset: number, data: Buffer, unique: bigint) => j.add(['w', id, seq, offset, data.toString('base64'), String(unique)]),
+      confirmed: (seq: number) => j.add(['a', id, seq]),
+    };
   }
 
   /**
@@ -478,12 +577,13 @@ export class PjFilesystem {
     const { handle } = await backend.openDevice(n.exp, flags);
     const fh = this.#nextFh++;
     this.#files.set(fh, new OpenFile({ node: n, backend, handle, flags, device: true, nodes: this.nodes, cache: this.#o.cache }));
+    this.#o.journal?.add(['o', String(fh), String(n.id), flags, 0, true]);
     return [openOut(fh, FOPEN_DIRECT_IO | FOPEN_NONSEEKABLE | FOPEN_STREAM)];
   }
 
   /** fuse_poll_out; a device not ready yet is watched, and the kernel woken (NOTIFY_POLL) once it is. */
   async #poll(f: OpenFile, kh: bigint, flags: number, events: number): Promise<Buffer> {
-    const revents = f.device ? await f.backend.pollDevice(f.handle, events) : events; // files are always ready
+    const revents = f.device ? await f.use((dh) => f.backend.pollDevice(dh, events)) : events; // files are always ready
     if (revents === 0 && flags & FUSE_POLL_SCHEDULE_NOTIFY) {
       this.#pollWatch.set(kh, { f, events });
       this.#pollTimer ??= setInterval(() => void this.#checkPolls(), POLL_WATCH_MS);
@@ -495,7 +595,7 @@ export class PjFilesystem {
 
   async #checkPolls(): Promise<void> {
     for (const [kh, w] of this.#pollWatch) {
-      const ready = w.f.closed || (await w.f.backend.pollDevice(w.f.handle, w.events).catch(() => 1)) !== 0;
+      const ready = w.f.closed || (await w.f.use((dh) => w.f.backend.pollDevice(dh, w.events)).catch(() => 1)) !== 0;
       if (!ready || !this.#pollWatch.has(kh)) continue;
       this.#pollWatch.delete(kh);
       const b = Buffer.alloc(8);
@@ -539,7 +639,8 @@ export class PjFilesystem {
         this.#o.log.warn({ op: 'fuse-passthrough', path: node.rel, err: (e as Error).message }, 'passthrough unavailable; serving reads in the daemon');
       }
     }
-    this.#files.set(fh, new OpenFile({ node, backend, handle, flags, passthrough: backingId !== 0, nodes: this.nodes, cache: this.#o.cache }));
+    this.#files.set(fh, new OpenFile({ node, backend, handle, flags, passthrough: backingId !== 0, nodes: this.nodes, cache: this.#o.cache, journal: this.#fileJournal(fh) }));
+    this.#o.journal?.add(['o', String(fh), String(node.id), flags, backingId, false]);
     return openOut(fh, (backingId ? FOPEN_PASSTHROUGH : 0) | (keepCache ? FOPEN_KEEP_CACHE : 0), backingId);
   }
 
@@ -554,8 +655,17 @@ export class PjFilesystem {
     if (!f) return;
     await f.drain().catch(() => {}); // FLUSH already reported write errors to the closer
     this.#files.delete(fh);
+    this.#o.journal?.add(['c', String(fh)]);
+    this.#flushJournal(); // before its backing file is let go: a journal that still had it open would hand out a closed backing id
     f.closed = true;
+    if (f.handle === RESTORED) return this.#dropBacking(f);
     if (f.device) return f.backend.releaseDevice(f.handle);
+    this.#dropBacking(f);
+    await f.backend.release(f.handle);
+  }
+
+  /** The last open file of a node with passthrough closed: its backing file is let go. */
+  #dropBacking(f: OpenFile): void {
     if (f.passthrough && f.node.backing && --f.node.backing.refs === 0) {
       const id = f.node.backing.id;
       f.node.backing = undefined;
@@ -565,11 +675,19 @@ export class PjFilesystem {
         this.#o.log.warn({ op: 'fuse-backing-close', err: (e as Error).message }, 'closing a backing file failed');
       }
     }
-    await f.backend.release(f.handle);
   }
 
   async #opendir(n: Node): Promise<Buffer[]> {
-    let list: Array<{ name: string; ino: number; type: number; attr?: Attr }>;
+    const list = await this.#list(n);
+    const fh = this.#nextFh++;
+    this.#dirs.set(fh, { dir: n, list });
+    this.#o.journal?.add(['d', String(fh), String(n.id)]);
+    return [openOut(fh, 0)];
+  }
+
+  /** A directory's entries as READDIR gives them, "." and ".." first. */
+  async #list(n: Node): Promise<Listing> {
+    let list: Listing;
     if (n.kind === 'root') list = (await this.#o.hosts()).map((h) => ({ name: h.name, ino: inoOf(keyOf('host', h.name, '', 0)), type: 4 }));
     else if (n.kind === 'host') {
       // A device that is not there (unplugged) is not listed.
@@ -578,9 +696,7 @@ export class PjFilesystem {
       list = exports.filter((_, i) => present[i]).map((e) => ({ name: e.name, ino: inoOf(keyOf(e.kind === 'dir' ? 'export' : 'device', n.host, e.name, 0)), type: e.kind === 'dir' ? 4 : 8 }));
     }
     else list = (await this.#listing(n)).map((e: DirEntry) => ({ name: e.name, ino: inoOf(keyOf('entry', n.host, n.exp, e.attr.ino)), type: (e.attr.mode >> 12) & 15, attr: e.attr }));
-    const fh = this.#nextFh++;
-    this.#dirs.set(fh, { dir: n, list: [{ name: '.', ino: n.ino, type: 4 }, { name: '..', ino: 1, type: 4 }, ...list] });
-    return [openOut(fh, 0)];
+    return [{ name: '.', ino: n.ino, type: 4 }, { name: '..', ino: 1, type: 4 }, ...list];
   }
 
   /** Every entry of a directory inside an export, asked of its owner a page at a time (no reply grows with the directory). */
@@ -601,13 +717,14 @@ export class PjFilesystem {
    * sparing the kernel a LOOKUP per name (`ls -l`, `find`, `tar`). An entry counts as a lookup only
    * if it fits in the reply; the others (".", "..", the fixed levels) go with node id 0.
    */
-  #readdir(fh: bigint, offset: number, size: number, plus: boolean): Buffer[] {
+  async #readdir(fh: bigint, offset: number, size: number, plus: boolean): Promise<Buffer[]> {
     const d = this.#dirs.get(fh);
     if (!d) throw errnoError('EBADF');
+    const list = (d.list ??= await this.#list(d.dir)); // a directory restored from the journal is listed again
     const out: Buffer[] = [];
     let room = size;
-    for (let i = offset; i < d.list.length; i++) {
-      const e = d.list[i];
+    for (let i = offset; i < list.length; i++) {
+      const e = list[i];
       const withNode = plus && e.attr !== undefined && e.name !== '.' && e.name !== '..';
       const entry = plus ? entryOut(0n, { ...(e.attr ?? this.#dirAttr(d.dir)), ino: e.ino }, 0) : undefined;
       const buf = dirent(e.name, e.ino, i + 1, e.type, room, entry);

@@ -7,6 +7,7 @@ import { stat } from 'node:fs/promises';
 import { constants } from 'node:os';
 import type { Log } from '../common/log.js';
 import { run } from '../common/run.js';
+import type { TakenConnection } from './fuse-keeper.js';
 import { call, loadBinding } from '../native/loader.js';
 import {
   FUSE_KERNEL_MINOR_VERSION, FUSE_KERNEL_VERSION, IN_HEADER, InitFlag, InitFlag2, Op, OUT_HEADER, opName, outHeader, parseHeader,
@@ -23,6 +24,7 @@ export type FuseHandler = (req: FuseRequest) => Promise<Buffer[] | null> | Buffe
 export interface SessionInfo { passthrough: boolean; minor: number }
 
 const FUSECTL = '/sys/fs/fuse/connections';
+const FUSE_NOTIFY_RESEND = 7;
 
 export class FuseSession {
   readonly devFd: number;
@@ -34,6 +36,7 @@ export class FuseSession {
   #resolveReady!: (i: SessionInfo) => void;
   #ended: Promise<number>;
   #unmounting = false;
+  #leaving = false;
   /** The kernel's number for this connection (the minor of the mount's device): its folder under /sys/fs/fuse/connections. */
   connection = 0;
 
@@ -67,6 +70,20 @@ export class FuseSession {
     return s;
   }
 
+  /**
+   * Serves a connection taken back from a keeper (see fuse-keeper.ts): INIT was agreed with the
+   * last agent, and what it had read but not answered the kernel sends again (FUSE_NOTIFY_RESEND).
+   */
+  static takeOver(taken: TakenConnection, target: string, handler: FuseHandler, log: Log): FuseSession {
+    const s = new FuseSession(taken.fd, target, handler, log);
+    s.#info = taken.info;
+    s.#resolveReady(taken.info);
+    s.connection = taken.connection;
+    s.notify(FUSE_NOTIFY_RESEND, Buffer.alloc(0));
+    log.info({ op: 'fuse-mount', target, passthrough: taken.info.passthrough, protocol: `7.${taken.info.minor}` }, 'serving /pj again');
+    return s;
+  }
+
   get info(): SessionInfo { return this.#info; }
 
   /** Resolves with the errno the connection ended with, when it ends other than by unmount(). */
@@ -94,7 +111,16 @@ export class FuseSession {
     await Promise.race([this.#ended, new Promise((r) => setTimeout(r, 2000))]);
   }
 
+  /**
+   * Stops answering, leaving the connection to the keeper: requests read from now on stay unanswered
+   * in the kernel, which sends them again to the next agent (FUSE_NOTIFY_RESEND).
+   */
+  leave(): void {
+    this.#leaving = true;
+  }
+
   #onRequest(buf: Buffer): void {
+    if (this.#leaving) return;
     const header = parseHeader(buf);
     const body = buf.subarray(IN_HEADER, header.len);
     if (header.opcode === Op.INIT) return this.#init(header, body);

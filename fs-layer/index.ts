@@ -11,13 +11,18 @@ import { DeviceServer } from './device-server.js';
 import { ExportServer } from './export-server.js';
 import { PjFilesystem } from './filesystem.js';
 import { FuseSession } from './fuse-session.js';
+import { FuseKeeper, type TakenConnection } from './fuse-keeper.js';
 import { MountWatchdog, type MountHealth } from './mount-watchdog.js';
+import { SessionJournal } from './session-journal.js';
+import { join } from 'node:path';
 
 export type { MountHealth } from './mount-watchdog.js';
 
 export interface FsLayerOptions {
   self: string;
   mount: string;
+  /** Where the connection's keeper and journal are named, for the next agent to take over. */
+  stateDir: string;
   exports: ExportInfo[];
   mesh: Mesh;
   hosts: () => Promise<HostView[]>;
@@ -66,8 +71,23 @@ export async function startFsLayer(o: FsLayerOptions): Promise<FsLayer> {
   let session: FuseSession | undefined;
   const cache = new DataCache(o.dataCacheBytes ?? DEFAULT_DATA_CACHE_BYTES);
   // A filesystem per connection: what the kernel knew of the last one (its nodes, handles, backing files) went with it.
+  // At start, the connection a keeper held since the last agent died is taken back, with what its journal says.
   let fs: PjFilesystem | undefined;
+  const keeper = new FuseKeeper(o.stateDir, o.mount, o.log);
+  const journalPath = join(o.stateDir, 'fuse-journal');
+  let journal: SessionJournal | undefined;
+  const takeBack = (): TakenConnection | undefined => {
+    try {
+      return keeper.takeBack();
+    } catch (e) {
+      o.log.warn({ op: 'fuse-keeper', err: (e as Error).message }, 'could not take /pj back from its keeper: mounting afresh');
+      keeper.end();
+      return undefined;
+    }
+  };
   const mount = async (): Promise<FuseSession> => {
+    const taken = fs ? undefined : takeBack();
+    journal = new SessionJournal(journalPath, taken !== undefined);
     const next = new PjFilesystem({
       self: o.self, hosts, backend, log: o.log, attrTimeoutS: o.attrTimeoutS ?? 1, cache,
       notify: (code, body) => session?.notify(code, body),
@@ -75,10 +95,19 @@ export async function startFsLayer(o: FsLayerOptions): Promise<FsLayer> {
       metrics: o.metrics,
       device: () => ({ fd: session?.devFd ?? -1, passthrough: session?.info.passthrough ?? false }),
       localFd: (handle) => server.fd(handle),
+      journal,
     });
     const previous = fs;
     fs = next;
-    session = await FuseSession.mount(o.mount, next.handle, o.log);
+    if (taken) {
+      const files = next.restore(journal.read());
+      session = FuseSession.takeOver(taken, o.mount, next.handle, o.log);
+      o.log.info({ op: 'fuse-keeper', files, nodes: next.nodes.size }, 'open /pj files kept through the restart');
+    } else {
+      keeper.end();
+      session = await FuseSession.mount(o.mount, next.handle, o.log);
+      keeper.keep(session.devFd, session.connection, session.info);
+    }
     previous?.releaseAll();
     return session;
   };
@@ -99,7 +128,16 @@ export async function startFsLayer(o: FsLayerOptions): Promise<FsLayer> {
     dropLocks: (tids) => fs?.dropLocks(new Set(tids)) ?? Promise.resolve(0),
     async stop() {
       watchdog.stop();
-      await session?.unmount();
+      const open = fs?.openFiles ?? 0;
+      if (session && open > 0 && keeper.keeping) {
+        // Programs have files open on /pj: an unmount would break them, the next agent takes them over.
+        session.leave();
+        o.log.info({ op: 'fuse-keeper', files: open }, 'left /pj to its keeper for the next agent');
+      } else {
+        await session?.unmount();
+        keeper.end();
+        journal?.close(true);
+      }
       server.close();
       devices.close();
     },

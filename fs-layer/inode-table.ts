@@ -4,6 +4,7 @@
 // a rename keeps it. Each node remembers its last known path for path-based
 // operations on the owner. Nodes live while the kernel holds lookups on them.
 import { FUSE_ROOT_ID, type Attr } from './protocol.js';
+import type { JournalRecord, SessionJournal } from './session-journal.js';
 
 /** `device`: an exported character device, shown as a file; its `exp` is the device's name. */
 export type NodeKind = 'root' | 'host' | 'export' | 'entry' | 'device';
@@ -55,9 +56,10 @@ export class InodeTable {
   #byId = new Map<bigint, Node>();
   #byKey = new Map<string, Node>();
   #next = BigInt(FUSE_ROOT_ID) + 1n;
+  #replaying = false;
   readonly root: Node;
 
-  constructor(readonly self: string, readonly ttlMs: number) {
+  constructor(readonly self: string, readonly ttlMs: number, private readonly journal?: SessionJournal) {
     this.root = { id: BigInt(FUSE_ROOT_ID), ino: FUSE_ROOT_ID, key: '/', kind: 'root', host: '', exp: '', rel: '', lookups: 1 };
     this.#byId.set(this.root.id, this.root);
   }
@@ -77,6 +79,7 @@ export class InodeTable {
   lookup(kind: NodeKind, host: string, exp: string, rel: string, ownerIno: number): Node {
     const key = keyOf(kind, host, exp, ownerIno);
     let n = this.#byKey.get(key);
+    const known = n !== undefined && n.rel === rel;
     if (!n) {
       n = { id: this.#next++, ino: inoOf(key), key, kind, host, exp, rel, lookups: 0 };
       this.#byKey.set(key, n);
@@ -84,6 +87,7 @@ export class InodeTable {
     }
     n.rel = rel;
     n.lookups++;
+    this.#note(known ? ['l', String(n.id)] : nodeRecord(n));
     return n;
   }
 
@@ -121,6 +125,7 @@ export class InodeTable {
   forget(id: bigint, count: number): void {
     const n = this.#byId.get(id);
     if (!n || n.kind === 'root') return;
+    this.#note(['f', String(id), count]);
     n.lookups -= count;
     if (n.lookups > 0 || n.backing) return;
     this.#byId.delete(id);
@@ -130,6 +135,7 @@ export class InodeTable {
   /** After a rename, nodes at or below the old path live at or below the new one; an exchange moves both ways. */
   moved(host: string, exp: string, from: string, to: string, exchange = false): void {
     const under = (rel: string, dir: string) => rel === dir || rel.startsWith(dir + '/');
+    this.#note(['m', host, exp, from, to, exchange]);
     for (const n of this.#byId.values()) {
       if (n.kind !== 'entry' || n.host !== host || n.exp !== exp) continue;
       if (n.rel === from || (exchange && n.rel === to)) this.stale(n); // a rename changes the ctime
@@ -139,4 +145,45 @@ export class InodeTable {
   }
 
   get size(): number { return this.#byId.size; }
+
+  /** Journals a change, unless it is one being replayed. */
+  #note(r: JournalRecord): void {
+    if (!this.#replaying) this.journal?.add(r);
+  }
+
+  /** The live nodes as journal records (the root is implied). */
+  snapshot(): JournalRecord[] {
+    return [...this.#byId.values()].filter((n) => n.kind !== 'root').map(nodeRecord);
+  }
+
+  /**
+   * Replays a journal's node records (see session-journal.ts). Nodes whose lookups reached zero are
+   * kept until `prune`, which drops those that no open file holds.
+   */
+  replay(r: JournalRecord): void {
+    if (r[0] === 'n') {
+      const [, id, kind, key, host, exp, rel, lookups] = r;
+      const n: Node = { id: BigInt(id), ino: inoOf(key), key, kind: kind as NodeKind, host, exp, rel, lookups };
+      this.#byKey.set(key, n);
+      this.#byId.set(n.id, n);
+      if (n.id >= this.#next) this.#next = n.id + 1n;
+    } else if (r[0] === 'l' || r[0] === 'f') {
+      const n = this.#byId.get(BigInt(r[1]));
+      if (n) n.lookups += r[0] === 'l' ? 1 : -r[2];
+    } else if (r[0] === 'm') {
+      this.#replaying = true;
+      this.moved(r[1], r[2], r[3], r[4], r[5]);
+      this.#replaying = false;
+    }
+  }
+
+  prune(): void {
+    this.#replaying = true;
+    for (const n of [...this.#byId.values()]) if (n.kind !== 'root' && n.lookups <= 0 && !n.backing) this.forget(n.id, 0);
+    this.#replaying = false;
+  }
+}
+
+function nodeRecord(n: Node): JournalRecord {
+  return ['n', String(n.id), n.kind, n.key, n.host, n.exp, n.rel, n.lookups];
 }

@@ -109,7 +109,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     () => ledger.snapshot().map((r) => ({ labels: { job: r.id ?? r.job, target: r.target, layer: r.layer }, value: r.bytes })));
   metrics.collect('pj_ledger_operations_total', 'the traffic ledger: operations each job made to each host, by layer', 'counter',
     () => ledger.snapshot().map((r) => ({ labels: { job: r.id ?? r.job, target: r.target, layer: r.layer }, value: r.ops })));
-  const fsLayer = await startFsLayer({ self: opts.host, mount: opts.mount, exports, mesh, hosts: () => state.hostsOrLastKnown(), log, ledger, metrics,
+  const fsLayer = await startFsLayer({ self: opts.host, mount: opts.mount, stateDir: opts.stateDir, exports, mesh, hosts: () => state.hostsOrLastKnown(), log, ledger, metrics,
     attrTimeoutS: opts.attrTimeoutS, rpcTimeoutMs: opts.rpcTimeoutMs, dataCacheBytes: opts.dataCacheBytes });
   record.capabilities.fuse = fsLayer.mounted;
   record.capabilities.passthrough = fsLayer.passthrough;

@@ -66,6 +66,8 @@ export interface NativeBinding {
   seqpacketSend(fd: number, data: Buffer, fds: number[], ctx: SyscallContext): true | undefined;
   closeFd(fd: number): void;
   dupFd(fd: number, ctx: SyscallContext): number | undefined;
+  /** A duplicate of another process's descriptor (pidfd_getfd). */
+  fdOfProcess(pid: number, fd: number, ctx: SyscallContext): number | undefined;
   /** A TCP connection (non-blocking fd, TCP_NODELAY) made on a worker thread within `timeoutMs`, `hello` written first. */
   tcpConnect(ip: string, port: number, timeoutMs: number, hello?: Buffer): Promise<number | Required<SyscallContext>>;
 }

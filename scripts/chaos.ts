@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pjCli, repoRoot } from '../common/repo-root.js';
 import { readClusterFile } from '../manager/sim-cluster/layout.js';
+import { clusterNetns } from '../manager/sim-cluster/down.js';
 
 const FAULTS = ['stop-agent', 'kill-agent', 'etcd', 'link', 'criu', 'fill-state'] as const;
 const RPC_TIMEOUT_MS = 15_000;
@@ -67,7 +68,7 @@ type Kind = 'agents' | 'hang' | 'copies' | 'jobs' | 'data' | 'cleanup' | 'harnes
 const violations: Array<{ kind: Kind; what: string }> = [];
 const violate = (kind: Kind, what: string) => violations.push({ kind, what });
 const survived: Record<string, number> = {};
-const moves = { made: 0, refused: 0 };
+const moves = { made: 0, refused: 0, why: {} as Record<string, number> };
 
 async function run(on: string, cmd: string[], extra: string[] = []): Promise<string> {
   const r = await pj(['run', '--on', on, '--policy', 'pin', ...extra, '--', ...cmd]);
@@ -117,7 +118,11 @@ async function mover(jobs: string[], until: number): Promise<void> {
     const r = await pj(['mv', id, to, '--mode', pick(modes), '--json'], 180_000);
     if (r.code !== 0 && /timed out|did not answer/.test(r.stderr)) say(`move of ${id} to ${to}: ${r.stderr.trim()}`);
     if (r.code === 0) moves.made++;
-    else moves.refused++;
+    else {
+      moves.refused++;
+      const code = /PJ_ERR_[A-Z_]+/.exec(r.stderr)?.[0] ?? 'other';
+      moves.why[code] = (moves.why[code] ?? 0) + 1;
+    }
     await sleep(1000 + random() * 2000);
   }
 }
@@ -138,7 +143,7 @@ async function main(): Promise<void> {
   await pj(['cluster', 'exec', 'h1', '--', 'touch', '/srv/data/.keep']);
   const redis = spawn('nsenter', [`--net=${netns('h3')}`, 'redis-server', '--bind', '10.77.0.3', '--save', '', '--protected-mode', 'no'], { stdio: 'ignore' });
   await sleep(500);
-  const start = { agents: cluster().hosts.map((h) => fdsOf(h.agentPid!)), netns: spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').length };
+  const start = { agents: cluster().hosts.map((h) => fdsOf(h.agentPid!)), netns: clusterNetns(cluster()) };
   const counter = await run('h1', ['python3', helper('counter-job.py')]);
   const sqlite = await run('h2', ['python3', helper('sqlite-job.py'), 'chaos.sqlite'], ['--cwd', '/pj/h3/data']);
   const incr = await run('h1', ['python3', helper('net-job.py'), 'incr', '10.77.0.3', '6379']);
@@ -204,8 +209,9 @@ async function main(): Promise<void> {
   }
   redis.kill('SIGKILL');
   await pj(['cluster', 'down']);
-  const netnsAfter = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').length;
-  if (netnsAfter > start.netns - 5) violate('cleanup', `network namespaces left after cluster down: ${netnsAfter} (${start.netns} with the cluster)`);
+  const present = new Set(spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').map((l) => l.split(' ')[0]));
+  const left = start.netns.filter((ns) => present.has(ns));
+  if (left.length) violate('cleanup', `network namespaces of the cluster left after cluster down: ${left.join(', ')}`);
   if (spawnSync('grep', ['-c', dir, '/proc/mounts'], { encoding: 'utf8' }).stdout.trim() !== '0') violate('cleanup', 'mounts of the cluster left after cluster down');
   const report = {
     seed, minutes, faults: survived, moves, violations, counterLines: rows.length, sqliteRows: inDb, redis: counted,
@@ -213,7 +219,7 @@ async function main(): Promise<void> {
   };
   if (json) console.log(JSON.stringify(report));
   else {
-    say(`seed ${seed}: ${Object.entries(survived).map(([k, v]) => `${v} ${k}`).join(', ') || 'no'} faults survived; ${moves.made} moves made, ${moves.refused} refused`);
+    say(`seed ${seed}: ${Object.entries(survived).map(([k, v]) => `${v} ${k}`).join(', ') || 'no'} faults survived; ${moves.made} moves made, ${moves.refused} refused (${Object.entries(moves.why).map(([k, v]) => `${v} ${k}`).join(", ")})`);
     say(`counter ${rows.length} lines, sqlite ${inDb} rows, redis ${counted}, web client: ${clientOut.trim()}`);
     for (const v of violations) say(`VIOLATION (${v.kind}): ${v.what}`);
     say(`${violations.length === 0 ? 'no violation' : `${violations.length} violations (replay with --seed ${seed})`}`);

@@ -38,6 +38,7 @@ Napi::Value SeqpacketServe(const Napi::CallbackInfo& info);
 Napi::Value SeqpacketSend(const Napi::CallbackInfo& info);
 Napi::Value CloseFd(const Napi::CallbackInfo& info);
 Napi::Value DupFd(const Napi::CallbackInfo& info);
+Napi::Value FdOfProcess(const Napi::CallbackInfo& info);
 Napi::Value TcpConnect(const Napi::CallbackInfo& info);
 }
 
@@ -64,6 +65,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("seqpacketSend", Napi::Function::New(env, pj::SeqpacketSend, "seqpacketSend"));
   exports.Set("closeFd", Napi::Function::New(env, pj::CloseFd, "closeFd"));
   exports.Set("dupFd", Napi::Function::New(env, pj::DupFd, "dupFd"));
+  exports.Set("fdOfProcess", Napi::Function::New(env, pj::FdOfProcess, "fdOfProcess"));
   exports.Set("tcpConnect", Napi::Function::New(env, pj::TcpConnect, "tcpConnect"));
   exports.Set("openat2", Napi::Function::New(env, pj::Openat2, "openat2"));
   exports.Set("ofdLock", Napi::Function::New(env, pj::OfdLock, "ofdLock"));

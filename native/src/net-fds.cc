@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <uv.h>
 #include <cerrno>
@@ -157,6 +158,19 @@ Napi::Value DupFd(const Napi::CallbackInfo& info) {
   if (!RequireInt(info, 0, "fd")) return info.Env().Undefined();
   int d = fcntl(info[0].As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 3);
   if (d < 0) return FailWith(info, 1, errno, "fcntl");
+  return Napi::Number::New(info.Env(), d);
+}
+
+// fdOfProcess(pid, fd, ctx) -> a duplicate (close-on-exec) of descriptor `fd` of process `pid`
+// (pidfd_getfd(2)): how a restarted manager takes back the /dev/fuse that a keeper process held for it.
+Napi::Value FdOfProcess(const Napi::CallbackInfo& info) {
+  if (!RequireInt(info, 0, "pid") || !RequireInt(info, 1, "fd")) return info.Env().Undefined();
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, info[0].As<Napi::Number>().Int32Value(), 0));
+  if (pidfd < 0) return FailWith(info, 2, errno, "pidfd_open");
+  int d = static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, info[1].As<Napi::Number>().Int32Value(), 0));
+  int err = errno;
+  close(pidfd);
+  if (d < 0) return FailWith(info, 2, err, "pidfd_getfd");
   return Napi::Number::New(info.Env(), d);
 }
 
