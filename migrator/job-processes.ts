@@ -133,7 +133,8 @@ export function caller(pid: number): { ns?: number; comm?: string } {
 }
 
 /** Each process of a job with what its descriptors name and the paths it maps (for the migratability check). */
-export interface ProcessFiles { pid: number; fds: Array<[string, string]>; maps: string[] }
+/** A process's descriptors as [fd, what it names, whether it is open read-only (files only)], and the files it maps. */
+export interface ProcessFiles { pid: number; fds: Array<[string, string, boolean?]>; maps: string[] }
 
 export function jobFiles(initPid: number): ProcessFiles[] {
   const out: ProcessFiles[] = [];
@@ -144,10 +145,11 @@ export function jobFiles(initPid: number): ProcessFiles[] {
     } catch {
       continue; // gone meanwhile
     }
-    const fds: Array<[string, string]> = [];
+    const fds: Array<[string, string, boolean?]> = [];
     for (const fd of names) {
       try {
-        fds.push([fd, readlinkSync(`/proc/${pid}/fd/${fd}`)]);
+        const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+        fds.push(target.startsWith('/') ? [fd, target, readOnly(pid, fd)] : [fd, target]);
       } catch { /* closed meanwhile */ }
     }
     let maps: string[] = [];
@@ -157,6 +159,12 @@ export function jobFiles(initPid: number): ProcessFiles[] {
     out.push({ pid, fds, maps });
   }
   return out;
+}
+
+/** Whether descriptor `fd` of `pid` is open for reading only (fdinfo's octal flags). */
+function readOnly(pid: number, fd: string): boolean {
+  const flags = /^flags:\s+([0-7]+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
+  return flags !== null && (parseInt(flags[1], 8) & 3) === 0;
 }
 
 /**

@@ -2,9 +2,10 @@
 // must be under /pj (the same path on every host), pipes, sockets whose other
 // end is in the job (or listening TCP sockets, or any socket in the job's own
 // network namespace), or kernel objects CRIU
-// restores (eventfd, epoll, timerfd, signalfd, inotify). Files it maps from
-// outside /pj (the executable, libraries) are assumed to be the same on every
-// host: the destination checks their size and mtime before restoring.
+// restores (eventfd, epoll, timerfd, signalfd, inotify). Files it maps or only
+// reads from outside /pj (the executable, libraries, a linker's crt1.o) are
+// assumed to be the same on every host: the destination checks their size and
+// mtime before anything is frozen.
 import { statSync } from 'node:fs';
 import { run } from '../common/run.js';
 import { namespaceOf } from '../common/process-ns.js';
@@ -60,9 +61,19 @@ export async function inspectJob(initPid: number, pjMount: string, procs: ProcRe
   const jobSockets = new Set<number>();
   const found: Array<{ pid: number; fd: string; ino: number }> = [];
   const underPj = (p: string) => p.startsWith(pjMount + '/');
+  /** A file outside /pj that the job only reads: it moves if the destination has the same one (size and mtime). */
+  const systemFile = (pid: number, fd: string, path: string) => {
+    if (systemFiles.has(path)) return;
+    try {
+      const st = statSync(path);
+      systemFiles.set(path, { path, size: st.size, mtimeMs: st.mtimeMs });
+    } catch {
+      offenders.push({ pid, fd, path, why: 'a file this host cannot stat' });
+    }
+  };
 
   for (const { pid, fds, maps } of processes) {
-    for (const [fd, target] of fds) {
+    for (const [fd, target, readOnly] of fds) {
       const sock = /^socket:\[(\d+)\]$/.exec(target);
       if (sock) {
         jobSockets.add(Number(sock[1]));
@@ -70,20 +81,14 @@ export async function inspectJob(initPid: number, pjMount: string, procs: ProcRe
       } else if (target.endsWith(' (deleted)')) offenders.push({ pid, fd, path: target, why: 'an open file that was deleted' });
       else if (/^pipe:\[\d+\]$/.test(target) || KERNEL_OBJECTS.test(target) || COMMON_DEVICES.has(target) || underPj(target)) continue;
       else if (target.startsWith('/dev/')) offenders.push({ pid, fd, path: target, why: 'a device not under /pj' });
+      else if (target.startsWith('/') && readOnly) systemFile(pid, fd, target); // a linker reading crt1.o, a program its config: there too?
       else if (target.startsWith('/')) offenders.push({ pid, fd, path: target, why: 'a file outside /pj' });
       else offenders.push({ pid, fd, path: target, why: 'a kind of file CRIU cannot move' });
     }
     // Shared anonymous memory shows as a deleted /dev/zero, a SysV segment or, once CRIU restored it, a memfd: memory CRIU carries, not a file.
     for (const path of new Set(maps.filter((p) => !SHARED_ANONYMOUS.test(p)))) {
       if (path.endsWith(' (deleted)')) offenders.push({ pid, fd: 'mmap', path, why: 'a mapped file that was deleted' });
-      else if (!underPj(path) && !systemFiles.has(path)) {
-        try {
-          const st = statSync(path);
-          systemFiles.set(path, { path, size: st.size, mtimeMs: st.mtimeMs });
-        } catch {
-          offenders.push({ pid, fd: 'mmap', path, why: 'a mapped file this host cannot stat' });
-        }
-      }
+      else if (!underPj(path)) systemFile(pid, 'mmap', path);
     }
   }
   for (const { pid, fd, ino } of found) {

@@ -183,7 +183,7 @@ export class Migrator {
           p.phase = 'pages';
           Object.assign(result, { precopy_rounds: pre.rounds, bytes_precopy: pre.bytes, bytes_frozen: p.bytesSent - imagesFrom });
           const l = (await this.mesh.call(to, 'job', { op: 'all-local', key }, ALL_LOCAL_TIMEOUT_MS)) as Landed;
-          Object.assign(result, { bytes_lazy: l.bytes, pages_from_store: l.fromStore, pages_fetched: l.pages, all_local_ms: Date.now() - resumed, faults: l.faults });
+          Object.assign(result, { bytes_lazy: l.bytes, pages_from_store: l.fromStore, pages_fetched: l.pages, pages_fetched_after_resume: l.pagesAfterResume, all_local_ms: Date.now() - resumed, faults: l.faults });
         }
       } catch (e) {
         // Committed: the job is the destination's, whatever became of its pages; say so rather than fail.

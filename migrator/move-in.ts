@@ -36,10 +36,12 @@ interface Incoming {
   /** The job was stopped by its user: it resumes stopped. */
   stopped: boolean;
   pid?: number; fill?: LazyFill; timer?: NodeJS.Timeout;
+  /** Pages fetched from other hosts before the job ran again. */
+  fetchedBeforeResume?: number;
 }
 
 /** What the destination says once every page is there. */
-export interface Landed { bytes: number; pages: number; fromStore: number; faults: MoveResult['faults'] }
+export interface Landed { bytes: number; pages: number; pagesAfterResume: number; fromStore: number; faults: MoveResult['faults'] }
 
 export class MovesIn {
   #incoming = new Map<string, Incoming>();
@@ -146,6 +148,7 @@ export class MovesIn {
 
   async resume(key: string): Promise<void> {
     const inc = this.#get(key);
+    inc.fetchedBeforeResume = inc.fill?.pagesFetched ?? 0;
     if (inc.pid) await this.jobs.resumeHere(inc.pid, inc.stopped);
     if (inc.fill) this.#untilLocal(key, inc, inc.fill);
     else this.#finish(key);
@@ -157,7 +160,7 @@ export class MovesIn {
     this.jobs.filling.add(inc.id);
     fill.allLocal.then(
       () => {
-        const l = landed(fill);
+        const l = landed(fill, inc.fetchedBeforeResume ?? 0);
         this.#landed.set(key, l);
         const faults = this.metrics.counter('pj_page_faults_total', 'page faults of moved jobs, by where the pager had the page: local (given at once), handed (brought from this host after the fault), fetched (from another host)');
         for (const served of ['local', 'handed', 'fetched'] as const) faults.inc({ served }, l.faults?.[served] ?? 0);
@@ -178,10 +181,10 @@ export class MovesIn {
   async allLocal(key: string): Promise<Landed> {
     const done = this.#landed.get(key);
     if (done) return done;
-    const fill = this.#get(key).fill;
-    if (!fill) throw new PjError(codes.USAGE, `move ${key} is stop-copy`);
-    await fill.allLocal;
-    return landed(fill);
+    const inc = this.#get(key);
+    if (!inc.fill) throw new PjError(codes.USAGE, `move ${key} is stop-copy`);
+    await inc.fill.allLocal;
+    return landed(inc.fill, inc.fetchedBeforeResume ?? 0);
   }
 
   /** The source gave up (or went silent): our copy goes, unless the job table says it is the job. */
@@ -251,11 +254,11 @@ export class MovesIn {
   }
 }
 
-function landed(fill: LazyFill): Landed {
+function landed(fill: LazyFill, fetchedBeforeResume: number): Landed {
   const s = fill.stats();
   const us = (ns: number) => Math.round(ns / 100) / 10;
   return {
-    bytes: fill.bytesFetched, pages: fill.pagesFetched, fromStore: fill.pagesFromStore,
+    bytes: fill.bytesFetched, pages: fill.pagesFetched, pagesAfterResume: fill.pagesFetched - fetchedBeforeResume, fromStore: fill.pagesFromStore,
     faults: {
       local: s.faultsOnSupplied, handed: s.faultsHanded, fetched: s.faultsFetched, local_p50_us: us(s.localP50Ns), local_p99_us: us(s.localP99Ns),
       handed_p50_us: us(s.handedP50Ns), fetched_p50_us: us(s.fetchedP50Ns), fetched_p99_us: us(s.fetchedP99Ns),

@@ -9,6 +9,8 @@ export interface MoveResult {
   /** Lazy modes: pre-copy rounds and their bytes, the images' bytes, pages fetched after the freeze or taken from the destination's store, and when the last one was there. */
   precopy_rounds?: number; bytes_precopy?: number; bytes_frozen?: number; bytes_lazy?: number;
   pages_from_store?: number; pages_fetched?: number; all_local_ms?: number;
+  /** Of pages_fetched, those fetched once the job ran again (pre-copy: none, its last pages come during the freeze). */
+  pages_fetched_after_resume?: number;
   /**
    * Lazy modes: faults, and how long the pager took to serve them, by where the page was: in the pager
    * already (given, or its place in this host's store), brought from this host after the fault, fetched from another.

@@ -126,8 +126,9 @@ t.test('each mode moves 256 MiB (threads, a forked child; private, file-backed a
   t.ok(usage.rssBytes > 256 * MiB && usage.processes === 3, `pj ps: ${usage.processes} processes, ${mib(usage.rssBytes)}`);
   const pre = await moveAndCheck(t, id, 'h3', 'pre-copy', sums, first);
   t.ok(pre.precopy_rounds! >= 1 && pre.bytes_precopy! > 256 * MiB && pre.bytes_frozen! < 32 * MiB, 'pre-copy: the pages went before the freeze');
+  t.equal(pre.pages_fetched_after_resume, 0, `pre-copy: no page fetched after the resume (${pre.pages_fetched} during the freeze)`);
   const post = await moveAndCheck(t, id, 'h1', 'post-copy', sums, first);
-  t.ok(post.precopy_rounds === 0 && post.bytes_lazy! > 256 * MiB && post.bytes_frozen! < 32 * MiB, 'post-copy: the pages came after the resume');
+  t.ok(post.precopy_rounds === 0 && post.bytes_lazy! > 256 * MiB && post.bytes_frozen! < 32 * MiB && post.pages_fetched_after_resume! > 0, 'post-copy: the pages came after the resume');
   // The return trip: h1 -> h2 (both held the job before), h2 -> h1, h1 -> h3.
   for (const to of ['h2', 'h1', 'h3']) {
     const m = await moveAndCheck(t, id, to, 'hybrid', sums, first);

@@ -4,7 +4,7 @@
 // and an open /pj file of a third host written by a job each keep every line,
 // once and in order; the /pj mount is the same one throughout; and each job
 // moves afterwards (its descriptors still name /pj).
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../../common/repo-root.js';
@@ -29,6 +29,15 @@ const printed = async (id: string) => numbers((await c.pj(['logs', id])).stdout)
 const fileLines = async () => numbers((await c.exec('h2', ['cat', '/pj/h2/data/restart-log'])).stdout);
 /** Where a sequence is not 0, 1, 2, ...: every gap and repeat. */
 const breaks = (xs: number[]) => xs.flatMap((x, i) => (x === i ? [] : [`at line ${i}: ${x}`])).slice(0, 5);
+const counts = async () => ({ a: (await printed(a)).length, b: (await printed(b)).length, c: (await fileLines()).length });
+/** Waits until each job wrote `more` lines after `before`; says how far each got if not. */
+async function writesOn(t: Test, before: Awaited<ReturnType<typeof counts>>, more: number, after: string): Promise<void> {
+  const on = async () => { const n = await counts(); return n.a > before.a + more && n.b > before.b + more && n.c > before.c + more; };
+  await waitFor(on, 60_000, 200).catch(async (e: Error) => {
+    t.fail(`the jobs did not write on after ${after}: from ${JSON.stringify(before)} to ${JSON.stringify(await counts())}`);
+    throw e;
+  });
+}
 
 // A: started on h3, runs on h1 (its output stays on h3). B: started on h1, runs on h3.
 // C: runs on h1, its output on h1, and it appends to an open file of h2's export.
@@ -49,10 +58,10 @@ const mounts = Object.fromEntries(await Promise.all(['h1', 'h2', 'h3'].map(async
 
 t.test('each agent killed and started again while jobs write', async (t) => {
   for (const h of ['h1', 'h2', 'h3', 'h1']) {
-    const before = { a: (await printed(a)).length, b: (await printed(b)).length, c: (await fileLines()).length };
+    const before = await counts();
     t.equal((await c.pj(['cluster', 'stop', h, '--signal', 'KILL'])).code, 0, `${h}'s agent killed`);
     t.equal((await c.pj(['cluster', 'start', h])).code, 0, `${h}'s agent started again`);
-    await waitFor(async () => (await printed(a)).length > before.a + 25 && (await printed(b)).length > before.b + 25 && (await fileLines()).length > before.c + 25, 60_000, 200);
+    await writesOn(t, before, 25, `${h}'s restart`);
     t.equal(await mountId(h), mounts[h], `${h}'s /pj is the mount it was (taken back from its keeper, not mounted afresh)`);
   }
   const log = readFileSync(join(paths(c.dir).hostState('h1'), 'agent.log'), 'utf8');
@@ -64,8 +73,7 @@ t.test('each agent killed and started again while jobs write', async (t) => {
   await move(a, 'h2');
   await move(b, 'h2');
   await move(cJob, 'h3');
-  const after = { a: (await printed(a)).length, b: (await printed(b)).length, c: (await fileLines()).length };
-  await waitFor(async () => (await printed(a)).length > after.a + 10 && (await printed(b)).length > after.b + 10 && (await fileLines()).length > after.c + 10, 60_000, 200);
+  await writesOn(t, await counts(), 10, 'the moves');
   for (const [name, id] of [['A', a], ['B', b], ['C', cJob]] as const) t.same(breaks(await printed(id)), [], `${name} moved after the restarts and writes on`);
   t.same(breaks(await fileLines()), [], 'C\'s file after its move: in order');
 });

@@ -1,0 +1,52 @@
+// Ordinary programs move: `make -j2` of a 60-file C project on /pj, its
+// compilers coming and going, moved 20 times in a row in every mode while it
+// builds again and again; every move succeeds and the binary is the one a
+// native build makes.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { repoRoot } from '../../common/repo-root.js';
+import type { JobView } from '../../migrator/index.js';
+import { startCluster, waitFor } from '../helpers/cluster.js';
+
+const MOVES = 20;
+const MODES = ['hybrid', 'stop-copy', 'pre-copy', 'post-copy'];
+// gcc's temporary files go through pipes (-pipe): a job's /tmp is the host's, outside /pj, and cannot move with it yet.
+const CFLAGS = '-O2 -pipe';
+const project = join(repoRoot(), 'test', 'helpers', 'c-project.sh');
+const sha = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
+
+const c = await startCluster(t, { hosts: 3 });
+
+t.test(`make -j2 moves ${MOVES} times in a row, in every mode`, async (t) => {
+  const native = mkdtempSync(join(tmpdir(), 'pj-native-'));
+  t.teardown(() => rmSync(native, { recursive: true, force: true }));
+  t.equal(spawnSync('sh', [project, native]).status, 0, 'the project, written for a native build');
+  t.equal(spawnSync('make', ['-s', '-j2', '-C', native, `CFLAGS=${CFLAGS}`]).status, 0, 'built natively');
+
+  t.equal((await c.exec('h1', ['sh', project, '/pj/h1/data/proj'])).code, 0, 'the project, written on h1\'s export');
+  const build = `cd /pj/h1/data/proj; n=0; while [ ! -e stop ]; do make -s clean; make -s -j2 CFLAGS='${CFLAGS}' || exit 1; n=$((n + 1)); done; echo "built $n"`;
+  const r = await c.pj(['run', '--on', 'h1', '--policy', 'pin', '--', 'sh', '-c', build]);
+  t.equal(r.code, 0, 'the build runs as a job');
+  const id = r.stdout.trim();
+
+  const failures: string[] = [];
+  for (let i = 0; i < MOVES; i++) {
+    const to = ['h2', 'h3', 'h1'][i % 3];
+    const mode = MODES[i % MODES.length];
+    const m = await c.pj(['mv', id, to, '--mode', mode]);
+    if (m.code !== 0) failures.push(`move ${i + 1} (${mode} to ${to}): ${m.stderr.trim()}`);
+  }
+  t.same(failures, [], `${MOVES} moves in a row, every mode, while make builds`);
+
+  t.equal((await c.exec('h1', ['touch', '/pj/h1/data/proj/stop'])).code, 0, 'the build told to stop after its current round');
+  const job = async () => (JSON.parse((await c.pj(['ps', '--json'])).stdout) as JobView[]).find((j) => j.id === id)!;
+  await waitFor(async () => (await job()).state === 'exited', 120_000, 500);
+  const out = (await c.pj(['logs', id])).stdout;
+  t.match(out, /^built [1-9]\d*$/m, `the builds went on through the moves (${out.trim()})`);
+  t.equal((await job()).exit, 'exit 0', 'make never failed');
+  t.equal(sha(join(c.dir, 'hosts', 'h1', 'srv', 'data', 'proj', 'prog')), sha(join(native, 'prog')), 'the binary is the one a native build makes');
+});
