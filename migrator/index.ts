@@ -76,7 +76,10 @@ export function startMigrator(o: MigratorOptions): MigratorLayer {
   const store = new PageStore(join(o.stateDir, 'pages'), o.pageStoreBytes ?? DEFAULT_PAGE_STORE_BYTES);
   const costs = new MoveCosts();
   o.mesh.onCallDone((c) => costs.observeCall(c));
-  const migrator = new Migrator(jobs, o.mesh, work, store, o.ledger, o.metrics, costs);
+  const migrator = new Migrator(jobs, o.mesh, work, store, o.ledger, o.metrics, costs, {
+    hostUp: (host) => o.state.liveHost(host).then(() => true, (e: PjError) => (e.code === codes.HOST_UNREACHABLE ? false : undefined)),
+    marksDir: join(o.stateDir, 'moves-in'),
+  });
   const policy = new PolicyLoop({ jobs, state: o.state, mesh: o.mesh, ledger: o.ledger, costs, store, metrics: o.metrics, log: o.log, tuning: o.tuning, mountState: o.mountState,
     move: (id, to, why) => migrator.move(id, to, 'hybrid', `policy: ${why}`) });
   const records = async () => (await o.state.jobs.list<JobRecord>()).map((j) => j.value);
@@ -111,6 +114,7 @@ export function startMigrator(o: MigratorOptions): MigratorLayer {
       case 'stored-pages': return migrator.storedPages(a.hashes as Buffer);
       case 'store-lacks': return migrator.storeLacks(a.hashes as Buffer);
       case 'all-local': return migrator.incoming.allLocal(String(a.key));
+      case 'move-status': return migrator.incoming.status(String(a.key));
       default: return local(String(a?.op), a ?? {});
     }
   });
@@ -189,7 +193,7 @@ export function startMigrator(o: MigratorOptions): MigratorLayer {
       }
     },
     start: () => {
-      jobs.start();
+      void migrator.incoming.recoverLostMoves().catch((e: Error) => o.log.error({ op: 'job-move-in', err: e.message }, 'could not look for moves lost with the last manager')).finally(() => jobs.start());
       policy.start();
     },
     stop: () => {

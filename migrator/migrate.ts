@@ -34,12 +34,18 @@ import type { TrafficLedger } from './ledger.js';
 import { inspectJob } from './migratable.js';
 import type { MoveCosts } from './move-costs.js';
 
-import { MovesIn, type Landed } from './move-in.js';
+import { MovesIn, type Landed, type MoveInStatus } from './move-in.js';
 import { MODES, TRANSFER_IDLE_MS, type MoveMode, type MoveProgress, type MoveResult } from './move-types.js';
 
 const RESTORE_TIMEOUT_MS = 60_000;
 /** Lazy modes: how long the source waits for the destination to hold every page. */
 const ALL_LOCAL_TIMEOUT_MS = 10 * 60_000;
+/** How long a source waits to learn what became of a destination that stopped answering after the commit. */
+const LOST_WAIT_MS = 5 * 60_000;
+const STATUS_TIMEOUT_MS = 5000;
+const STATUS_RETRY_MS = 1000;
+/** A destination whose lease stays away this long is gone (a stopped or restarting manager comes back sooner). */
+const HOST_GONE_MS = 15_000;
 /** How many hosts a job's record names as holding its pages (the most recent first). */
 const MAX_HOLDERS = 4;
 
@@ -47,6 +53,7 @@ const MAX_HOLDERS = 4;
 interface Frozen { dumped: Promise<void>; release(): Promise<void> }
 
 export class Migrator {
+  private readonly hostUp: (host: string) => Promise<boolean | undefined>;
   #progress = new Map<string, { phase: string; bytesSent: number; started: number }>();
   /** Lazy moves out of this host: the frozen memory the destinations fetch from. */
   #frozen = new Map<string, FrozenMemory>();
@@ -54,8 +61,15 @@ export class Migrator {
   readonly incoming: MovesIn;
 
   constructor(private readonly jobs: JobManager, private readonly mesh: Mesh, private readonly workDir: string,
-    private readonly store: PageStore, ledger: TrafficLedger, private readonly metrics: Metrics, private readonly costs: MoveCosts) {
-    this.incoming = new MovesIn(jobs, mesh, workDir, store, ledger, metrics);
+    private readonly store: PageStore, ledger: TrafficLedger, private readonly metrics: Metrics, private readonly costs: MoveCosts,
+    o: {
+      /** Whether a host holds its lease in etcd (undefined: etcd cannot say now). */
+      hostUp: (host: string) => Promise<boolean | undefined>;
+      /** Where lazy moves into this host are marked until every page is here (kept across restarts). */
+      marksDir: string;
+    }) {
+    this.hostUp = o.hostUp;
+    this.incoming = new MovesIn(jobs, mesh, workDir, o.marksDir, store, ledger, metrics);
     jobs.stillFetching = async (rec) => Boolean(await this.mesh.call(rec.host, 'job', { op: 'fetching', id: rec.id }, 2000).catch(() => false));
   }
 
@@ -178,25 +192,40 @@ export class Migrator {
         job: rec.id, from: self, to, mode, downtime_ms: resumed - frozen, dump_ms: dumpedAt - frozen,
         transfer_ms: sent - dumpedAt, restore_ms: restored, bytes_sent: p.bytesSent,
       };
+      let takenBack = false;
       try {
         if (lazy) {
           p.phase = 'pages';
           Object.assign(result, { precopy_rounds: pre.rounds, bytes_precopy: pre.bytes, bytes_frozen: p.bytesSent - imagesFrom });
-          const l = (await this.mesh.call(to, 'job', { op: 'all-local', key }, ALL_LOCAL_TIMEOUT_MS)) as Landed;
+          const l = await this.#allLocal(to, key, ALL_LOCAL_TIMEOUT_MS);
           Object.assign(result, { bytes_lazy: l.bytes, pages_from_store: l.fromStore, pages_fetched: l.pages, pages_fetched_after_resume: l.pagesAfterResume, all_local_ms: Date.now() - resumed, faults: l.faults });
         }
       } catch (e) {
-        // Committed: the job is the destination's, whatever became of its pages; say so rather than fail.
-        result.note = `moved, but ${to} did not confirm that every page arrived: ${(e as Error).message}`;
+        // Committed, but until the destination has every page the only whole copy is the frozen one here.
         log.error({ op: 'job-move', job: rec.id, to, err: (e as Error).message }, 'committed; the destination did not confirm every page');
+        const landed = await this.#confirmedAfterAll(rec.id, to, key);
+        if (landed === 'lost') takenBack = await this.#takeBack(rec, to, newPid);
+        if (!takenBack) result.note = `moved, but ${to} did not confirm that every page arrived: ${(e as Error).message}`;
       } finally {
-        // Committed: the source copy ends (once the destination holds every page, or when it cannot),
-        // its pages kept in this host's store first.
-        const m = this.#frozen.get(key);
-        if (m) await m.keep(this.store).catch((e: Error) => log.warn({ op: 'job-move', job: rec.id, err: e.message }, 'could not keep the job\'s pages here'));
-        await f.release();
-        await this.jobs.signalJob(rec.pid, 'SIGKILL');
-        await dropNetworkLocks(dir);
+        if (takenBack) {
+          // The job is this copy again: it resumes here, as after a move that failed before the commit.
+          this.#frozen.delete(key);
+          await f.release();
+          await dropNetworkLocks(dir, rec.pid);
+          await this.jobs.resumeHere(rec.pid, rec.stopped);
+        } else {
+          // Committed: the source copy ends (once the destination holds every page, or when it cannot),
+          // its pages kept in this host's store first.
+          const m = this.#frozen.get(key);
+          if (m) await m.keep(this.store).catch((e: Error) => log.warn({ op: 'job-move', job: rec.id, err: e.message }, 'could not keep the job\'s pages here'));
+          await f.release();
+          await this.jobs.signalJob(rec.pid, 'SIGKILL');
+          await dropNetworkLocks(dir);
+        }
+      }
+      if (takenBack) {
+        log.error({ op: 'job-move', job: rec.id, to, outcome: 'taken-back' }, 'the destination lost the job before every page arrived: it runs here again, from its frozen copy');
+        throw new PjError(codes.MIGRATION_ABORTED, `job ${rec.id} was moved to ${to}, which lost it before every page arrived: it runs on ${self} again, from its frozen copy`);
       }
       log.info({ op: 'job-move', why: reason, outcome: 'moved', ...result, pid: newPid }, 'job moved');
       return result;
@@ -208,6 +237,48 @@ export class Migrator {
       this.#progress.delete(rec.id);
       this.#frozen.delete(key);
       rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  #allLocal(to: string, key: string, timeoutMs: number): Promise<Landed> {
+    return this.mesh.call(to, 'job', { op: 'all-local', key }, timeoutMs) as Promise<Landed>;
+  }
+
+  /**
+   * After the destination stopped answering during the lazy phase: whether it still got every page
+   * ('landed'), or lost the job ('lost': its manager restarted without the pages' pager, or its host
+   * has held no lease in etcd for HOST_GONE_MS: gone). 'unknown' after LOST_WAIT_MS of neither (a
+   * partition: the frozen copy is not resumed while the destination's may live).
+   */
+  async #confirmedAfterAll(id: string, to: string, key: string): Promise<'landed' | 'lost' | 'unknown'> {
+    const until = Date.now() + LOST_WAIT_MS;
+    let downSince: number | undefined;
+    while (Date.now() < until) {
+      try {
+        const status = (await this.mesh.call(to, 'job', { op: 'move-status', key }, STATUS_TIMEOUT_MS)) as MoveInStatus;
+        if (status === 'lost') return 'lost';
+        if (status === 'landed' || status === 'done') return 'landed';
+        await this.#allLocal(to, key, Math.max(1000, until - Date.now()));
+        return 'landed';
+      } catch (e) {
+        this.jobs.log.warn({ op: 'job-move', job: id, to, err: (e as Error).message }, 'the destination does not say whether it has every page yet');
+        // Gone for good, not merely stopped or restarting for a while: its lease stays away.
+        const up = await this.hostUp(to).catch(() => undefined);
+        downSince = up === false ? downSince ?? Date.now() : undefined;
+        if (downSince !== undefined && Date.now() - downSince >= HOST_GONE_MS) return 'lost';
+      }
+      await new Promise((r) => setTimeout(r, STATUS_RETRY_MS));
+    }
+    return 'unknown';
+  }
+
+  /** Puts the job back in the table as the copy frozen here, if the table still places it at `to`. */
+  async #takeBack(rec: JobRecord, to: string, newPid: number): Promise<boolean> {
+    for (;;) {
+      const now = await this.jobs.table.get<JobRecord>(rec.id).catch(() => undefined);
+      if (!now || now.value.host !== to || now.value.pid !== newPid) return false;
+      const back: JobRecord = { ...rec, state: 'running', moveReason: `taken back: ${to} lost it before every page arrived`, movedAt: new Date().toISOString() };
+      if (await this.jobs.table.compareAndSwap(rec.id, now.modRevision, back).catch(() => false)) return true;
     }
   }
 

@@ -4,7 +4,7 @@
 // store, the frozen source or another holder), resumes its copy once the
 // source committed, and ends it if the source gave up or went silent without
 // committing (fencing that commit off first).
-import { closeSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { PjError, codes } from '../common/errors.js';
@@ -24,6 +24,8 @@ import { MODES, TRANSFER_IDLE_MS, type MoveMode, type MoveResult } from './move-
 
 /** How long a destination keeps a move's state without hearing from the source; once restored, the commit is quick. */
 const INCOMING_IDLE_MS = 60_000;
+/** How long a move lost with the last manager is remembered: the source asks within a few seconds, and gives up after 5 minutes. */
+const LOST_KEPT_MS = 10 * 60_000;
 const RESTORED_IDLE_MS = 3_000;
 
 /** A move into this host: `revision` is the job record's, which the source's commit is conditioned on. */
@@ -40,16 +42,62 @@ interface Incoming {
   fetchedBeforeResume?: number;
 }
 
+/**
+ * What became of a move into this host: pages still coming ('filling'), every page here ('landed'),
+ * over and forgotten ('done'), or lost with the last manager, whose pager died with it ('lost').
+ */
+export type MoveInStatus = 'filling' | 'landed' | 'done' | 'lost';
+
 /** What the destination says once every page is there. */
 export interface Landed { bytes: number; pages: number; pagesAfterResume: number; fromStore: number; faults: MoveResult['faults'] }
 
 export class MovesIn {
   #incoming = new Map<string, Incoming>();
+  /** Lazy moves lost with the last manager (key: job id), until the source took the job back. */
+  #lost = new Map<string, string>();
   /** Lazy moves into this host that have every page, until the source asks (allLocal). */
   #landed = new Map<string, Landed>();
 
-  constructor(private readonly jobs: JobManager, private readonly mesh: Mesh, private readonly workDir: string,
-    private readonly store: PageStore, private readonly ledger: TrafficLedger, private readonly metrics: Metrics) {}
+  constructor(private readonly jobs: JobManager, private readonly mesh: Mesh, private readonly workDir: string, private readonly marks: string,
+    private readonly store: PageStore, private readonly ledger: TrafficLedger, private readonly metrics: Metrics) {
+    mkdirSync(marks, { recursive: true });
+  }
+
+  /**
+   * A lazy move is marked from the restore until every page is here. A mark found at start is a move
+   * whose pager died with the last manager: its copy here cannot get its pages, so it is ended, and
+   * the job is left to the source (which takes it back from its frozen copy: see migrate.ts); this
+   * host does not record it as exited meanwhile.
+   */
+  async recoverLostMoves(): Promise<void> {
+    for (const key of readdirSync(this.marks)) {
+      let mark: { id: string; pid: number };
+      try {
+        mark = JSON.parse(readFileSync(join(this.marks, key), 'utf8')) as { id: string; pid: number };
+      } catch {
+        continue;
+      }
+      this.jobs.busy.add(mark.id);
+      this.#lost.set(key, mark.id);
+      if (isCopyOf(mark.pid, mark.id)) await this.jobs.signalJob(mark.pid, 'SIGKILL').catch(() => {});
+      this.jobs.log.error({ op: 'job-move-in', job: mark.id, key }, 'a move into this host lost its pages with the last manager: its copy here is ended, the source takes the job back');
+      setTimeout(() => this.#forgetLost(key), LOST_KEPT_MS).unref();
+    }
+  }
+
+  #forgetLost(key: string): void {
+    const id = this.#lost.get(key);
+    if (id === undefined) return;
+    this.#lost.delete(key);
+    this.jobs.busy.delete(id);
+    rmSync(join(this.marks, key), { force: true });
+  }
+
+  status(key: string): MoveInStatus {
+    if (this.#lost.has(key)) return 'lost';
+    if (this.#landed.has(key)) return 'landed';
+    return this.#incoming.has(key) ? 'filling' : 'done';
+  }
 
   async prepare(a: { id: string; key: string; mode: MoveMode; revision: string; systemFiles: SystemFile[]; cwd: string; holders?: string[]; stopped?: boolean }, from: string): Promise<void> {
     if (!MODES.includes(a.mode)) throw new PjError(codes.USAGE, `this host does not know the mode '${a.mode}'`);
@@ -95,6 +143,7 @@ export class MovesIn {
       // Lazy modes: the pager listens before CRIU's restore looks for it.
       if (inc.mode !== 'stop-copy') inc.fill = new LazyFill(inc.dir, this.#sources(key, inc), this.store, this.jobs.log);
       inc.pid = await restore(inc.dir, inc.mode !== 'stop-copy');
+      if (inc.fill) writeFileSync(join(this.marks, key), JSON.stringify({ id: inc.id, pid: inc.pid }));
       // Pages go in from now on (the task stays stopped until the resume); pre-copy waits for all of them.
       inc.fill?.startBackground();
       if (inc.mode === 'pre-copy') await inc.fill!.allLocal;
@@ -166,6 +215,7 @@ export class MovesIn {
         for (const served of ['local', 'handed', 'fetched'] as const) faults.inc({ served }, l.faults?.[served] ?? 0);
         setTimeout(() => this.#landed.delete(key), INCOMING_IDLE_MS).unref();
         this.jobs.log.info({ op: 'job-move-in', job: inc.id, pages: fill.pagesTotal, fromStore: fill.pagesFromStore, fetched: fill.pagesFetched, faults: fill.stats().faults }, 'every page is here');
+        void this.#stillOurs(inc);
       },
       (e: Error) => {
         this.jobs.log.error({ op: 'job-move-in', job: inc.id, err: e.message, code: codes.PAGES_LOST }, 'pages lost: the job is ended');
@@ -223,6 +273,17 @@ export class MovesIn {
     }
   }
 
+  /**
+   * A source that lost sight of us for long may have taken the job back from its frozen copy (see
+   * migrate.ts): then this copy, though whole, is not the job, and ends.
+   */
+  async #stillOurs(inc: Incoming): Promise<void> {
+    const now = await this.jobs.table.get<JobRecord>(inc.id).catch(() => undefined);
+    if (!inc.pid || !now || (now.value.host === this.jobs.self && now.value.pid === inc.pid)) return;
+    this.jobs.log.error({ op: 'job-move-in', job: inc.id, host: now.value.host }, 'the source took the job back while its pages came here: this copy ends');
+    await this.jobs.signalJob(inc.pid, 'SIGKILL');
+  }
+
   /** Whether a lazy move of job `id` into this host still fetches pages. */
   fetching(id: string): boolean {
     return [...this.#incoming.values()].some((inc) => inc.id === id && inc.fill);
@@ -251,6 +312,7 @@ export class MovesIn {
     this.jobs.busy.delete(inc.id);
     this.jobs.filling.delete(inc.id);
     rmSync(inc.dir, { recursive: true, force: true });
+    rmSync(join(this.marks, key), { force: true });
   }
 }
 
@@ -264,6 +326,15 @@ function landed(fill: LazyFill, fetchedBeforeResume: number): Landed {
       handed_p50_us: us(s.handedP50Ns), fetched_p50_us: us(s.fetchedP50Ns), fetched_p99_us: us(s.fetchedP99Ns),
     },
   };
+}
+
+/** Whether `pid` is still the first process of job `id` (pj-init with the job's folder), not a pid used again. */
+function isCopyOf(pid: number, id: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[1]?.endsWith(`/${id}`) === true;
+  } catch {
+    return false;
+  }
 }
 
 /** Hosts nearest first (one ping each; one that does not answer goes last; ties keep their order). */

@@ -12,6 +12,7 @@ import { repoRoot } from '../../common/repo-root.js';
 import { migrationDir, type JobView, type LedgerRow, type MoveResult } from '../../migrator/index.js';
 import type { PageStoreStats } from '../../mem-layer/index.js';
 import { paths } from '../../manager/sim-cluster/layout.js';
+import { copies, runningCopies } from '../helpers/copies.js';
 import { startCluster, waitFor } from '../helpers/cluster.js';
 
 const STORE_BYTES = 1280 * 2 ** 20;
@@ -31,21 +32,6 @@ const logs = async (id: string) => (await c.pj(['logs', id])).stdout;
 const lines = async (id: string) => (await logs(id)).split('\n').filter(Boolean);
 const mv = (id: string, to: string, via = 'h1') => c.pj(['mv', id, to, '--json', '--host', via], { timeoutMs: 300_000 });
 
-/** Every copy of a job on the machine (all hosts share its PID namespace): pj-init as a namespace's pid 1, with its state. */
-function copies(id: string): Array<{ pid: number; state: string }> {
-  const out: Array<{ pid: number; state: string }> = [];
-  for (const d of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
-    try {
-      const argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
-      if (!argv[0].endsWith('/pj-init') || !argv[1]?.endsWith(`/${id}`)) continue;
-      if (!/^NSpid:\s+\d+\s+1$/m.test(readFileSync(`/proc/${d}/status`, 'utf8'))) continue;
-      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-      out.push({ pid: Number(d), state: stat.slice(stat.lastIndexOf(')') + 2)[0] });
-    } catch { /* gone */ }
-  }
-  return out;
-}
-const runningCopies = (id: string) => copies(id).filter((x) => x.state !== 'T' && x.state !== 'Z');
 
 /** The counter's lines: strictly consecutive, and no pause longer than `maxGapMs` between two of them. */
 function checkCounter(t: Test, out: string[], maxGapMs: number): void {

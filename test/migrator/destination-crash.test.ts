@@ -1,0 +1,66 @@
+// A move never loses a job: the destination's manager, or the whole
+// destination host (manager and job), dies during the lazy phase of a 1 GiB
+// hybrid move, at the commit or once pages are coming. Afterwards exactly one
+// copy runs (the destination's, or the source's frozen copy taken back) and
+// its memory is intact.
+import t, { type Test } from 'tap';
+import { repoRoot } from '../../common/repo-root.js';
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import { namespaceOf } from '../../common/process-ns.js';
+import { paths } from '../../manager/sim-cluster/layout.js';
+import type { JobView } from '../../migrator/index.js';
+import type { LedgerRow } from '../../migrator/ledger.js';
+import { copies, runningCopies } from '../helpers/copies.js';
+import { startCluster, waitFor } from '../helpers/cluster.js';
+
+const MIB = 1 << 20;
+const c = await startCluster(t, { hosts: 3 });
+const lines = async (id: string) => (await c.pj(['logs', id])).stdout.split('\n').filter(Boolean);
+const jobOf = async (id: string) => (JSON.parse((await c.pj(['ps', '--json'])).stdout) as JobView[]).find((j) => j.id === id)!;
+
+/** The md5 of the memory of a memory-job.py, as its main process and its child print them on SIGUSR1. */
+async function memorySums(id: string): Promise<Record<string, string>> {
+  const before = (await lines(id)).length;
+  if ((await c.pj(['kill', '-s', 'USR1', id])).code !== 0) throw new Error(`pj kill -s USR1 ${id} failed`);
+  await waitFor(async () => (await lines(id)).slice(before).filter((l) => /^(main|child) /.test(l)).length === 2, 60_000, 200);
+  return Object.fromEntries((await lines(id)).slice(before).map((l) => l.split(' ')));
+}
+
+/** Bytes of memory h3 fetched from h1 (h3's ledger, mem layer). */
+const fetchedFromH1 = async () => (JSON.parse((await c.pj(['ledger', '--json', '--host', 'h3'])).stdout) as LedgerRow[])
+  .filter((r) => r.layer === 'mem' && r.target === 'h1').reduce((n, r) => n + r.bytes, 0);
+/** The copies of a job that live in h3's mount namespace. */
+const onH3 = (id: string) => copies(id).filter((x) => namespaceOf(x.pid, 'mnt') === statSync(paths(c.dir).mountNs('h3')).ino);
+
+async function crash(t: Test, what: 'manager' | 'host', when: 'at the commit' | 'once pages come'): Promise<void> {
+  const r = await c.pj(['run', '--on', 'h1', '--policy', 'pin', '--', 'python3', join(repoRoot(), 'test', 'helpers', 'memory-job.py'), '1024']);
+  const id = r.stdout.trim();
+  await waitFor(async () => /main ready/.test((await lines(id)).join('\n')) && /child ready/.test((await lines(id)).join('\n')), 120_000, 200);
+  const first = await memorySums(id);
+  const fetchedBefore = await fetchedFromH1();
+  // Post-copy: every page comes after the commit, so the lazy phase is long enough to die in.
+  const moving = c.pj(['mv', id, 'h3', '--mode', 'post-copy', '--json'], { timeoutMs: 600_000 });
+  let ended: string | undefined;
+  void moving.then((m) => (ended = `pj mv ended: ${m.code} ${m.stderr.trim()}`));
+  await waitFor(async () => ended !== undefined || (await jobOf(id)).host === 'h3', 300_000, 20);
+  if (ended !== undefined && (await jobOf(id)).host !== 'h3') throw new Error(`the move did not commit: ${ended}`);
+  if (when === 'once pages come') await waitFor(async () => (await fetchedFromH1()) > fetchedBefore + 64 * MIB, 60_000, 20);
+  t.equal((await c.pj(['cluster', 'stop', 'h3', '--signal', 'KILL'])).code, 0, `h3's manager killed ${when}`);
+  if (what === 'host') for (const x of onH3(id)) process.kill(x.pid, 'SIGKILL'); // the copy h3 restored: its PID namespace goes with it
+  else t.equal((await c.pj(['cluster', 'start', 'h3'])).code, 0, 'h3\'s manager started again');
+
+  const moved = await moving;
+  t.ok(moved.code === 0 || /runs on h1 again, from its frozen copy/.test(moved.stderr), `pj mv said what became of the job: ${moved.code === 0 ? 'moved' : moved.stderr.trim()}`);
+  await waitFor(async () => copies(id).length === 1 && runningCopies(id).length === 1, 60_000, 200);
+  const job = await jobOf(id);
+  t.equal(job.state, 'running', `the job runs, on ${job.host}${job.moveReason ? ` (${job.moveReason})` : ''}`);
+  t.same(await memorySums(id), first, 'its memory is intact');
+  t.equal(copies(id).length, 1, 'exactly one copy');
+  await c.pj(['kill', '-s', 'KILL', id]);
+  if (what === 'host') t.equal((await c.pj(['cluster', 'start', 'h3'])).code, 0, 'h3 back for the next case');
+}
+
+t.test('the destination\'s manager dies at the commit', (t) => crash(t, 'manager', 'at the commit'));
+t.test('the destination\'s manager dies once pages come', (t) => crash(t, 'manager', 'once pages come'));
+t.test('the whole destination host dies once pages come', (t) => crash(t, 'host', 'once pages come'));
