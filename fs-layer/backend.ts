@@ -31,9 +31,31 @@ export function localBackend(host: string, server: ExportServer, devices: Device
   return b as unknown as FsBackend;
 }
 
+/**
+ * Operations asked again when the owner's connection drops (its manager restarting): asking twice
+ * changes nothing. Others (create, rename, unlink…) fail at once: a second try could see its own
+ * first one's effect (EEXIST, ENOENT). Writes are sent again by OpenFile, in order.
+ */
+const ASKED_AGAIN = new Set<string>(['lstat', 'readdir', 'open', 'read', 'fsync', 'statfs', 'getlk', 'setlk', 'readlink', 'lseek',
+  'getxattr', 'listxattr', 'setattr', 'deviceStat']);
+/** How long an operation waits for an owner's manager to come back (a restart takes a few seconds). */
+export const OWNER_RESTART_MS = 15_000;
+const ASK_AGAIN_MS = 500;
+
 export function remoteBackend(host: string, mesh: Mesh, timeoutMs: number): FsBackend {
   const b = { local: false, host } as Record<string, unknown>;
-  for (const op of [...REMOTE_OPS, ...DEVICE_OPS]) b[op] = (...args: unknown[]) => mesh.call(host, 'fs', { op, args }, timeoutMs);
+  const ask = async (op: string, args: unknown[]): Promise<unknown> => {
+    const until = Date.now() + OWNER_RESTART_MS;
+    for (;;) {
+      try {
+        return await mesh.call(host, 'fs', { op, args }, timeoutMs);
+      } catch (e) {
+        if (!ASKED_AGAIN.has(op) || (e as PjError).code !== codes.HOST_UNREACHABLE || Date.now() > until) throw e;
+      }
+      await new Promise((r) => setTimeout(r, ASK_AGAIN_MS));
+    }
+  };
+  for (const op of [...REMOTE_OPS, ...DEVICE_OPS]) b[op] = (...args: unknown[]) => ask(op, args);
   // A device read or write waits on the owner for a bounded time (its waitMs): give the RPC that much more.
   b.readDevice = async (handle: number, size: number, waitMs: number) =>
     Buffer.concat((await mesh.call(host, 'fs', { op: 'readDevice', args: [handle, size, waitMs] }, timeoutMs + waitMs)) as Buffer[]);

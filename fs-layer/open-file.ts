@@ -3,7 +3,7 @@
 // fetched ahead of a sequential reader, writes sent behind (answered to the
 // kernel at once, all on the owner before close or fsync returns; a failure
 // surfaces at the next write, flush or fsync, as on NFS).
-import type { FsBackend } from './backend.js';
+import { OWNER_RESTART_MS, type FsBackend } from './backend.js';
 import type { DataCache } from './data-cache.js';
 import type { InodeTable, Node } from './inode-table.js';
 import { O } from './open-flags.js';
@@ -12,8 +12,6 @@ import { codes } from '../common/errors.js';
 
 /** The handle of a file restored from the journal, not yet opened again on its owner. */
 export const RESTORED = -1;
-/** How long a write waits for its owner's connection to come back (an owner's agent restarting). */
-const OWNER_BACK_MS = 60_000;
 const RESEND_MS = 500;
 
 /** Where an open file journals its unconfirmed remote writes (see session-journal.ts). */
@@ -133,7 +131,7 @@ export class OpenFile {
     const seq = this.#seq++;
     this.#unconfirmed.set(seq, { offset, data, unique });
     this.#journal?.wrote(seq, offset, data, unique);
-    const deadline = Date.now() + OWNER_BACK_MS;
+    const deadline = Date.now() + OWNER_RESTART_MS;
     const attempt = async (uncertain: boolean): Promise<{ attr: Attr }> => {
       const attr = uncertain ? await this.#landed(offset, data.length) : undefined;
       return attr ? { attr } : this.use((h) => this.backend.write(h, offset, data));
