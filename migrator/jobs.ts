@@ -38,6 +38,8 @@ export interface JobRecord {
   moveReason?: string;
   /** Stopped by `pj kill -s STOP` (its processes but the first): it stays stopped, wherever it moves, until SIGCONT. */
   stopped?: boolean;
+  /** The host its last move went to, which lost it before every page arrived: it runs on from the source's frozen copy. */
+  takenBackFrom?: string;
   /** Why its output cannot be written now (its origin's jobs folder is full), while that lasts. */
   outputError?: string;
   /** "exit N" or "signal N", once it ended. */

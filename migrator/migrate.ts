@@ -168,7 +168,7 @@ export class Migrator {
         this.#frozen.get(key)?.restored();
         p.phase = 'commit';
         const nextHolders = lazy ? [...new Set([self, ...holders])].slice(0, MAX_HOLDERS) : holders;
-        if (!(await this.#commit(j.id, j.modRevision, { ...rec, host: to, pid: r.pid, pidStart: r.pidStart, moves: rec.moves + 1, holders: nextHolders, movedAt: new Date().toISOString(), moveReason: reason }))) {
+        if (!(await this.#commit(j.id, j.modRevision, { ...rec, host: to, pid: r.pid, pidStart: r.pidStart, moves: rec.moves + 1, holders: nextHolders, movedAt: new Date().toISOString(), moveReason: reason, takenBackFrom: undefined }))) {
           throw new PjError(codes.MIGRATION_ABORTED, 'the job table changed during the move');
         }
         crashPoint('source-after-commit');
@@ -277,7 +277,7 @@ export class Migrator {
     for (;;) {
       const now = await this.jobs.table.get<JobRecord>(rec.id).catch(() => undefined);
       if (!now || now.value.host !== to || now.value.pid !== newPid) return false;
-      const back: JobRecord = { ...rec, state: 'running', moveReason: `taken back: ${to} lost it before every page arrived`, movedAt: new Date().toISOString() };
+      const back: JobRecord = { ...rec, state: 'running', takenBackFrom: to, moveReason: `taken back: ${to} lost it before every page arrived`, movedAt: new Date().toISOString() };
       if (await this.jobs.table.compareAndSwap(rec.id, now.modRevision, back).catch(() => false)) return true;
     }
   }

@@ -13,7 +13,7 @@ export function register(program: Command): void {
       const jobs = (await askAgent(o, 'ps', {}, 10_000)) as JobView[];
       if (o.json) return printJson(jobs);
       printTable(jobs.map((j) => ({
-        id: j.id, name: j.name, host: j.host, pid: j.state === 'running' ? j.pid : '-', state: j.state === 'running' ? `${j.stopped ? 'stopped' : 'running'}${j.outputError ? ' (output lost: folder full)' : ''}` : `exited (${j.exit})`,
+        id: j.id, name: j.name, host: j.host, pid: j.state === 'running' ? j.pid : '-', state: j.state === 'running' ? `${j.stopped ? 'stopped' : 'running'}${j.outputError ? ' (output lost: folder full)' : ''}${j.takenBackFrom ? ` (taken back: ${j.takenBackFrom} lost it in a move)` : ''}` : `exited (${j.exit})`,
         rss: j.usage ? mib(j.usage.rssBytes) : '-', cpu: j.usage ? `${j.usage.cpuS.toFixed(1)}s` : '-', started: j.startedAt.replace('T', ' ').slice(0, 19), moves: j.moves,
       })), ['id', 'name', 'host', 'pid', 'state', 'rss', 'cpu', 'started', 'moves']);
     }));

@@ -55,6 +55,7 @@ async function crash(t: Test, what: 'manager' | 'host', when: 'at the commit' | 
   await waitFor(async () => copies(id).length === 1 && runningCopies(id).length === 1, 60_000, 200);
   const job = await jobOf(id);
   t.equal(job.state, 'running', `the job runs, on ${job.host}${job.moveReason ? ` (${job.moveReason})` : ''}`);
+  if (moved.code !== 0) t.same([job.host, job.takenBackFrom], ['h1', 'h3'], 'taken back to h1, and pj ps says from where');
   t.same(await memorySums(id), first, 'its memory is intact');
   t.equal(copies(id).length, 1, 'exactly one copy');
   await c.pj(['kill', '-s', 'KILL', id]);
