@@ -44,13 +44,18 @@ const ASK_AGAIN_MS = 500;
 
 export function remoteBackend(host: string, mesh: Mesh, timeoutMs: number): FsBackend {
   const b = { local: false, host } as Record<string, unknown>;
+  /** Since when the owner has not been reachable: past OWNER_RESTART_MS it is down, and calls fail at once until one gets through. */
+  let downSince: number | undefined;
   const ask = async (op: string, args: unknown[]): Promise<unknown> => {
-    const until = Date.now() + OWNER_RESTART_MS;
     for (;;) {
       try {
-        return await mesh.call(host, 'fs', { op, args }, timeoutMs);
+        const r = await mesh.call(host, 'fs', { op, args }, timeoutMs);
+        downSince = undefined;
+        return r;
       } catch (e) {
-        if (!ASKED_AGAIN.has(op) || (e as PjError).code !== codes.HOST_UNREACHABLE || Date.now() > until) throw e;
+        if ((e as PjError).code !== codes.HOST_UNREACHABLE) throw e;
+        downSince ??= Date.now();
+        if (!ASKED_AGAIN.has(op) || Date.now() - downSince > OWNER_RESTART_MS) throw e;
       }
       await new Promise((r) => setTimeout(r, ASK_AGAIN_MS));
     }

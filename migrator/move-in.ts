@@ -26,6 +26,7 @@ import { MODES, TRANSFER_IDLE_MS, type MoveMode, type MoveResult } from './move-
 const INCOMING_IDLE_MS = 60_000;
 /** How long a move lost with the last manager is remembered: the source asks within a few seconds, and gives up after 5 minutes. */
 const LOST_KEPT_MS = 10 * 60_000;
+const LOST_CHECK_MS = 2000;
 const RESTORED_IDLE_MS = 3_000;
 
 /** A move into this host: `revision` is the job record's, which the source's commit is conditioned on. */
@@ -81,8 +82,19 @@ export class MovesIn {
       this.#lost.set(key, mark.id);
       if (isCopyOf(mark.pid, mark.id)) await this.jobs.signalJob(mark.pid, 'SIGKILL').catch(() => {});
       this.jobs.log.error({ op: 'job-move-in', job: mark.id, key }, 'a move into this host lost its pages with the last manager: its copy here is ended, the source takes the job back');
-      setTimeout(() => this.#forgetLost(key), LOST_KEPT_MS).unref();
+      void this.#untilPlacedElsewhere(key, mark);
     }
+  }
+
+  /** Keeps a lost move until the job table no longer places the job's lost copy here (the source took it back, or never committed). */
+  async #untilPlacedElsewhere(key: string, mark: { id: string; pid: number }): Promise<void> {
+    const until = Date.now() + LOST_KEPT_MS;
+    while (Date.now() < until) {
+      const now = await this.jobs.table.get<JobRecord>(mark.id).catch(() => null);
+      if (now !== null && (!now || now.value.host !== this.jobs.self || now.value.pid !== mark.pid)) break;
+      await new Promise((r) => setTimeout(r, LOST_CHECK_MS));
+    }
+    this.#forgetLost(key);
   }
 
   #forgetLost(key: string): void {
