@@ -38,7 +38,14 @@ export class FuseKeeper {
       this.end();
       return undefined;
     }
-    const fd = call((ctx) => loadBinding().fdOfProcess(r.pid, KEPT_FD, ctx));
+    let fd: number;
+    try {
+      fd = call((ctx) => loadBinding().fdOfProcess(r.pid, KEPT_FD, ctx));
+    } catch (e) {
+      this.log.warn({ op: 'fuse-keeper', err: (e as Error).message }, 'could not take /pj back from its keeper: mounting afresh');
+      this.end();
+      return undefined;
+    }
     this.log.info({ op: 'fuse-keeper', pid: r.pid, connection: r.connection }, 'took back /pj from its keeper: jobs saw no unmount');
     return { fd, connection: r.connection, info: r.info };
   }

@@ -1,5 +1,6 @@
 // The fs-layer's surface: serve this host's exports to the mesh, and mount the
 // /pj tree (every host's exports) with our own FUSE engine.
+import { join } from 'node:path';
 import type { Log } from '../common/log.js';
 import type { Metrics } from '../common/metrics.js';
 import type { ExportInfo, HostView } from '../manager/cluster-state.js';
@@ -11,10 +12,9 @@ import { DeviceServer } from './device-server.js';
 import { ExportServer } from './export-server.js';
 import { PjFilesystem } from './filesystem.js';
 import { FuseSession } from './fuse-session.js';
-import { FuseKeeper, type TakenConnection } from './fuse-keeper.js';
+import { FuseKeeper } from './fuse-keeper.js';
 import { MountWatchdog, type MountHealth } from './mount-watchdog.js';
 import { SessionJournal } from './session-journal.js';
-import { join } from 'node:path';
 
 export type { MountHealth } from './mount-watchdog.js';
 
@@ -76,17 +76,8 @@ export async function startFsLayer(o: FsLayerOptions): Promise<FsLayer> {
   const keeper = new FuseKeeper(o.stateDir, o.mount, o.log);
   const journalPath = join(o.stateDir, 'fuse-journal');
   let journal: SessionJournal | undefined;
-  const takeBack = (): TakenConnection | undefined => {
-    try {
-      return keeper.takeBack();
-    } catch (e) {
-      o.log.warn({ op: 'fuse-keeper', err: (e as Error).message }, 'could not take /pj back from its keeper: mounting afresh');
-      keeper.end();
-      return undefined;
-    }
-  };
   const mount = async (): Promise<FuseSession> => {
-    const taken = fs ? undefined : takeBack();
+    const taken = fs ? undefined : keeper.takeBack();
     journal = new SessionJournal(journalPath, taken !== undefined);
     const next = new PjFilesystem({
       self: o.self, hosts, backend, log: o.log, attrTimeoutS: o.attrTimeoutS ?? 1, cache,
