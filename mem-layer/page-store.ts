@@ -23,7 +23,8 @@ interface Segment { id: number; fd: number; records: number; lastUsed: number; h
 /** Where pages are in the store: per page its segment's descriptor, its record's offset and its hash. */
 export interface StoredPages { fds: Int32Array; offsets: BigUint64Array; hashes: Buffer }
 
-export interface PageStoreStats { pages: number; bytes: number; limitBytes: number; segments: number; evictedSegments: number }
+/** `addedBytes`: every page record this store took in since it opened (evicted ones included). */
+export interface PageStoreStats { pages: number; bytes: number; limitBytes: number; segments: number; evictedSegments: number; addedBytes: number }
 
 /** A hash as the index keys it: its 16 bytes as a latin1 string. */
 const key = (hash: Buffer): string => hash.toString('latin1');
@@ -34,6 +35,7 @@ export class PageStore {
   #segments = new Map<number, Segment>();
   #current: Segment | undefined;
   #pins = new Map<string, number>();
+  #added = 0;
   #clock = 0;
   #evicted = 0;
 
@@ -181,6 +183,7 @@ export class PageStore {
       added++;
     }
     flush();
+    this.#added += added * RECORD;
     this.#evict();
     return added;
   }
@@ -203,7 +206,7 @@ export class PageStore {
   stats(): PageStoreStats {
     let records = 0;
     for (const s of this.#segments.values()) records += s.records;
-    return { pages: this.#index.size, bytes: records * RECORD, limitBytes: this.limitBytes, segments: this.#segments.size, evictedSegments: this.#evicted };
+    return { pages: this.#index.size, bytes: records * RECORD, limitBytes: this.limitBytes, segments: this.#segments.size, evictedSegments: this.#evicted, addedBytes: this.#added };
   }
 
   close(): void {

@@ -6,7 +6,7 @@
 // must leave exactly one copy; and the page stores' bound.
 import t, { type Test } from 'tap';
 import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../../common/repo-root.js';
 import { migrationDir, type JobView, type LedgerRow, type MoveResult } from '../../migrator/index.js';
@@ -291,17 +291,15 @@ async function survives(t: Test, expectHost: string, id: string): Promise<void> 
 }
 
 /** The bytes of a host's page store on disk. */
-function storeBytes(host: string): number {
-  const dir = join(paths(c.dir).hostState(host), 'pages');
-  return existsSync(dir) ? readdirSync(dir).reduce((n, f) => n + statSync(join(dir, f)).size, 0) : 0;
-}
+/** Bytes a host's page store took in since its manager started (its size stays at its bound once full: it evicts). */
+const storeAdded = async (host: string) => (JSON.parse((await c.pj(['cache', '--json', '--host', host])).stdout) as { pageStore: PageStoreStats }).pageStore.addedBytes;
 
 t.test("faults: the destination's manager killed during the pre-copy", async (t) => {
   const id = await startMemoryJob(192);
   const counter = await run(['python3', helper('counter-job.py')]);
-  const before = storeBytes('h2');
+  const before = await storeAdded('h2');
   const moving = mv(id, 'h2');
-  await waitFor(async () => storeBytes('h2') > before + 16 * MiB, 60_000, 10);
+  await waitFor(async () => (await storeAdded('h2')) > before + 16 * MiB, 60_000, 10);
   t.equal((await c.pj(['cluster', 'stop', 'h2', '--signal', 'KILL'])).code, 0);
   const r = await moving;
   t.match(r.stderr, /PJ_ERR_MIGRATION_ABORTED: .*h2/, 'pj mv says the move was aborted, and why');
