@@ -40,7 +40,8 @@ const ASKED_AGAIN = new Set<string>(['lstat', 'readdir', 'open', 'read', 'fsync'
   'getxattr', 'listxattr', 'setattr', 'deviceStat']);
 /** How long an operation waits for an owner's manager to come back (a restart takes a few seconds). */
 export const OWNER_RESTART_MS = 15_000;
-const ASK_AGAIN_MS = 500;
+/** How often a call waiting for an owner's manager asks again. */
+export const ASK_AGAIN_MS = 500;
 
 export function remoteBackend(host: string, mesh: Mesh, timeoutMs: number): FsBackend {
   const b = { local: false, host } as Record<string, unknown>;

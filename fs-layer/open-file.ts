@@ -3,7 +3,7 @@
 // fetched ahead of a sequential reader, writes sent behind (answered to the
 // kernel at once, all on the owner before close or fsync returns; a failure
 // surfaces at the next write, flush or fsync, as on NFS).
-import { OWNER_RESTART_MS, type FsBackend } from './backend.js';
+import { ASK_AGAIN_MS, OWNER_RESTART_MS, type FsBackend } from './backend.js';
 import type { DataCache } from './data-cache.js';
 import type { InodeTable, Node } from './inode-table.js';
 import { O } from './open-flags.js';
@@ -12,7 +12,6 @@ import { codes } from '../common/errors.js';
 
 /** The handle of a file restored from the journal, not yet opened again on its owner. */
 export const RESTORED = -1;
-const RESEND_MS = 500;
 
 /** Where an open file journals its unconfirmed remote writes (see session-journal.ts). */
 export interface FileJournal {
@@ -146,7 +145,7 @@ export class OpenFile {
           if (!lost(e as NodeJS.ErrnoException)) throw e;
         }
         uncertain = true;
-        await new Promise((r) => setTimeout(r, RESEND_MS));
+        await new Promise((r) => setTimeout(r, ASK_AGAIN_MS));
       }
     };
     // Once the owner's connection dropped, writes go again one by one in their order (an append

@@ -11,6 +11,7 @@ import { namespaceOf } from '../../common/process-ns.js';
 import { paths } from '../../manager/sim-cluster/layout.js';
 import type { JobView } from '../../migrator/index.js';
 import type { LedgerRow } from '../../migrator/ledger.js';
+import { memorySums as sumsOf } from '../helpers/memory-sums.js';
 import { copies, runningCopies } from '../helpers/copies.js';
 import { startCluster, waitFor } from '../helpers/cluster.js';
 
@@ -19,13 +20,8 @@ const c = await startCluster(t, { hosts: 3 });
 const lines = async (id: string) => (await c.pj(['logs', id])).stdout.split('\n').filter(Boolean);
 const jobOf = async (id: string) => (JSON.parse((await c.pj(['ps', '--json'])).stdout) as JobView[]).find((j) => j.id === id)!;
 
-/** The md5 of the memory of a memory-job.py, as its main process and its child print them on SIGUSR1. */
-async function memorySums(id: string): Promise<Record<string, string>> {
-  const before = (await lines(id)).length;
-  if ((await c.pj(['kill', '-s', 'USR1', id])).code !== 0) throw new Error(`pj kill -s USR1 ${id} failed`);
-  await waitFor(async () => (await lines(id)).slice(before).filter((l) => /^(main|child) /.test(l)).length === 2, 60_000, 200);
-  return Object.fromEntries((await lines(id)).slice(before).map((l) => l.split(' ')));
-}
+/** The md5s of a memory-job.py's memory (main and child). */
+const memorySums = (id: string) => sumsOf(c, id, 60_000);
 
 /** Bytes of memory h3 fetched from h1 (h3's ledger, mem layer). */
 const fetchedFromH1 = async () => (JSON.parse((await c.pj(['ledger', '--json', '--host', 'h3'])).stdout) as LedgerRow[])

@@ -12,6 +12,7 @@ import { repoRoot } from '../../common/repo-root.js';
 import { migrationDir, type JobView, type LedgerRow, type MoveResult } from '../../migrator/index.js';
 import type { PageStoreStats } from '../../mem-layer/index.js';
 import { paths } from '../../manager/sim-cluster/layout.js';
+import { memorySums as sumsOf } from '../helpers/memory-sums.js';
 import { copies, runningCopies } from '../helpers/copies.js';
 import { startCluster, waitFor } from '../helpers/cluster.js';
 
@@ -76,13 +77,8 @@ async function startMemoryJob(mib: number): Promise<string> {
   return id;
 }
 
-/** The md5 of the memory of a memory-job.py, as its main process and its child print them on SIGUSR1. */
-async function memorySums(id: string): Promise<Record<string, string>> {
-  const before = (await lines(id)).length;
-  if ((await c.pj(['kill', '-s', 'USR1', id])).code !== 0) throw new Error(`pj kill -s USR1 ${id} failed`);
-  await waitFor(async () => (await lines(id)).slice(before).filter((l) => /^(main|child) /.test(l)).length === 2, 30_000, 200);
-  return Object.fromEntries((await lines(id)).slice(before).map((l) => l.split(' ')));
-}
+/** The md5s of a memory-job.py's memory (main and child). */
+const memorySums = (id: string) => sumsOf(c, id, 30_000);
 
 const MiB = 2 ** 20;
 const mib = (n = 0) => `${(n / MiB).toFixed(1)} MiB`;
