@@ -20,7 +20,7 @@
   }, {
     "target_name": "pj-init",
     "type": "executable",
-    "sources": ["native/init/pj-init.c", "native/init/relay.c", "native/init/job-net.c"],
+    "sources": ["native/init/pj-init.c", "native/init/relay.c", "native/init/job-net.c", "native/init/job-mounts.c"],
     "cflags": ["-O2", "-Wall", "-Wextra"]
   }]
 }

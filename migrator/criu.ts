@@ -9,8 +9,21 @@ import { join } from 'node:path';
 import { run } from '../common/run.js';
 import { repoRoot } from '../common/repo-root.js';
 
-/** Options both sides need: nftables for the network lock (no iptables here), flocks and TCP connections inside the job. */
-const COMMON = ['--network-lock', 'nftables', '--file-locks', '--tcp-established', '--leave-stopped', '-v4'];
+/**
+ * Options both sides need: nftables for the network lock (no iptables here), flocks and TCP connections
+ * inside the job. The benchmarks' plain-CRIU floors use them too, so that they do the same work.
+ */
+export const CRIU_OPTIONS = ['--network-lock', 'nftables', '--file-locks', '--tcp-established', '-v4'];
+/** A move leaves the job stopped on both sides until it commits. */
+const COMMON = [...CRIU_OPTIONS, '--leave-stopped'];
+/** A job's files deleted while open in its own /tmp or /dev/shm travel in the images up to this size (CRIU's default: 1 MiB). */
+const DUMP = ['--ghost-limit', '256M'];
+
+/**
+ * The host's mounts in the job's mount namespace (job-mounts.ts), each named by its mount point: the
+ * dump leaves them out of the images, the restore binds the destination's own mount at the same path.
+ */
+const external = (mounts: string[]) => mounts.flatMap((m) => ['--external', `mnt[${m}]:${m}`]);
 
 export class CriuError extends Error {
   constructor(readonly action: string, readonly logTail: string) {
@@ -41,16 +54,18 @@ function logTail(path: string): string {
 }
 
 /** Freezes the job and writes its images to `dir`; the job is left stopped. A failed dump leaves it running. */
-export const dump = (initPid: number, dir: string): Promise<void> => criu(['dump', '-t', String(initPid), ...COMMON], dir, 'dump.log', 'dump');
+export const dump = (initPid: number, dir: string, mounts: string[]): Promise<void> =>
+  criu(['dump', '-t', String(initPid), ...DUMP, ...external(mounts), ...COMMON], dir, 'dump.log', 'dump');
 
 /**
  * Restores the images in `dir`; the job is left stopped. Resolves with its first process's pid.
  * `lazy`: the pages a lazy dump left out are asked of whoever listens on lazy-pages.socket in `dir`.
+ * `mounts`: the dump's external mounts; the job's mount namespace is built on this host's root.
  */
-export async function restore(dir: string, lazy = false): Promise<number> {
+export async function restore(dir: string, lazy: boolean, mounts: string[]): Promise<number> {
   const pidfile = join(dir, 'restored.pid');
   const hook = join(repoRoot(), 'scripts', 'criu-restore-hook');
-  await criu(['restore', '-d', '--pidfile', pidfile, '--action-script', hook, ...(lazy ? ['--lazy-pages'] : []), ...COMMON], dir, 'restore.log', 'restore');
+  await criu(['restore', '-d', '--pidfile', pidfile, '--action-script', hook, ...(lazy ? ['--lazy-pages'] : []), '--root', '/', ...external(mounts), ...COMMON], dir, 'restore.log', 'restore');
   return Number(readFileSync(pidfile, 'utf8').trim());
 }
 
@@ -65,11 +80,11 @@ export interface LazyDump {
  * A dump that leaves the pages in the frozen job (`--lazy-pages`): CRIU writes the other images,
  * then keeps the tasks frozen and serves their pages on `port` until its page server is closed.
  */
-export function dumpLazy(initPid: number, dir: string, port: number): LazyDump {
+export function dumpLazy(initPid: number, dir: string, port: number, mounts: string[]): LazyDump {
   let ready!: () => void;
   let failed!: (e: Error) => void;
   const readyP = new Promise<void>((resolve, reject) => { ready = resolve; failed = reject; });
-  const p = spawn('pj-criu', ['dump', '-t', String(initPid), '--lazy-pages', '--address', '127.0.0.1', '--port', String(port), '--status-fd', '3', ...COMMON, '-D', dir, '-o', 'dump.log'],
+  const p = spawn('pj-criu', ['dump', '-t', String(initPid), '--lazy-pages', '--address', '127.0.0.1', '--port', String(port), '--status-fd', '3', ...DUMP, ...external(mounts), ...COMMON, '-D', dir, '-o', 'dump.log'],
     { stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });
   p.stdio[3]!.once('data', () => ready());
   const done = new Promise<void>((resolve, reject) => {

@@ -255,7 +255,7 @@ export class JobManager {
       let listed = await this.table.list<JobRecord>();
       if (await this.#checkOutput(listed)) listed = await this.table.list<JobRecord>();
       const records = new Map(listed.map((j) => [j.id, j]));
-      for (const { pid, dir } of await this.procs.run('localJobInits')) {
+      for (const { pid, dir } of await this.procs.run('localJobInits', this.mount)) {
         const id = basename(dir);
         if (this.busy.has(id) || !records.get(id) || !dir.endsWith(`/${JOBS_EXPORT}/${id}`)) continue;
         const state = stateOf(pid);

@@ -9,8 +9,9 @@
 // never execs), are called directly.
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { namespaceOf } from '../common/process-ns.js';
+import { deviceAt, jobMounts } from './job-mounts.js';
 
-export { namespaceOf };
+export { namespaceOf, jobMounts };
 
 const PAGE = 4096;
 const TICKS_PER_S = 100;
@@ -132,12 +133,14 @@ export function caller(pid: number): { ns?: number; comm?: string } {
   }
 }
 
-/** Each process of a job with what its descriptors name and the paths it maps (for the migratability check). */
-/** A process's descriptors as [fd, what it names, whether it is open read-only (files only)], and the files it maps. */
-export interface ProcessFiles { pid: number; fds: Array<[string, string, boolean?]>; maps: string[] }
+/** A descriptor: what it names; for a file, whether it is open read-only and whether it is in the job's own /tmp or /dev/shm. */
+export interface OpenFd { fd: string; target: string; readOnly?: boolean; own?: boolean }
+/** Each process of a job with its descriptors and the files it maps (for the migratability check). */
+export interface ProcessFiles { pid: number; fds: OpenFd[]; maps: string[] }
 
 export function jobFiles(initPid: number): ProcessFiles[] {
   const out: ProcessFiles[] = [];
+  const own = new Set(jobMounts(initPid).own);
   for (const pid of jobPids(initPid)) {
     let names: string[];
     try {
@@ -145,11 +148,16 @@ export function jobFiles(initPid: number): ProcessFiles[] {
     } catch {
       continue; // gone meanwhile
     }
-    const fds: Array<[string, string, boolean?]> = [];
+    const fds: OpenFd[] = [];
     for (const fd of names) {
       try {
         const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
-        fds.push(target.startsWith('/') ? [fd, target, readOnly(pid, fd)] : [fd, target]);
+        if (!target.startsWith('/')) fds.push({ fd, target });
+        else {
+          const info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
+          const flags = /^flags:\s+([0-7]+)/m.exec(info);
+          fds.push({ fd, target, readOnly: flags !== null && (parseInt(flags[1], 8) & 3) === 0, own: own.has(Number(/^mnt_id:\s+(\d+)/m.exec(info)?.[1])) });
+        }
       } catch { /* closed meanwhile */ }
     }
     let maps: string[] = [];
@@ -161,20 +169,15 @@ export function jobFiles(initPid: number): ProcessFiles[] {
   return out;
 }
 
-/** Whether descriptor `fd` of `pid` is open for reading only (fdinfo's octal flags). */
-function readOnly(pid: number, fd: string): boolean {
-  const flags = /^flags:\s+([0-7]+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
-  return flags !== null && (parseInt(flags[1], 8) & 3) === 0;
-}
-
 /**
  * The first processes of the jobs on this host: pj-init as pid 1 of its namespace, with the job's
- * directory. A job shares its host's mount namespace; hosts of a simulated cluster share one PID
- * space, so that is what tells this host's jobs from the others'.
+ * directory. Hosts of a simulated cluster share one PID space; a job of this host is one whose /pj is
+ * this host's (`pjMount`), also after a move (its destination binds its own /pj into the job).
  */
-export function localJobInits(): Array<{ pid: number; dir: string }> {
+export function localJobInits(pjMount: string): Array<{ pid: number; dir: string }> {
   const out: Array<{ pid: number; dir: string }> = [];
-  const hostMounts = namespaceOf(process.pid, 'mnt');
+  const hostPj = deviceAt('self', pjMount);
+  if (!hostPj) return out;
   for (const pid of allPids()) {
     let argv: string[];
     try {
@@ -186,7 +189,7 @@ export function localJobInits(): Array<{ pid: number; dir: string }> {
     }
     if (!argv[0].endsWith('/pj-init') || !argv.includes('--')) continue;
     const ids = nsPids(pid);
-    if (ids && ids.length > 1 && ids.at(-1) === 1 && namespaceOf(pid, 'mnt') === hostMounts) out.push({ pid, dir: argv[1] });
+    if (ids && ids.length > 1 && ids.at(-1) === 1 && deviceAt(pid, pjMount) === hostPj) out.push({ pid, dir: argv[1] });
   }
   return out;
 }

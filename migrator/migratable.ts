@@ -5,15 +5,18 @@
 // restores (eventfd, epoll, timerfd, signalfd, inotify). Files it maps or only
 // reads from outside /pj (the executable, libraries, a linker's crt1.o) are
 // assumed to be the same on every host: the destination checks their size and
-// mtime before anything is frozen.
+// mtime before anything is frozen. Files in the job's own /tmp and /dev/shm
+// (job-mounts.ts) move with it: CRIU carries those mounts' contents.
 import { statSync } from 'node:fs';
 import { run } from '../common/run.js';
 import { namespaceOf } from '../common/process-ns.js';
 import type { ProcReader } from './proc-reader.js';
+import { inOwnDirs } from './job-mounts.js';
 
 export interface Offender { pid: number; fd: string; path: string; why: string }
 export interface SystemFile { path: string; size: number; mtimeMs: number }
-export interface Inspection { offenders: Offender[]; systemFiles: SystemFile[] }
+/** `mounts`: the host's mount points in the job's namespace, which the destination must have too. */
+export interface Inspection { offenders: Offender[]; systemFiles: SystemFile[]; mounts: string[] }
 
 /** Devices every host has, which CRIU reopens by path. */
 const COMMON_DEVICES = new Set(['/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom']);
@@ -53,6 +56,7 @@ async function sockets(pid: number): Promise<Sockets> {
 /** What keeps the job whose first process is `initPid` from moving, and the system files it maps. */
 export async function inspectJob(initPid: number, pjMount: string, procs: ProcReader): Promise<Inspection> {
   const processes = await procs.run('jobFiles', initPid);
+  const { external } = await procs.run('jobMounts', initPid);
   const offenders: Offender[] = [];
   const systemFiles = new Map<string, SystemFile>();
   const socks = await sockets(initPid);
@@ -73,12 +77,13 @@ export async function inspectJob(initPid: number, pjMount: string, procs: ProcRe
   };
 
   for (const { pid, fds, maps } of processes) {
-    for (const [fd, target, readOnly] of fds) {
+    for (const { fd, target, readOnly, own } of fds) {
       const sock = /^socket:\[(\d+)\]$/.exec(target);
       if (sock) {
         jobSockets.add(Number(sock[1]));
         if (!(ownNet && pid === initPid)) found.push({ pid, fd, ino: Number(sock[1]) });
-      } else if (target.endsWith(' (deleted)')) offenders.push({ pid, fd, path: target, why: 'an open file that was deleted' });
+      } else if (own) continue; // deleted or not: CRIU keeps an unlinked file's contents too
+      else if (target.endsWith(' (deleted)')) offenders.push({ pid, fd, path: target, why: 'an open file that was deleted' });
       else if (/^pipe:\[\d+\]$/.test(target) || KERNEL_OBJECTS.test(target) || COMMON_DEVICES.has(target) || underPj(target)) continue;
       else if (target.startsWith('/dev/')) offenders.push({ pid, fd, path: target, why: 'a device not under /pj' });
       else if (target.startsWith('/') && readOnly) systemFile(pid, fd, target); // a linker reading crt1.o, a program its config: there too?
@@ -86,7 +91,7 @@ export async function inspectJob(initPid: number, pjMount: string, procs: ProcRe
       else offenders.push({ pid, fd, path: target, why: 'a kind of file CRIU cannot move' });
     }
     // Shared anonymous memory shows as a deleted /dev/zero, a SysV segment or, once CRIU restored it, a memfd: memory CRIU carries, not a file.
-    for (const path of new Set(maps.filter((p) => !SHARED_ANONYMOUS.test(p)))) {
+    for (const path of new Set(maps.filter((p) => !SHARED_ANONYMOUS.test(p) && !inOwnDirs(p)))) {
       if (path.endsWith(' (deleted)')) offenders.push({ pid, fd: 'mmap', path, why: 'a mapped file that was deleted' });
       else if (!underPj(path)) systemFile(pid, 'mmap', path);
     }
@@ -96,7 +101,8 @@ export async function inspectJob(initPid: number, pjMount: string, procs: ProcRe
     const unixPeer = socks.unixPeer.get(ino);
     const path = `socket:[${ino}]`;
     if (tcp) {
-      if (tcp.state === 'LISTEN' || (tcp.peer !== undefined && jobSockets.has(tcp.peer))) continue;
+      // In its own namespace a connection's other end is the job's too, or gone (half-closed: CRIU keeps the state).
+      if (ownNet || tcp.state === 'LISTEN' || (tcp.peer !== undefined && jobSockets.has(tcp.peer))) continue;
       offenders.push({ pid, fd, path, why: `a TCP socket (${tcp.state}) connected to outside the job` });
     } else if (unixPeer !== undefined) {
       if (unixPeer === 0 || jobSockets.has(unixPeer)) continue;
@@ -105,7 +111,7 @@ export async function inspectJob(initPid: number, pjMount: string, procs: ProcRe
     // In its own namespace, any other socket is the job's alone (UDP, or TCP closed by a reset, which
     // ss does not list): CRIU takes it, or refuses, and the job runs on.
   }
-  return { offenders, systemFiles: [...systemFiles.values()] };
+  return { offenders, systemFiles: [...systemFiles.values()], mounts: external };
 }
 
 const SHARED_ANONYMOUS = /^\/(dev\/zero|SYSV[0-9a-f]{8}|memfd:.*) \(deleted\)$/;

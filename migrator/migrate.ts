@@ -120,7 +120,7 @@ export class Migrator {
         throw new PjError(codes.NOT_MIGRATABLE, `job ${rec.id} cannot move: ${found.offenders.map((o) => `pid ${o.pid} fd ${o.fd} ${o.path} (${o.why})`).join('; ')}`);
       }
       const holders = (rec.holders ?? []).filter((h) => h !== to);
-      await this.mesh.call(to, 'job', { op: 'prepare', id: rec.id, key, mode, revision: j.modRevision, systemFiles: found.systemFiles, cwd: rec.cwd, holders, stopped: rec.stopped === true }).catch((e) => { throw abort(e, rec); });
+      await this.mesh.call(to, 'job', { op: 'prepare', id: rec.id, key, mode, revision: j.modRevision, systemFiles: found.systemFiles, mounts: found.mounts, cwd: rec.cwd, holders, stopped: rec.stopped === true }).catch((e) => { throw abort(e, rec); });
       const lazy = mode !== 'stop-copy';
       let pre: PrecopyResult = { rounds: 0, bytes: 0 };
       if (mode === 'pre-copy' || mode === 'hybrid') {
@@ -139,7 +139,7 @@ export class Migrator {
       });
       const frozen = Date.now();
       const imagesFrom = p.bytesSent;
-      const f = lazy ? await this.#freezeLazy(rec, dir, key) : this.#freeze(rec, dir);
+      const f = lazy ? await this.#freezeLazy(rec, dir, key, found.mounts) : this.#freeze(rec, dir, found.mounts);
       // The images stream to the destination while CRIU writes them.
       const sending = this.mesh.upload(to, 'job-images', { key }, imageStream(dir, f.dumped, p), TRANSFER_IDLE_MS);
       sending.catch(() => {}); // observed below, once the dump is done
@@ -283,8 +283,8 @@ export class Migrator {
   }
 
   /** stop-copy: CRIU writes every page into the images and exits, leaving the job stopped. */
-  #freeze(rec: JobRecord, dir: string): Frozen {
-    return { dumped: dump(rec.pid, dir), release: async () => {} };
+  #freeze(rec: JobRecord, dir: string, mounts: string[]): Frozen {
+    return { dumped: dump(rec.pid, dir, mounts), release: async () => {} };
   }
 
   /** The pre-copy rounds into the destination's store, while the job runs. */
@@ -300,9 +300,9 @@ export class Migrator {
    * a SIGSTOP queued on every task keeps it stopped whichever way CRIU ends. Destinations read the
    * memory through this host (`pages`), not through CRIU's page server, which is only closed at the end.
    */
-  async #freezeLazy(rec: JobRecord, dir: string, key: string): Promise<Frozen> {
+  async #freezeLazy(rec: JobRecord, dir: string, key: string, mounts: string[]): Promise<Frozen> {
     const port = await freePort();
-    const d = dumpLazy(rec.pid, dir, port);
+    const d = dumpLazy(rec.pid, dir, port, mounts);
     d.done.catch(() => {}); // a failure shows in `ready`, or does not matter once the pages are moved
     let ready = false;
     const dumped = d.ready.then(async () => {
@@ -334,7 +334,7 @@ export class Migrator {
     let m = this.#frozen.get(key);
     if (!m) {
       const id = key.split('-')[0];
-      const copy = (await this.jobs.procs.run('localJobInits')).find((c) => c.dir.endsWith(`/${id}`) && /^[Tt]$/.test(stateOf(c.pid) ?? ''));
+      const copy = (await this.jobs.procs.run('localJobInits', this.jobs.mount)).find((c) => c.dir.endsWith(`/${id}`) && /^[Tt]$/.test(stateOf(c.pid) ?? ''));
       if (!copy) throw new PjError(codes.PAGES_LOST, `no frozen job for move ${key} on ${this.jobs.self}`);
       const tasks = await this.jobs.procs.run('jobTasks', copy.pid);
       m = this.#frozen.get(key); // found meanwhile by another request

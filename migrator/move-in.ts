@@ -5,6 +5,7 @@
 // source committed, and ends it if the source gave up or went silent without
 // committing (fencing that commit off first).
 import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { PjError, codes } from '../common/errors.js';
@@ -38,6 +39,8 @@ interface Incoming {
   unpins: Array<() => void>;
   /** The job was stopped by its user: it resumes stopped. */
   stopped: boolean;
+  /** The host's mounts in the job's mount namespace, bound from this host's at the restore. */
+  mounts: string[];
   pid?: number; fill?: LazyFill; timer?: NodeJS.Timeout;
   /** Pages fetched from other hosts before the job ran again. */
   fetchedBeforeResume?: number;
@@ -111,14 +114,17 @@ export class MovesIn {
     return this.#incoming.has(key) ? 'filling' : 'done';
   }
 
-  async prepare(a: { id: string; key: string; mode: MoveMode; revision: string; systemFiles: SystemFile[]; cwd: string; holders?: string[]; stopped?: boolean }, from: string): Promise<void> {
+  async prepare(a: { id: string; key: string; mode: MoveMode; revision: string; systemFiles: SystemFile[]; mounts: string[]; cwd: string; holders?: string[]; stopped?: boolean }, from: string): Promise<void> {
     if (!MODES.includes(a.mode)) throw new PjError(codes.USAGE, `this host does not know the mode '${a.mode}'`);
     const differ = differingSystemFiles(a.systemFiles);
     if (!(await isDirectory(a.cwd))) differ.push(`${a.cwd}: the job's working directory is missing`);
+    const mounts = Array.isArray(a.mounts) ? a.mounts.map(String) : [];
+    // Asynchronously: a stat of this host's own /pj would wait for the thread that must answer it.
+    for (const m of mounts) if (!(await exists(m))) differ.push(`${m}: a mount point the job has is missing`);
     if (differ.length) throw new PjError(codes.NOT_MIGRATABLE, `files the job maps differ on ${this.jobs.self}: ${differ.join('; ')}`);
     if (this.jobs.busy.has(a.id)) throw new PjError(codes.JOB_BUSY, `job ${a.id} is already moving here`);
     this.jobs.busy.add(a.id);
-    const inc: Incoming = { id: a.id, from, mode: a.mode, revision: String(a.revision), dir: join(this.workDir, 'incoming', a.key), holders: a.holders ?? [], unpins: [], stopped: a.stopped === true };
+    const inc: Incoming = { id: a.id, from, mode: a.mode, revision: String(a.revision), dir: join(this.workDir, 'incoming', a.key), holders: a.holders ?? [], unpins: [], stopped: a.stopped === true, mounts };
     this.#incoming.set(a.key, inc);
     this.#touch(a.key);
     void nearestFirst(this.mesh, inc.holders).then((h) => (inc.holders = h));
@@ -154,7 +160,7 @@ export class MovesIn {
     try {
       // Lazy modes: the pager listens before CRIU's restore looks for it.
       if (inc.mode !== 'stop-copy') inc.fill = new LazyFill(inc.dir, this.#sources(key, inc), this.store, this.jobs.log);
-      inc.pid = await restore(inc.dir, inc.mode !== 'stop-copy');
+      inc.pid = await restore(inc.dir, inc.mode !== 'stop-copy', inc.mounts);
       if (inc.fill) writeFileSync(join(this.marks, key), JSON.stringify({ id: inc.id, pid: inc.pid }));
       // Pages go in from now on (the task stays stopped until the resume); pre-copy waits for all of them.
       inc.fill?.startBackground();
@@ -363,3 +369,5 @@ function damage(dir: string): void {
     closeSync(fd);
   }
 }
+
+const exists = (path: string) => access(path).then(() => true, () => false);

@@ -5,7 +5,7 @@ import { PjError, codes } from '../../common/errors.js';
 import { pjCli } from '../../common/repo-root.js';
 import { sleep, spawnDaemon } from '../../common/run.js';
 import { callControl } from '../control-socket.js';
-import { AGENT_PORT, ETCD_ADDRESS, paths, type ClusterFile, type SimHost } from './layout.js';
+import { AGENT_PORT, ETCD_ADDRESS, PJ_MOUNT, paths, type ClusterFile, type SimHost } from './layout.js';
 import { nsenterArgs } from './namespaces.js';
 
 export function processAlive(pid: number | undefined): boolean {
@@ -34,7 +34,7 @@ export function startAgent(c: ClusterFile, host: SimHost): number {
     '--etcd', `http://${ETCD_ADDRESS}:2379`,
     '--secret-file', p.secret,
     '--state-dir', p.hostState(host.name),
-    '--mount', '/pj',
+    '--mount', PJ_MOUNT,
     '--control-socket', '/run/pj/agent.sock',
     ...exportFlags,
     ...(c.agentOptions ?? []),

@@ -2,13 +2,14 @@
 // mount namespaces, the network namespaces (their veths go with them). Works
 // from whatever is left (agents or etcd killed with SIGKILL, a half-made
 // cluster) and is safe to run twice.
-import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { migrationDir } from '../../migrator/index.js';
 import { join } from 'node:path';
 import { namespaceOf } from '../../common/process-ns.js';
+import { deviceAt } from '../../migrator/job-mounts.js';
 import { run, sleep } from '../../common/run.js';
 import { processAlive } from './agents.js';
-import { paths, readClusterFile, type ClusterFile } from './layout.js';
+import { PJ_MOUNT, paths, readClusterFile, type ClusterFile } from './layout.js';
 import { isMountpoint, listNetns, netnsPath } from './namespaces.js';
 
 export interface DownReport { cluster: string | null; killed: number[]; namespaces: string[] }
@@ -21,17 +22,36 @@ function nsInode(path: string): number | undefined {
   }
 }
 
-/** Pids of every process that lives in one of the given namespaces (by nsfs inode). */
+/**
+ * Pids of every process that lives in one of the given namespaces (by nsfs inode), and the first
+ * processes of the jobs whose /pj is one of those hosts' (a job has mount and network namespaces of
+ * its own; ending its first process ends the job).
+ */
 function processesIn(netInodes: Set<number>, mntInodes: Set<number>): number[] {
   const pids: number[] = [];
+  const inits: number[] = [];
+  const hostPj = new Set<string>();
   for (const entry of readdirSync('/proc')) {
     const pid = Number(entry);
     if (!Number.isInteger(pid) || pid === process.pid) continue;
     const net = namespaceOf(pid, 'net');
     const mnt = namespaceOf(pid, 'mnt');
+    if (mnt !== undefined && mntInodes.has(mnt)) {
+      const dev = deviceAt(pid, PJ_MOUNT);
+      if (dev) hostPj.add(dev);
+    }
     if ((net !== undefined && netInodes.has(net)) || (mnt !== undefined && mntInodes.has(mnt))) pids.push(pid);
+    else if (isJobInit(pid)) inits.push(pid);
   }
-  return pids;
+  return [...pids, ...inits.filter((pid) => hostPj.has(deviceAt(pid, PJ_MOUNT) ?? ''))];
+}
+
+function isJobInit(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8') === 'pj-init\n';
+  } catch {
+    return false;
+  }
 }
 
 export function clusterNetns(c: ClusterFile): string[] {

@@ -9,6 +9,8 @@ import { PjError, codes } from '../../common/errors.js';
 export const DEFAULT_CLUSTER_DIR = '/var/lib/picojump/cluster';
 export const SUBNET_PREFIX = '10.66.0';
 export const AGENT_PORT = 7070;
+/** Where each host mounts /pj, in its own mount namespace. */
+export const PJ_MOUNT = '/pj';
 export const ETCD_ADDRESS = `${SUBNET_PREFIX}.2`;
 
 export interface SimHost { name: string; address: string; netns: string; agentPid?: number }

@@ -14,8 +14,11 @@
 // With --net the job gets a network namespace of its own (job-net.c): its TCP
 // connections and DNS queries are relayed by the first process (relay.c) through
 // the manager listening on SOCKET, a path that is the same on every host.
+// Every job has mount and IPC namespaces of its own (job-mounts.c): its /tmp,
+// /dev/shm and SysV IPC are the job's, and move with it.
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -25,8 +28,12 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "job-mounts.h"
 #include "job-net.h"
 #include "relay.h"
+
+/** Set while pj-init runs itself again inside the job's namespaces. */
+#define IN_NAMESPACES "PJ_INIT_IN_NAMESPACES"
 
 static pid_t program = -1;
 
@@ -115,8 +122,36 @@ int main(int argc, char** argv) {
     fprintf(stderr, "usage: pj-init DIR [--net SOCKET] -- CMD [ARG]...\n");
     return 2;
   }
-  syscall(SYS_close_range, 3, ~0U, 0);  // nothing of the caller's reaches the job
-  if (net && job_net_create() != 0) return 1;
+  // Run twice: first to make the job's network, mount and IPC namespaces, then again by path inside
+  // them, so that this program and its libraries are mapped from the job's own mounts (CRIU finds a
+  // mapping's mount in the namespace it dumps, and the host's copies are not in it).
+  if (!getenv(IN_NAMESPACES)) {
+    syscall(SYS_close_range, 3, ~0U, 0);  // nothing of the caller's reaches the job
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n < 0) {
+      fprintf(stderr, "pj-init: readlink /proc/self/exe: %s\n", strerror(errno));
+      return 1;
+    }
+    self[n] = '\0';
+    if (net && job_net_create() != 0) return 1;
+    // The working directory is found again by its path once the job's own /tmp covers the host's.
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd)) {
+      fprintf(stderr, "pj-init: getcwd: %s\n", strerror(errno));
+      return 1;
+    }
+    if (job_mounts_create() != 0) return 1;
+    if (chdir(cwd) != 0) {
+      fprintf(stderr, "pj-init: the working directory %s is not there for the job (a job's /tmp and /dev/shm are its own): %s\n", cwd, strerror(errno));
+      return 1;
+    }
+    setenv(IN_NAMESPACES, "1", 1);
+    execv(self, argv);
+    fprintf(stderr, "pj-init: cannot run %s again in the job's namespaces: %s\n", self, strerror(errno));
+    return 1;
+  }
+  unsetenv(IN_NAMESPACES);
   if (unshare(CLONE_NEWPID) != 0) {
     fprintf(stderr, "pj-init: unshare(CLONE_NEWPID): %s\n", strerror(errno));
     return 1;

@@ -8,6 +8,7 @@ import { clusterNetns } from '../../manager/sim-cluster/down.js';
 import { paths } from '../../manager/sim-cluster/layout.js';
 import { netnsPath } from '../../manager/sim-cluster/namespaces.js';
 import { netnsWithPrefix, startCluster } from '../helpers/cluster.js';
+import { copies } from '../helpers/copies.js';
 
 function pidsInNamespaces(inodes: Set<number>): number[] {
   return readdirSync('/proc').filter((p) => /^\d+$/.test(p)).map(Number)
@@ -22,6 +23,9 @@ t.test('down after kill -9 of an agent and of etcd removes everything', async (t
   const workload = await c.exec('h1', ['sh', '-c', 'setsid sleep 600 </dev/null >/dev/null 2>&1 & echo $!']);
   const sleeper = Number(workload.stdout.trim());
   t.ok(processAlive(sleeper), 'a process started inside h1 runs');
+  const job = await c.pj(['run', '--on', 'h2', '--', 'sleep', '600']); // a job: namespaces of its own, /pj of h2's
+  t.equal(job.code, 0, 'a job runs on h2');
+  t.equal(copies(job.stdout.trim()).length, 1);
   t.ok(pidsInNamespaces(inodes).length >= 4, 'etcd, two agents and the sleeper live in the namespaces');
 
   process.kill(f.hosts[0].agentPid!, 'SIGKILL');
@@ -33,6 +37,7 @@ t.test('down after kill -9 of an agent and of etcd removes everything', async (t
   t.same(netnsWithPrefix(c.name), [], 'no network namespace left');
   t.same(pidsInNamespaces(inodes), [], 'no process left in any of its namespaces');
   t.notOk(processAlive(sleeper), 'the process started inside h1 is gone');
+  t.same(copies(job.stdout.trim()), [], 'the job is gone');
   for (const h of f.hosts) t.notOk(processAlive(h.agentPid), `agent of ${h.name} gone`);
   t.notOk(processAlive(f.etcd.pid), 'etcd gone');
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8');

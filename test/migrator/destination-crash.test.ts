@@ -5,10 +5,8 @@
 // its memory is intact.
 import t, { type Test } from 'tap';
 import { repoRoot } from '../../common/repo-root.js';
-import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { namespaceOf } from '../../common/process-ns.js';
-import { paths } from '../../manager/sim-cluster/layout.js';
+import { deviceAt } from '../../migrator/job-mounts.js';
 import type { JobView } from '../../migrator/index.js';
 import type { LedgerRow } from '../../migrator/ledger.js';
 import { memorySums as sumsOf } from '../helpers/memory-sums.js';
@@ -26,8 +24,12 @@ const memorySums = (id: string) => sumsOf(c, id, 60_000);
 /** Bytes of memory h3 fetched from h1 (h3's ledger, mem layer). */
 const fetchedFromH1 = async () => (JSON.parse((await c.pj(['ledger', '--json', '--host', 'h3'])).stdout) as LedgerRow[])
   .filter((r) => r.layer === 'mem' && r.target === 'h1').reduce((n, r) => n + r.bytes, 0);
-/** The copies of a job that live in h3's mount namespace. */
-const onH3 = (id: string) => copies(id).filter((x) => namespaceOf(x.pid, 'mnt') === statSync(paths(c.dir).mountNs('h3')).ino);
+/** The copies of a job that run on h3: whose /pj is h3's. */
+async function onH3(id: string): Promise<Array<{ pid: number }>> {
+  // From h3's mount table: with its manager dead, a stat of its /pj waits for the next one.
+  const h3 = (await c.exec('h3', ['awk', '$5 == "/pj" { print $3 }', '/proc/self/mountinfo'])).stdout.trim().split('\n').at(-1);
+  return copies(id).filter((x) => deviceAt(x.pid, '/pj') === h3);
+}
 
 async function crash(t: Test, what: 'manager' | 'host', when: 'at the commit' | 'once pages come'): Promise<void> {
   const r = await c.pj(['run', '--on', 'h1', '--policy', 'pin', '--', 'python3', join(repoRoot(), 'test', 'helpers', 'memory-job.py'), '1024']);
@@ -43,7 +45,7 @@ async function crash(t: Test, what: 'manager' | 'host', when: 'at the commit' | 
   if (ended !== undefined && (await jobOf(id)).host !== 'h3') throw new Error(`the move did not commit: ${ended}`);
   if (when === 'once pages come') await waitFor(async () => (await fetchedFromH1()) > fetchedBefore + 64 * MIB, 60_000, 20);
   t.equal((await c.pj(['cluster', 'stop', 'h3', '--signal', 'KILL'])).code, 0, `h3's manager killed ${when}`);
-  if (what === 'host') for (const x of onH3(id)) process.kill(x.pid, 'SIGKILL'); // the copy h3 restored: its PID namespace goes with it
+  if (what === 'host') for (const x of await onH3(id)) process.kill(x.pid, 'SIGKILL'); // the copy h3 restored: its PID namespace goes with it
   else t.equal((await c.pj(['cluster', 'start', 'h3'])).code, 0, 'h3\'s manager started again');
 
   const moved = await moving;

@@ -217,11 +217,11 @@ t.test('an SQLite writer on /pj/h1/data moved mid-transaction to h2 and back los
 });
 
 t.test('a job holding a file outside /pj is refused before anything is frozen, and runs on', async (t) => {
-  const id = await run(['python3', '-c', "import time; f = open('/tmp/pj-outside-' + str(time.time()), 'w'); [print(i, flush=True) or time.sleep(0.05) for i in range(10**9)]"]);
+  const id = await run(['python3', '-c', "import time; f = open('/srv/pj-outside-' + str(time.time()), 'w'); [print(i, flush=True) or time.sleep(0.05) for i in range(10**9)]"]);
   await waitFor(async () => (await lines(id)).length > 3, 10_000);
   const r = await mv(id, 'h2');
   t.equal(r.code, 1);
-  t.match(r.stderr, /PJ_ERR_NOT_MIGRATABLE: .*fd 3 \/tmp\/pj-outside-[\d.]+ \(a file outside \/pj\)/, 'the error names the fd and the path');
+  t.match(r.stderr, /PJ_ERR_NOT_MIGRATABLE: .*fd 3 \/srv\/pj-outside-[\d.]+ \(a file outside \/pj\)/, 'the error names the fd and the path');
   const n = (await lines(id)).length;
   await waitFor(async () => (await lines(id)).length > n + 3, 5000);
   t.same([(await jobOf(id)).host, runningCopies(id).length], ['h1', 1], 'still on h1, running');

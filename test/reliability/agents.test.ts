@@ -181,7 +181,7 @@ t.test('etcd away for 10 s: jobs run on, /pj serves, commands say PJ_ERR_ETCD_UN
 });
 
 t.test('a refused move is one line in the owner\'s log, with why', async (t) => {
-  const id = await run(['--on', 'h3', '--policy', 'pin', '--', 'python3', '-c', 'import time; f = open("/tmp/pj-outside", "w"); print("ready", flush=True); time.sleep(600)']);
+  const id = await run(['--on', 'h3', '--policy', 'pin', '--', 'python3', '-c', 'import time; f = open("/srv/pj-outside", "w"); print("ready", flush=True); time.sleep(600)']);
   await waitFor(async () => (await logs(id)).includes('ready'), 10_000);
   const r = await c.pj(['mv', id, 'h1']);
   t.match(r.stderr, /PJ_ERR_NOT_MIGRATABLE/);
