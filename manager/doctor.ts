@@ -77,8 +77,8 @@ async function checkUffd(): Promise<Check> {
 }
 
 async function checkNamespaces(): Promise<Check> {
-  const r = await tool('unshare', ['--net', '--pid', '--mount', '--fork', 'true']);
-  return { name: 'namespaces', status: r.ok ? 'ok' : 'fail', detail: r.ok ? 'network, PID and mount namespaces can be made' : r.out, fix: 'run as root on a kernel with CONFIG_NET_NS, CONFIG_PID_NS; in a container, allow unshare (e.g. --privileged)' };
+  const r = await tool('unshare', ['--net', '--pid', '--mount', '--ipc', '--fork', 'true']);
+  return { name: 'namespaces', status: r.ok ? 'ok' : 'fail', detail: r.ok ? 'network, PID, mount and IPC namespaces can be made' : r.out, fix: 'run as root on a kernel with CONFIG_NET_NS, CONFIG_PID_NS; in a container, allow unshare (e.g. --privileged)' };
 }
 
 async function checkNft(): Promise<Check> {

@@ -131,7 +131,7 @@ except OSError as e:
   const m = /error Connection timed out ([\d.]+)/.exec(r1.stdout);
   t.ok(m, `the reader got ETIMEDOUT: ${r1.stdout}`);
   t.ok(Number(m?.[1]) <= 6, `within the 5 s deadline (${m?.[1]} s)`);
-  t.equal((await sh('h1', 'cmp /pj/h2/data/slow /dev/null 2>&1 | head -c 0; md5sum < /pj/h2/data/slow | cut -c1-8')).code, 0, 'the same mount works again');
+  t.equal((await sh('h1', 'md5sum < /pj/h2/data/slow > /dev/null')).code, 0, 'the same mount works again');
 
   const died = c.start('h1', ['sh', '-c', reader], { timeoutMs: 30_000 });
   await died.printed('opened');

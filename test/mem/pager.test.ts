@@ -99,7 +99,7 @@ t.test('CPU placement: faults served with the pager on the task\'s CPU, on anoth
     t.equal(r.bad, 0, `${name}: every page holds what was supplied`);
     seen.push(`${name}: service p50 ${(s.localP50Ns / 1000).toFixed(1)} us, p99 ${(s.localP99Ns / 1000).toFixed(1)} us; touch p50 ${r.p50_us} us`);
   }
-  t.pass(seen.join('; '));
+  t.comment(seen.join('; ')); // figures, not claims: the benchmarks compare them
 });
 
 t.test('pages given by their place in the page store: the pager\'s thread reads and checks them; a damaged one is reported', async (t) => {

@@ -5,7 +5,7 @@
 // keep their state in SysV and POSIX shared memory and /tmp move with it.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -88,4 +88,33 @@ t.test('SysV and POSIX shared memory and files in /tmp move with their job, in e
     t.equal(runningCopies(id).length, 1, `${id}: one copy runs`);
     await c.pj(['kill', '-s', 'KILL', id]);
   }
+});
+
+t.test('PostgreSQL, running as its own user with its data in its own /tmp, moves in every mode while pgbench runs from another host: no transaction lost', async (t) => {
+  const pgbin = join('/usr/lib/postgresql', readdirSync('/usr/lib/postgresql').sort((a, b) => Number(b) - Number(a))[0], 'bin');
+  const server = `${pgbin}/initdb -D /tmp/pg -A trust > /tmp/initdb.log 2>&1 || { cat /tmp/initdb.log; exit 1; }; exec ${pgbin}/postgres -D /tmp/pg -c listen_addresses=127.0.0.1 -k /tmp`;
+  const r = await c.pj(['run', '--on', 'h1', '--policy', 'pin', '--publish', '15432:5432', '--cwd', '/', '--', 'setpriv', '--reuid', 'postgres', '--regid', 'postgres', '--init-groups', 'sh', '-c', server]);
+  t.equal(r.code, 0, `started ${r.stderr}`);
+  const id = r.stdout.trim();
+  await waitFor(async () => /ready to accept connections/.test((await c.pj(['logs', id])).stderr + (await c.pj(['logs', id])).stdout), 60_000);
+  const h1 = c.file().hosts[0].address;
+  const db = ['-h', h1, '-p', '15432', '-U', 'postgres', 'postgres'];
+  t.equal((await c.exec('h2', [`${pgbin}/pgbench`, '-i', '-s', '1', '-q', ...db])).code, 0, 'pgbench -i from h2, through h1\'s published port');
+  const bench = c.start('h2', [`${pgbin}/pgbench`, '-c', '2', '-T', '40', ...db], { timeoutMs: 120_000 });
+
+  const failures: string[] = [];
+  for (const [i, mode] of MODES.entries()) {
+    const to = ['h2', 'h3', 'h1', 'h2'][i];
+    const m = await c.pj(['mv', id, to, '--mode', mode]);
+    if (m.code !== 0) failures.push(`${mode} to ${to}: ${m.stderr.trim()}`);
+  }
+  t.same(failures, [], 'moved in every mode while pgbench ran');
+  const done = await bench.result;
+  t.equal(done.code, 0, `pgbench ended well: ${done.stderr.trim().split('\n').slice(-3).join(' ')}`);
+  const processed = Number(/number of transactions actually processed: (\d+)/.exec(done.stdout)?.[1]);
+  t.match(done.stdout, /number of failed transactions: 0 /, 'no transaction failed');
+  const count = await c.exec('h2', [`${pgbin}/psql`, '-At', '-c', 'SELECT count(*) FROM pgbench_history', ...db]);
+  t.equal(Number(count.stdout.trim()), processed, `every one of the ${processed} transactions pgbench saw committed is in the database`);
+  t.equal(runningCopies(id).length, 1, 'one copy runs');
+  await c.pj(['kill', '-s', 'KILL', id]);
 });
