@@ -138,9 +138,10 @@ export interface OpenFd { fd: string; target: string; readOnly?: boolean; own?: 
 /** Each process of a job with its descriptors and the files it maps (for the migratability check). */
 export interface ProcessFiles { pid: number; fds: OpenFd[]; maps: string[] }
 
-export function jobFiles(initPid: number): ProcessFiles[] {
+/** `ownMounts`: the mount ids of the job's own /tmp and /dev/shm (jobMounts). */
+export function jobFiles(initPid: number, ownMounts: number[]): ProcessFiles[] {
   const out: ProcessFiles[] = [];
-  const own = new Set(jobMounts(initPid).own);
+  const own = new Set(ownMounts);
   for (const pid of jobPids(initPid)) {
     let names: string[];
     try {
@@ -179,17 +180,23 @@ export function localJobInits(pjMount: string): Array<{ pid: number; dir: string
   const hostPj = deviceAt('self', pjMount);
   if (!hostPj) return out;
   for (const pid of allPids()) {
-    let argv: string[];
-    try {
-      // The command name first: reading it takes no lock a process in execve holds, its cmdline does.
-      if (readFileSync(`/proc/${pid}/comm`, 'utf8') !== 'pj-init\n') continue;
-      argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    } catch {
-      continue;
-    }
-    if (!argv[0].endsWith('/pj-init') || !argv.includes('--')) continue;
-    const ids = nsPids(pid);
-    if (ids && ids.length > 1 && ids.at(-1) === 1 && deviceAt(pid, pjMount) === hostPj) out.push({ pid, dir: argv[1] });
+    const dir = jobInitDir(pid);
+    if (dir !== undefined && deviceAt(pid, pjMount) === hostPj) out.push({ pid, dir });
   }
   return out;
+}
+
+/** The job's directory when `pid` is the first process of a job (pj-init as pid 1 of its namespace). */
+export function jobInitDir(pid: number): string | undefined {
+  let argv: string[];
+  try {
+    // The command name first: reading it takes no lock a process in execve holds, its cmdline does.
+    if (readFileSync(`/proc/${pid}/comm`, 'utf8') !== 'pj-init\n') return undefined;
+    argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return undefined;
+  }
+  if (!argv[0].endsWith('/pj-init') || !argv.includes('--')) return undefined;
+  const ids = nsPids(pid);
+  return ids && ids.length > 1 && ids.at(-1) === 1 ? argv[1] : undefined;
 }

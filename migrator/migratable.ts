@@ -55,8 +55,8 @@ async function sockets(pid: number): Promise<Sockets> {
 
 /** What keeps the job whose first process is `initPid` from moving, and the system files it maps. */
 export async function inspectJob(initPid: number, pjMount: string, procs: ProcReader): Promise<Inspection> {
-  const processes = await procs.run('jobFiles', initPid);
-  const { external } = await procs.run('jobMounts', initPid);
+  const { own, external } = await procs.run('jobMounts', initPid);
+  const processes = await procs.run('jobFiles', initPid, own);
   const offenders: Offender[] = [];
   const systemFiles = new Map<string, SystemFile>();
   const socks = await sockets(initPid);

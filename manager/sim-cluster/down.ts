@@ -2,11 +2,12 @@
 // mount namespaces, the network namespaces (their veths go with them). Works
 // from whatever is left (agents or etcd killed with SIGKILL, a half-made
 // cluster) and is safe to run twice.
-import { existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { migrationDir } from '../../migrator/index.js';
 import { join } from 'node:path';
 import { namespaceOf } from '../../common/process-ns.js';
 import { deviceAt } from '../../migrator/job-mounts.js';
+import { jobInitDir } from '../../migrator/job-processes.js';
 import { run, sleep } from '../../common/run.js';
 import { processAlive } from './agents.js';
 import { PJ_MOUNT, paths, readClusterFile, type ClusterFile } from './layout.js';
@@ -41,18 +42,11 @@ function processesIn(netInodes: Set<number>, mntInodes: Set<number>): number[] {
       if (dev) hostPj.add(dev);
     }
     if ((net !== undefined && netInodes.has(net)) || (mnt !== undefined && mntInodes.has(mnt))) pids.push(pid);
-    else if (isJobInit(pid)) inits.push(pid);
+    else if (jobInitDir(pid) !== undefined) inits.push(pid);
   }
   return [...pids, ...inits.filter((pid) => hostPj.has(deviceAt(pid, PJ_MOUNT) ?? ''))];
 }
 
-function isJobInit(pid: number): boolean {
-  try {
-    return readFileSync(`/proc/${pid}/comm`, 'utf8') === 'pj-init\n';
-  } catch {
-    return false;
-  }
-}
 
 export function clusterNetns(c: ClusterFile): string[] {
   return [c.switchNetns, c.etcd.netns, ...c.hosts.map((h) => h.netns)];
