@@ -198,7 +198,7 @@ export class Migrator {
           p.phase = 'pages';
           Object.assign(result, { precopy_rounds: pre.rounds, bytes_precopy: pre.bytes, bytes_frozen: p.bytesSent - imagesFrom });
           const l = await this.#allLocal(to, key, ALL_LOCAL_TIMEOUT_MS);
-          Object.assign(result, { bytes_lazy: l.bytes, pages_from_store: l.fromStore, pages_fetched: l.pages, pages_fetched_after_resume: l.pagesAfterResume, all_local_ms: Date.now() - resumed, faults: l.faults });
+          Object.assign(result, { bytes_lazy: l.bytes, pages_from_store: l.fromStore, pages_fetched: l.pages, pages_fetched_after_resume: l.pagesAfterResume, all_local_ms: Date.now() - resumed, faults: l.faults, memory_changes: l.changes });
         }
       } catch (e) {
         // Committed, but until the destination has every page the only whole copy is the frozen one here.

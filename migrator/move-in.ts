@@ -53,7 +53,7 @@ interface Incoming {
 export type MoveInStatus = 'filling' | 'landed' | 'done' | 'lost';
 
 /** What the destination says once every page is there. */
-export interface Landed { bytes: number; pages: number; pagesAfterResume: number; fromStore: number; faults: MoveResult['faults'] }
+export interface Landed { bytes: number; pages: number; pagesAfterResume: number; fromStore: number; faults: MoveResult['faults']; changes: MoveResult['memory_changes'] }
 
 export class MovesIn {
   #incoming = new Map<string, Incoming>();
@@ -343,6 +343,7 @@ function landed(fill: LazyFill, fetchedBeforeResume: number): Landed {
       local: s.faultsOnSupplied, handed: s.faultsHanded, fetched: s.faultsFetched, local_p50_us: us(s.localP50Ns), local_p99_us: us(s.localP99Ns),
       handed_p50_us: us(s.handedP50Ns), fetched_p50_us: us(s.fetchedP50Ns), fetched_p99_us: us(s.fetchedP99Ns),
     },
+    changes: { forks: s.forks, remaps: s.remaps, drops: s.drops },
   };
 }
 

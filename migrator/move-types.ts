@@ -16,6 +16,8 @@ export interface MoveResult {
    * already (given, or its place in this host's store), brought from this host after the fault, fetched from another.
    */
   faults?: { local: number; handed: number; fetched: number; local_p50_us: number; local_p99_us: number; handed_p50_us: number; fetched_p50_us: number; fetched_p99_us: number };
+  /** Lazy modes: what the job did to its memory while pages came (each followed by the pager): forks, mremaps, ranges unmapped or dropped. */
+  memory_changes?: { forks: number; remaps: number; drops: number };
   /** Set instead of the figures when the source's manager went away after committing. */
   note?: string;
 }

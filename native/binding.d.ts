@@ -73,4 +73,6 @@ export interface NativeBinding {
 }
 
 export interface PagerStats { tasks: number; waiting: number; installed: number; faults: number; faultsOnSupplied: number; faultsHanded: number; faultsFetched: number;
+  /** Non-cooperative events followed: children forked, ranges moved (mremap), ranges unmapped or dropped. */
+  forks: number; remaps: number; drops: number;
   localP50Ns: number; localP99Ns: number; handedP50Ns: number; handedP99Ns: number; fetchedP50Ns: number; fetchedP99Ns: number }

@@ -8,6 +8,10 @@
 // faults first, then installs pages in the background in contiguous runs.
 // A fault on a page not supplied yet is passed to JavaScript, which fetches it
 // and supplies it; the thread installs it the moment it arrives.
+// The task runs meanwhile, and CRIU asks for userfaultfd's non-cooperative
+// events: a child it forks gets a userfaultfd of its own (served like its
+// parent, with the same pages), memory it moves with mremap is followed, and
+// memory it unmaps or drops (MADV_DONTNEED) gets nothing of the image any more.
 // See userfaultfd(2), ioctl_userfaultfd(2), criu/uffd.c.
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
@@ -49,20 +53,59 @@ uint64_t NowNs() {
   return static_cast<uint64_t>(t.tv_sec) * 1000000000ull + static_cast<uint64_t>(t.tv_nsec);
 }
 
-struct Task {
-  int pid;
-  int uffd;
-  // Supplied, not yet installed: address -> index of its page in `data` (4 KiB each); the pages
-  // `held` are installed only when faulted (to measure fault service, or to keep memory cold).
-  std::map<uint64_t, size_t> waiting;
-  std::map<uint64_t, size_t> held;
-  std::vector<uint8_t> data;
-  std::vector<bool> remote;  // by slot: the page came from another host (for the fault service figures)
-  struct Stored { int fd; uint64_t offset; uint8_t hash[kHashBytes]; };
-  std::map<uint64_t, Stored> stored;  // address -> its record in the page store, not read yet
-  std::unordered_map<uint64_t, uint64_t> faulted;  // address -> when its fault was read (ns), until installed
-  uint64_t installed = 0;
+// Pages supplied together share one buffer, so that a forked task's copy of what its parent still
+// waits for shares the data.
+using Block = std::shared_ptr<const std::vector<uint8_t>>;
+struct Page {
+  Block block;
+  uint32_t index;  // its 4 KiB in the block
+  bool remote;     // it came from another host (for the fault service figures)
+  const uint8_t* data() const { return block->data() + static_cast<size_t>(index) * kPage; }
 };
+
+constexpr uint64_t kDropped = ~0ull;
+
+// A change to a task's memory since its restore (userfaultfd's non-cooperative events): a range
+// moved by mremap to `to`, or dropped (to == kDropped) by munmap or MADV_DONTNEED.
+struct Change { uint64_t from, len, to; };
+
+struct Task {
+  int pid;  // as CRIU restored it; a task forked since has its ancestor's (JavaScript supplies them alike)
+  int uffd;
+  bool forked = false;
+  // Supplied, not yet installed, by where the page is now; the pages `held` are installed only
+  // when faulted (to measure fault service, or to keep memory cold).
+  std::map<uint64_t, Page> waiting;
+  std::map<uint64_t, Page> held;
+  struct Stored { int fd; uint64_t offset; uint8_t hash[kHashBytes]; };
+  std::map<uint64_t, Stored> stored;  // where the page is now -> its record in the page store, not read yet
+  std::unordered_map<uint64_t, uint64_t> faulted;  // address -> when its fault was read (ns), until installed
+  // JavaScript names pages by their address in the images: the changes, in order, say where each is now.
+  std::vector<Change> changes;
+  uint64_t installed = 0;  // or dropped: no longer to install
+};
+
+// Where the image's page at `addr` is now, or kDropped.
+uint64_t Current(const Task& t, uint64_t addr) {
+  for (const Change& c : t.changes) {
+    if (addr - c.from >= c.len) continue;
+    if (c.to == kDropped) return kDropped;
+    addr = addr - c.from + c.to;
+  }
+  return addr;
+}
+
+// The image's address of the page now at `addr`, or kDropped when it did not come from the image.
+uint64_t Original(const Task& t, uint64_t addr) {
+  for (auto c = t.changes.rbegin(); c != t.changes.rend(); ++c) {
+    if (c->to == kDropped) {
+      if (addr - c->from < c->len) return kDropped;
+    } else if (addr - c->to < c->len) {
+      addr = addr - c->to + c->from;
+    }
+  }
+  return addr;
+}
 
 // kind: 0 task arrived, 1 fault on a page not supplied, 2 task gone, 3 a stored page did not match its hash
 struct Event { int kind; int pid; uint64_t addr; };
@@ -86,21 +129,26 @@ class Pager {
     Wake();
     thread_.join();
     onEvent_.Release();
-    for (auto& [pid, t] : tasks_) close(t->uffd);
+    for (auto& [fd, t] : tasks_) close(fd);
     for (int c : clients_) close(c);
     close(listen_);
     close(wake_);
   }
 
-  // Pages for a task (addresses u64 LE, data 4 KiB each); copied, installed by the thread.
+  // Pages for a task and the tasks it forked (addresses in the images, u64 LE; data 4 KiB each);
+  // copied, installed by the thread.
   void Supply(int pid, const uint64_t* addrs, size_t count, const uint8_t* data, bool background, bool remote) {
     std::lock_guard<std::mutex> g(mu_);
-    Task* t = Find(pid);
-    if (!t) {
-      auto& pending = early_[pid];
-      for (size_t i = 0; i < count; i++) pending.push_back({addrs[i], background, remote, std::vector<uint8_t>(data + i * kPage, data + (i + 1) * kPage)});
-    } else {
-      for (size_t i = 0; i < count; i++) Add(t, addrs[i], data + i * kPage, background, remote);
+    Block block = std::make_shared<const std::vector<uint8_t>>(data, data + count * kPage);
+    std::vector<Task*> tasks = Of(pid);
+    for (size_t i = 0; i < count; i++) {
+      Page page{block, static_cast<uint32_t>(i), remote};
+      if (tasks.empty()) early_[pid].push_back({addrs[i], background, page});
+      for (Task* t : tasks) {
+        uint64_t at = Current(*t, addrs[i]);
+        if (at == kDropped) t->installed++;
+        else Place(t, at, page, background);
+      }
     }
     Wake();
   }
@@ -109,24 +157,30 @@ class Pager {
   // False when the task has not arrived (the caller supplies the data instead).
   bool SupplyStored(int pid, const uint64_t* addrs, size_t count, const int32_t* fds, const uint64_t* offsets, const uint8_t* hashes) {
     std::lock_guard<std::mutex> g(mu_);
-    Task* t = Find(pid);
-    if (!t) return false;
-    for (size_t i = 0; i < count; i++) {
-      if (t->waiting.count(addrs[i]) || t->held.count(addrs[i])) continue;
-      Task::Stored& s = t->stored[addrs[i]];
-      s.fd = fds[i];
-      s.offset = offsets[i];
-      memcpy(s.hash, hashes + i * kHashBytes, kHashBytes);
+    std::vector<Task*> tasks = Of(pid);
+    for (Task* t : tasks) {
+      for (size_t i = 0; i < count; i++) {
+        uint64_t at = Current(*t, addrs[i]);
+        if (at == kDropped) {
+          t->installed++;
+          continue;
+        }
+        if (t->waiting.count(at) || t->held.count(at)) continue;
+        Task::Stored& s = t->stored[at];
+        s.fd = fds[i];
+        s.offset = offsets[i];
+        memcpy(s.hash, hashes + i * kHashBytes, kHashBytes);
+      }
     }
     Wake();
-    return true;
+    return !tasks.empty();
   }
 
   Napi::Object Stats(Napi::Env env) {
     std::lock_guard<std::mutex> g(mu_);
     Napi::Object o = Napi::Object::New(env);
     uint64_t waiting = 0, installed = 0;
-    for (auto& [pid, t] : tasks_) {
+    for (auto& [fd, t] : tasks_) {
       waiting += t->waiting.size() + t->held.size() + t->stored.size();
       installed += t->installed;
     }
@@ -141,6 +195,9 @@ class Pager {
     o.Set("faultsOnSupplied", static_cast<double>(faultsOnSupplied_));
     o.Set("faultsHanded", static_cast<double>(handedNs_.size()));
     o.Set("faultsFetched", static_cast<double>(fetchedNs_.size()));
+    o.Set("forks", static_cast<double>(forks_));
+    o.Set("remaps", static_cast<double>(remaps_));
+    o.Set("drops", static_cast<double>(drops_));
     o.Set("localP50Ns", pct(localNs_, 0.5));
     o.Set("localP99Ns", pct(localNs_, 0.99));
     o.Set("handedP50Ns", pct(handedNs_, 0.5));
@@ -151,17 +208,19 @@ class Pager {
   }
 
  private:
-  Task* Find(int pid) {
-    auto it = tasks_.find(pid);
-    return it == tasks_.end() ? nullptr : it->second.get();
+  // The task CRIU restored as `pid` and those it forked since.
+  std::vector<Task*> Of(int pid) {
+    std::vector<Task*> out;
+    for (auto& [fd, t] : tasks_)
+      if (t->pid == pid) out.push_back(t.get());
+    return out;
   }
 
-  void Add(Task* t, uint64_t addr, const uint8_t* page, bool background, bool remote) {
-    if (t->waiting.count(addr) || t->held.count(addr)) return;
-    t->stored.erase(addr);  // supplied otherwise meanwhile
-    (background ? t->waiting : t->held)[addr] = t->data.size() / kPage;
-    t->data.insert(t->data.end(), page, page + kPage);
-    t->remote.push_back(remote);
+  // A page for where it is now (`at`), unless one is there already.
+  void Place(Task* t, uint64_t at, const Page& page, bool background) {
+    if (t->waiting.count(at) || t->held.count(at)) return;
+    t->stored.erase(at);  // supplied otherwise meanwhile
+    (background ? t->waiting : t->held).emplace(at, page);
   }
 
   void Wake() {
@@ -180,10 +239,10 @@ class Pager {
   // Installs `n` supplied pages of `t` starting at `addr` (contiguous in both address and data).
   // Returns false when the task is gone. A run the kernel cannot fill whole (a page there already,
   // a page no longer mapped) is done again page by page.
-  bool Copy(Task* t, std::map<uint64_t, size_t>& from, uint64_t addr, size_t n) {
+  bool Copy(Task* t, std::map<uint64_t, Page>& from, uint64_t addr, size_t n) {
     uffdio_copy c{};
     c.dst = addr;
-    c.src = reinterpret_cast<uint64_t>(t->data.data() + from[addr] * kPage);
+    c.src = reinterpret_cast<uint64_t>(from.at(addr).data());
     c.len = n * kPage;
     if (ioctl(t->uffd, UFFDIO_COPY, &c) != 0) {
       if (errno == ESRCH || errno == EBADF) return false;
@@ -199,7 +258,7 @@ class Pager {
     for (size_t i = 0; i < n; i++) {
       uint64_t a = addr + i * kPage;
       auto slot = from.find(a);
-      bool remote = t->remote[slot->second];
+      bool remote = slot->second.remote;
       from.erase(slot);
       t->installed++;
       auto f = t->faulted.find(a);
@@ -207,10 +266,6 @@ class Pager {
         (remote ? fetchedNs_ : handedNs_).push_back(now - f->second);
         t->faulted.erase(f);
       }
-    }
-    if (t->waiting.empty() && t->held.empty()) {  // every supplied page is in: free them
-      std::vector<uint8_t>().swap(t->data);
-      std::vector<bool>().swap(t->remote);
     }
     return true;
   }
@@ -226,6 +281,7 @@ class Pager {
     std::vector<uint8_t> records(n * kStoreRecord);
     ssize_t got = pread(head.fd, records.data(), records.size(), static_cast<off_t>(head.offset));
     size_t whole = got > 0 ? static_cast<size_t>(got) / kStoreRecord : 0;
+    auto pages = std::make_shared<std::vector<uint8_t>>(n * kPage);
     for (size_t i = 0; i < n; i++) {
       uint64_t a = addr + i * kPage;
       auto s = t->stored.find(a);
@@ -235,12 +291,98 @@ class Pager {
       const uint8_t* page = records.data() + i * kStoreRecord + kHashBytes;
       uint8_t h[kHashBytes];
       if (i < whole) HashPage(page, kPage, h);
-      if (i < whole && memcmp(h, want, kHashBytes) == 0) Add(t, a, page, true, false);
-      else Emit(kStoreMiss, t->pid, a);
+      if (i < whole && memcmp(h, want, kHashBytes) == 0) {
+        memcpy(pages->data() + i * kPage, page, kPage);
+        Place(t, a, Page{pages, static_cast<uint32_t>(i), false}, true);
+      } else {
+        Emit(kStoreMiss, t->pid, Original(*t, a));
+      }
     }
   }
 
-  void ReadFaults(Task* t) {
+  // A fault where nothing of the image belongs any more (dropped since the restore): it reads zero.
+  void Zero(Task* t, uint64_t addr) {
+    uffdio_zeropage z{};
+    z.range.start = addr;
+    z.range.len = kPage;
+    ioctl(t->uffd, UFFDIO_ZEROPAGE, &z);
+  }
+
+  void Fault(Task* t, uint64_t addr, uint64_t now) {
+    faults_++;
+    if (t->stored.count(addr)) Load(t, addr, 1);  // in this host's store: read here, no JavaScript involved
+    auto& from = t->held.count(addr) ? t->held : t->waiting;
+    if (from.count(addr)) {
+      faultsOnSupplied_++;
+      Copy(t, from, addr, 1);
+      localNs_.push_back(NowNs() - now);
+      return;
+    }
+    uint64_t original = Original(*t, addr);
+    if (original == kDropped) return Zero(t, addr);
+    t->faulted.emplace(addr, now);  // not here yet (or its stored copy was damaged): JavaScript gets it
+    Emit(kFault, t->pid, original);
+  }
+
+  // The task forked: the child (its own userfaultfd) lacks what its parent lacks, and gets the same pages.
+  void Fork(Task* parent, int uffd) {
+    fcntl(uffd, F_SETFL, fcntl(uffd, F_GETFL) | O_NONBLOCK);
+    fcntl(uffd, F_SETFD, FD_CLOEXEC);
+    auto child = std::make_unique<Task>(*parent);
+    child->uffd = uffd;
+    child->forked = true;
+    child->faulted.clear();
+    child->installed = 0;
+    tasks_[uffd] = std::move(child);
+    forks_++;
+  }
+
+  // Threads waiting for a page in [start, end), which moved or went away, fault again (as they would
+  // natively: on the zeros of a dropped page, or nothing where memory moved away).
+  void Unblock(Task* t, uint64_t start, uint64_t end) {
+    for (auto it = t->faulted.begin(); it != t->faulted.end();) {
+      if (it->first - start >= end - start) {
+        ++it;
+        continue;
+      }
+      uffdio_range r{it->first, kPage};
+      ioctl(t->uffd, UFFDIO_WAKE, &r);
+      it = t->faulted.erase(it);
+    }
+  }
+
+  // mremap moved [from, from + len) to `to`: what waits for that range waits there now.
+  void Remap(Task* t, uint64_t from, uint64_t to, uint64_t len) {
+    auto shift = [&](auto& m) {
+      auto a = m.lower_bound(from), b = m.lower_bound(from + len);
+      std::vector<std::pair<uint64_t, typename std::decay_t<decltype(m)>::mapped_type>> out;
+      for (auto it = a; it != b; ++it) out.emplace_back(it->first - from + to, std::move(it->second));
+      m.erase(a, b);
+      for (auto& [k, v] : out) m.insert_or_assign(k, std::move(v));
+    };
+    shift(t->waiting);
+    shift(t->held);
+    shift(t->stored);
+    Unblock(t, from, from + len);
+    t->changes.push_back({from, len, to});
+    remaps_++;
+  }
+
+  // [start, end) was unmapped or its pages thrown away: nothing of the image goes there any more.
+  void Drop(Task* t, uint64_t start, uint64_t end) {
+    auto erase = [&](auto& m) {
+      auto a = m.lower_bound(start), b = m.lower_bound(end);
+      size_t n = static_cast<size_t>(std::distance(a, b));
+      m.erase(a, b);
+      return n;
+    };
+    t->installed += erase(t->waiting) + erase(t->held) + erase(t->stored);
+    Unblock(t, start, end);
+    t->changes.push_back({start, end - start, kDropped});
+    drops_++;
+  }
+
+  void ReadEvents(Task* t) {
     uffd_msg msg[16];
     for (;;) {
       ssize_t n = read(t->uffd, msg, sizeof msg);
@@ -248,18 +390,15 @@ class Pager {
       uint64_t now = NowNs();
       std::lock_guard<std::mutex> g(mu_);
       for (ssize_t i = 0; i < n / static_cast<ssize_t>(sizeof(uffd_msg)); i++) {
-        if (msg[i].event != UFFD_EVENT_PAGEFAULT) continue;
-        uint64_t addr = msg[i].arg.pagefault.address & ~(kPage - 1);
-        faults_++;
-        if (t->stored.count(addr)) Load(t, addr, 1);  // in this host's store: read here, no JavaScript involved
-        auto& from = t->held.count(addr) ? t->held : t->waiting;
-        if (from.count(addr)) {
-          faultsOnSupplied_++;
-          Copy(t, from, addr, 1);
-          localNs_.push_back(NowNs() - now);
-        } else {  // not here yet (or its stored copy was damaged): JavaScript gets it
-          t->faulted.emplace(addr, now);
-          Emit(kFault, t->pid, addr);
+        const uffd_msg& m = msg[i];
+        switch (m.event) {
+          case UFFD_EVENT_PAGEFAULT: Fault(t, m.arg.pagefault.address & ~(kPage - 1), now); break;
+          case UFFD_EVENT_FORK: Fork(t, static_cast<int>(m.arg.fork.ufd)); break;
+          case UFFD_EVENT_REMAP: Remap(t, m.arg.remap.from, m.arg.remap.to, m.arg.remap.len); break;
+          // A range dropped with MADV_DONTNEED stays registered (unregistering it would split the
+          // mapping, and a later mremap of the whole would fail): its faults are answered with zeros.
+          case UFFD_EVENT_UNMAP:
+          case UFFD_EVENT_REMOVE: Drop(t, m.arg.remove.start, m.arg.remove.end); break;
         }
       }
     }
@@ -294,9 +433,9 @@ class Pager {
       auto t = std::make_unique<Task>();
       t->pid = pid;
       t->uffd = uffd;
-      for (auto& e : early_[pid]) Add(t.get(), e.addr, e.page.data(), e.background, e.remote);
+      for (auto& e : early_[pid]) Place(t.get(), e.addr, e.page, e.background);
       early_.erase(pid);
-      tasks_[pid] = std::move(t);
+      tasks_[uffd] = std::move(t);
     }
     Emit(kTask, pid, 0);
     return true;
@@ -314,17 +453,21 @@ class Pager {
       if (t->waiting.empty()) continue;
       auto first = t->waiting.begin();
       uint64_t addr = first->first;
-      size_t slot = first->second, n = 1;
+      size_t n = 1;
       for (auto next = std::next(first); next != t->waiting.end() && n < kRunPages; ++next, ++n)
-        if (next->first != addr + n * kPage || next->second != slot + n) break;
-      if (!Copy(t, t->waiting, addr, n)) {
-        Emit(kGone, t->pid, 0);
-        close(t->uffd);
-        tasks_.erase(it);
-      }
+        if (next->first != addr + n * kPage || next->second.block != first->second.block || next->second.index != first->second.index + n) break;
+      if (!Copy(t, t->waiting, addr, n)) Forget(it);
       return true;
     }
     return false;
+  }
+
+  // A task that ended (or exec'd); JavaScript hears of it when the last of its pid's tasks goes.
+  void Forget(std::map<int, std::unique_ptr<Task>>::iterator it) {
+    int pid = it->second->pid;
+    close(it->first);
+    tasks_.erase(it);
+    if (Of(pid).empty()) Emit(kGone, pid, 0);
   }
 
   void Run() {
@@ -338,8 +481,8 @@ class Pager {
       std::vector<Task*> order;
       {
         std::lock_guard<std::mutex> g(mu_);
-        for (auto& [pid, t] : tasks_) {
-          fds.push_back({t->uffd, POLLIN, 0});
+        for (auto& [fd, t] : tasks_) {
+          fds.push_back({fd, POLLIN, 0});
           order.push_back(t.get());
         }
       }
@@ -358,7 +501,7 @@ class Pager {
         close(c);
         clients_.erase(std::remove(clients_.begin(), clients_.end(), c), clients_.end());
       }
-      for (Task* t : order) if (fds[at++].revents & POLLIN) ReadFaults(t);  // faults first
+      for (Task* t : order) if (fds[at++].revents & POLLIN) ReadEvents(t);  // faults first
       busy = InstallSome();
     }
   }
@@ -369,8 +512,8 @@ class Pager {
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::mutex mu_;
-  std::map<int, std::unique_ptr<Task>> tasks_;
-  struct Early { uint64_t addr; bool background; bool remote; std::vector<uint8_t> page; };
+  std::map<int, std::unique_ptr<Task>> tasks_;  // by userfaultfd
+  struct Early { uint64_t addr; bool background; Page page; };
   std::map<int, std::vector<Early>> early_;  // pages supplied before their task arrived
   std::vector<int> clients_;
   // Fault service times: the pager had the page (supplied, or its place in the store); the page came
@@ -380,6 +523,7 @@ class Pager {
   std::vector<uint64_t> fetchedNs_;
   uint64_t faults_ = 0;
   uint64_t faultsOnSupplied_ = 0;
+  uint64_t forks_ = 0, remaps_ = 0, drops_ = 0;
 };
 
 std::map<int, std::unique_ptr<Pager>> pagers;

@@ -2,7 +2,8 @@
 // compilers coming and going and writing their temporary files in /tmp, moved
 // 20 times in a row in every mode while it builds again and again; every move
 // succeeds and the binary is the one a native build makes. And programs that
-// keep their state in SysV and POSIX shared memory and /tmp move with it.
+// keep their state in SysV and POSIX shared memory and /tmp move with it, and
+// so does one that forks, mremaps and drops memory while its pages still come.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -11,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '../../common/repo-root.js';
 import type { JobView } from '../../migrator/index.js';
+import type { MoveResult } from '../../migrator/move-types.js';
 import { startCluster, waitFor } from '../helpers/cluster.js';
 import { runningCopies } from '../helpers/copies.js';
 
@@ -88,6 +90,35 @@ t.test('SysV and POSIX shared memory and files in /tmp move with their job, in e
     t.equal(runningCopies(id).length, 1, `${id}: one copy runs`);
     await c.pj(['kill', '-s', 'KILL', id]);
   }
+});
+
+t.test('a program that forks, mremaps and drops memory while its pages come moves in every mode, every page right', async (t) => {
+  const bin = join(c.dir, 'hosts', 'h1', 'srv', 'data', 'memory-reshaper');
+  const cc = spawnSync('gcc', ['-O2', '-o', bin, join(repoRoot(), 'test', 'helpers', 'memory-reshaper.c')], { encoding: 'utf8' });
+  t.equal(cc.status, 0, `the program, built on h1's export ${cc.stderr}`);
+  const r = await c.pj(['run', '--on', 'h1', '--policy', 'pin', '--', '/pj/h1/data/memory-reshaper', '128']);
+  t.equal(r.code, 0, 'started');
+  const id = r.stdout.trim();
+  const rounds = async () => (await c.pj(['logs', id])).stdout.split('\n').filter((l) => l.startsWith('round')).length;
+  await waitFor(async () => (await rounds()) > 0, 30_000);
+
+  const failures: string[] = [];
+  const changes = { forks: 0, remaps: 0, drops: 0 };
+  for (let i = 0; i < 8; i++) {
+    const to = ['h2', 'h3', 'h1'][i % 3];
+    const mode = MODES[i % MODES.length];
+    const before = await rounds();
+    const m = await c.pj(['mv', id, to, '--mode', mode, '--json']);
+    if (m.code !== 0) failures.push(`move ${i + 1} (${mode} to ${to}): ${m.stderr.trim()}`);
+    else for (const [k, n] of Object.entries((JSON.parse(m.stdout) as MoveResult).memory_changes ?? {})) changes[k as keyof typeof changes] += n;
+    await waitFor(async () => (await rounds()) > before, 60_000);
+  }
+  t.same(failures, [], '8 moves, every mode');
+  t.ok(changes.forks > 0 && changes.remaps > 0 && changes.drops > 0, `the pager followed forks, mremaps and drops while pages came (${JSON.stringify(changes)})`);
+  const out = (await c.pj(['logs', id])).stdout;
+  t.notMatch(out, /BAD/, 'every page the children, the moved chunks and the dropped pages read was right');
+  t.equal(runningCopies(id).length, 1, 'one copy runs');
+  await c.pj(['kill', '-s', 'KILL', id]);
 });
 
 t.test('PostgreSQL, running as its own user with its data in its own /tmp, moves in every mode while pgbench runs from another host: no transaction lost', async (t) => {
