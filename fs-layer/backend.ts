@@ -7,7 +7,7 @@ import type { DeviceServer } from './device-server.js';
 import type { ExportServer } from './export-server.js';
 
 /** The ExportServer operations a remote host may call, by name. */
-export const REMOTE_OPS = ['lstat', 'readdir', 'open', 'create', 'read', 'write', 'fsync', 'release', 'mkdir', 'unlink', 'rmdir',
+export const REMOTE_OPS = ['lstat', 'fstat', 'readdir', 'open', 'create', 'read', 'write', 'fsync', 'release', 'mkdir', 'unlink', 'rmdir',
   'rename', 'symlink', 'readlink', 'link', 'setattr', 'statfs', 'getlk', 'setlk', 'mknod', 'fallocate', 'lseek', 'copyFileRange',
   'getxattr', 'listxattr', 'setxattr', 'removexattr'] as const;
 export type RemoteOp = (typeof REMOTE_OPS)[number];
@@ -36,7 +36,7 @@ export function localBackend(host: string, server: ExportServer, devices: Device
  * changes nothing. Others (create, rename, unlink…) fail at once: a second try could see its own
  * first one's effect (EEXIST, ENOENT). Writes are sent again by OpenFile, in order.
  */
-const ASKED_AGAIN = new Set<string>(['lstat', 'readdir', 'open', 'read', 'fsync', 'statfs', 'getlk', 'setlk', 'readlink', 'lseek',
+const ASKED_AGAIN = new Set<string>(['lstat', 'fstat', 'readdir', 'open', 'read', 'fsync', 'statfs', 'getlk', 'setlk', 'readlink', 'lseek',
   'getxattr', 'listxattr', 'setattr', 'deviceStat']);
 /** How long an operation waits for an owner's manager to come back (a restart takes a few seconds). */
 export const OWNER_RESTART_MS = 15_000;

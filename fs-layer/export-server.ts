@@ -46,6 +46,15 @@ const writeAt = promisify(fs.write);
 const fsyncFd = promisify(fs.fsync);
 const fdatasyncFd = promisify(fs.fdatasync);
 
+/**
+ * Who asked (the FUSE request's uid and gid): what they make is theirs, as on a local disk. uid and gid
+ * numbers are the same on every host (as NFS's AUTH_SYS has them).
+ */
+export interface Caller { uid: number; gid: number }
+const S_ISGID = 0o2000;
+/** Characters of a path opened at once: at most 4 bytes each in UTF-8, well inside PATH_MAX (4096). */
+const PATH_PART = 1000;
+
 export interface AttrChanges { mode?: number; uid?: number; gid?: number; size?: number; atimeNs?: bigint | 'now'; mtimeNs?: bigint | 'now' }
 
 
@@ -73,7 +82,35 @@ const OPEN_FLAGS = C.O_ACCMODE | C.O_CREAT | C.O_EXCL | C.O_NOCTTY | C.O_TRUNC |
 const openFlags = (flags: number) => flags & OPEN_FLAGS;
 
 const statFd = (fd: number) => attrFromStats(fs.fstatSync(fd, { bigint: true }));
+/** A time for utimens: seconds and nanoseconds; "now" and "leave it" as it takes them. */
+function timespec(t: bigint | 'now' | undefined): [number, number] {
+  if (t === undefined) return [0, -2];
+  if (t === 'now') return [0, -1];
+  const nsec = ((t % 1_000_000_000n) + 1_000_000_000n) % 1_000_000_000n; // before 1970 too
+  return [Number((t - nsec) / 1_000_000_000n), Number(nsec)];
+}
 const proc = (fd: number, name?: string) => (name === undefined ? `/proc/self/fd/${fd}` : `/proc/self/fd/${fd}/${name}`);
+
+/**
+ * Makes what this (root) process just made in folder `dirfd` what it would be had `caller` made it:
+ * theirs, but with the folder's group in a setgid folder (the kernel gave it that already), and
+ * exactly `mode` (not this process's umask; after the chown, which clears set-id bits); a folder
+ * keeps the setgid bit it inherited. `made`: its name in the folder, or an open fd of it.
+ */
+function own(dirfd: number, made: string | number, caller: Caller | undefined, mode?: number): void {
+  const setgidFolder = (fs.fstatSync(dirfd).mode & S_ISGID) !== 0;
+  const path = typeof made === 'number' ? undefined : proc(dirfd, made);
+  if (caller && (caller.uid !== 0 || caller.gid !== 0)) {
+    const gid = setgidFolder ? -1 : caller.gid;
+    if (path) fs.lchownSync(path, caller.uid, gid);
+    else fs.fchownSync(made as number, caller.uid, gid);
+  }
+  if (mode === undefined) return;
+  const isDir = (path ? fs.lstatSync(path) : fs.fstatSync(made as number)).isDirectory();
+  const exact = (mode & 0o7777) | (isDir && setgidFolder ? S_ISGID : 0);
+  if (path) fs.chmodSync(path, exact);
+  else fs.fchmodSync(made as number, exact);
+}
 
 /**
  * An open file; `busy`: I/O under way on the pool; `closing`: released meanwhile, closed when that is
@@ -90,6 +127,28 @@ class Export {
   writable(): void {
     if (this.info.readOnly) throw errnoError('EROFS', `export ${this.info.name} is read-only`);
   }
+  /**
+   * `rel` (cleaned; '' is the root) opened confined beneath the root. A path longer than the kernel
+   * takes at once (PATH_MAX) is walked in parts, each confined beneath the folder before it: a
+   * program deep in a tree uses short relative paths, and so must its owner.
+   */
+  open(rel: string, flags: number): number {
+    let dirfd = this.root;
+    let rest = rel || '.';
+    const walked: number[] = [];
+    try {
+      while (rest.length > PATH_PART) {
+        const cut = rest.lastIndexOf('/', PATH_PART);
+        if (cut <= 0) throw errnoError('ENAMETOOLONG');
+        dirfd = openBeneath(dirfd, rest.slice(0, cut), C.O_PATH | C.O_DIRECTORY);
+        walked.push(dirfd);
+        rest = rest.slice(cut + 1);
+      }
+      return openBeneath(dirfd, rest, flags);
+    } finally {
+      for (const fd of walked) fs.closeSync(fd);
+    }
+  }
   /** Runs `fn` in `rel`'s parent (see inParent); answers with the directory's attributes after it. */
   change(rel: string, fn: (dirfd: number, name: string) => void): Attr {
     return this.inParent(rel, (d, n) => {
@@ -103,7 +162,7 @@ class Export {
     const name = posix.basename(clean);
     checkName(name);
     const dir = posix.dirname(clean);
-    const dirfd = openBeneath(this.root, dir === '.' ? '.' : dir, C.O_PATH | C.O_DIRECTORY);
+    const dirfd = this.open(dir, C.O_PATH | C.O_DIRECTORY);
     try {
       return fn(dirfd, name);
     } finally {
@@ -113,7 +172,7 @@ class Export {
   lstat(rel: string): Attr {
     const clean = cleanRel(rel);
     if (clean === '') return statFd(this.root);
-    const fd = openBeneath(this.root, clean, C.O_PATH | C.O_NOFOLLOW);
+    const fd = this.open(clean, C.O_PATH | C.O_NOFOLLOW);
     try {
       return statFd(fd);
     } finally {
@@ -218,7 +277,7 @@ export class ExportServer {
   }
 
   #startListing(exp: string, rel: string): number {
-    const fd = openBeneath(this.#exp(exp).root, cleanRel(rel) || '.', C.O_RDONLY | C.O_DIRECTORY);
+    const fd = this.#exp(exp).open(cleanRel(rel), C.O_RDONLY | C.O_DIRECTORY);
     const cursor = this.#nextCursor++;
     try {
       // opendir(3) on its own descriptor: ours stays for the lstat of each name.
@@ -244,18 +303,36 @@ export class ExportServer {
     const e = this.#exp(exp);
     if ((flags & C.O_ACCMODE) !== C.O_RDONLY || flags & C.O_TRUNC) e.writable();
     // The daemon's own open drops O_DIRECT (the kernel handles direct I/O) and never follows a final symlink.
-    const fd = openBeneath(e.root, cleanRel(rel), (openFlags(flags) & ~(C.O_CREAT | C.O_EXCL | C.O_DIRECT | C.O_NOCTTY)) | C.O_NOFOLLOW);
+    const fd = e.open(cleanRel(rel), (openFlags(flags) & ~(C.O_CREAT | C.O_EXCL | C.O_DIRECT | C.O_NOCTTY)) | C.O_NOFOLLOW);
     return this.#register(fd, e);
   }
+
+  fstat(handle: number): Attr { return statFd(this.#handle(handle).fd); }
 
   /** The real fd behind a handle, for local passthrough and fsync. */
   fd(handle: number): number { return this.#handle(handle).fd; }
 
-  create(exp: string, rel: string, flags: number, mode: number): Created {
+  /** Creates and opens a file (opens it if it is there already and `flags` lacks O_EXCL: then it stays as it was). */
+  create(exp: string, rel: string, flags: number, mode: number, caller?: Caller): Created {
     const e = this.#exp(exp);
     e.writable();
     let fd = -1;
-    const dir = e.change(rel, (d, n) => { fd = openBeneath(d, n, (openFlags(flags) & ~C.O_DIRECT) | C.O_CREAT | C.O_NOFOLLOW, mode & 0o7777); });
+    const dir = e.change(rel, (d, n) => {
+      const open = (more: number) => openBeneath(d, n, (openFlags(flags) & ~(C.O_DIRECT | C.O_CREAT | C.O_EXCL)) | C.O_NOFOLLOW | more, mode & 0o7777);
+      try {
+        fd = open(C.O_CREAT | C.O_EXCL);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || flags & C.O_EXCL) throw err;
+        fd = open(0);
+        return;
+      }
+      try {
+        own(d, fd, caller, mode);
+      } catch (err) {
+        fs.closeSync(fd);
+        throw err;
+      }
+    });
     return { ...this.#register(fd, e), dir };
   }
 
@@ -329,10 +406,13 @@ export class ExportServer {
     }
   }
 
-  mkdir(exp: string, rel: string, mode: number): Made {
+  mkdir(exp: string, rel: string, mode: number, caller?: Caller): Made {
     const e = this.#exp(exp);
     e.writable();
-    const dir = e.change(rel, (d, n) => fs.mkdirSync(proc(d, n), { mode }));
+    const dir = e.change(rel, (d, n) => {
+      fs.mkdirSync(proc(d, n), { mode });
+      own(d, n, caller, mode);
+    });
     return { attr: e.lstat(rel), dir };
   }
 
@@ -365,13 +445,18 @@ export class ExportServer {
     }));
   }
 
-  /** FIFOs, sockets and empty regular files; device nodes are refused (EPERM): an export is not a way to make them. */
-  mknod(exp: string, rel: string, mode: number, rdev: number): Made {
+  /**
+   * FIFOs, sockets, empty files and device nodes, as NFS makes them: only a caller with CAP_MKNOD gets
+   * this far for a device (the caller's kernel checks), and /pj is mounted nodev, so a device node in an
+   * export opens only on the owner's own disk.
+   */
+  mknod(exp: string, rel: string, mode: number, rdev: number, caller?: Caller): Made {
     const e = this.#exp(exp);
     e.writable();
-    const type = mode & 0o170000;
-    if (type !== 0o010000 && type !== 0o140000 && type !== 0o100000) throw errnoError('EPERM', 'device nodes cannot be made in an export');
-    const dir = e.change(rel, (d, n) => call((ctx) => loadBinding().mknodat(d, n, mode, rdev, ctx)));
+    const dir = e.change(rel, (d, n) => {
+      call((ctx) => loadBinding().mknodat(d, n, mode, rdev, ctx));
+      own(d, n, caller, mode);
+    });
     return { attr: e.lstat(rel), dir };
   }
 
@@ -418,10 +503,13 @@ export class ExportServer {
     this.#xattrPath(exp, rel, (p) => call((ctx) => loadBinding().removexattr(p, name, ctx)));
   }
 
-  symlink(exp: string, rel: string, target: string): Made {
+  symlink(exp: string, rel: string, target: string, caller?: Caller): Made {
     const e = this.#exp(exp);
     e.writable();
-    const dir = e.change(rel, (d, n) => fs.symlinkSync(target, proc(d, n)));
+    const dir = e.change(rel, (d, n) => {
+      fs.symlinkSync(target, proc(d, n));
+      own(d, n, caller);
+    });
     return { attr: e.lstat(rel), dir };
   }
 
@@ -440,16 +528,16 @@ export class ExportServer {
     const e = this.#exp(exp);
     e.writable();
     const clean = cleanRel(rel);
-    const own = handle === undefined ? openBeneath(e.root, clean || '.', C.O_PATH | C.O_NOFOLLOW) : undefined;
+    const own = handle === undefined ? e.open(clean, C.O_PATH | C.O_NOFOLLOW) : undefined;
     const target = proc(own ?? this.#handle(handle!).fd);
     try {
       if (ch.mode !== undefined) fs.chmodSync(target, ch.mode & 0o7777);
       if (ch.uid !== undefined || ch.gid !== undefined) fs.chownSync(target, ch.uid ?? -1, ch.gid ?? -1);
       if (ch.size !== undefined) fs.truncateSync(target, ch.size);
       if (ch.atimeNs !== undefined || ch.mtimeNs !== undefined) {
-        const cur = fs.statSync(target, { bigint: true });
-        const sec = (t: bigint | 'now' | undefined, keep: bigint) => (t === 'now' ? Date.now() / 1000 : Number(t ?? keep) / 1e9);
-        fs.utimesSync(target, sec(ch.atimeNs, cur.atimeNs), sec(ch.mtimeNs, cur.mtimeNs));
+        const [as, an] = timespec(ch.atimeNs);
+        const [ms, mn] = timespec(ch.mtimeNs);
+        call((ctx) => loadBinding().utimens(target, as, an, ms, mn, ctx));
       }
       return statFd(own ?? this.#handle(handle!).fd);
     } finally {

@@ -9,7 +9,7 @@ import type { HostView } from '../manager/cluster-state.js';
 import { call, loadBinding } from '../native/loader.js';
 import type { FsBackend } from './backend.js';
 import type { DataCache } from './data-cache.js';
-import { LOCK_TO_EOF, type DirEntry, type LockRange, type Made } from './export-server.js';
+import { LOCK_TO_EOF, type Caller, type DirEntry, type LockRange, type Made } from './export-server.js';
 import type { FuseRequest } from './fuse-session.js';
 import { InodeTable, inoOf, keyOf, type Node } from './inode-table.js';
 import { OpenFile, RESTORED } from './open-file.js';
@@ -63,6 +63,8 @@ const DEVICE_WAIT_MS = 1000;
 const POLL_WATCH_MS = 20;
 const FUSE_NOTIFY_POLL = 1;
 const FUSE_POLL_SCHEDULE_NOTIFY = 1;
+/** Who asked: what a request makes becomes theirs on the owner's disk. */
+const caller = (h: { uid: number; gid: number }): Caller => ({ uid: h.uid, gid: h.gid });
 const FOPEN_DIRECT_IO = 1 << 0;
 const FOPEN_NONSEEKABLE = 1 << 2;
 const FOPEN_STREAM = 1 << 4;
@@ -128,11 +130,11 @@ export class PjFilesystem {
       case Op.READLINK: { const n = this.#entry(h.nodeid, 'EINVAL'); return [Buffer.from(await this.#o.backend(n.host).readlink(n.exp, n.rel))]; }
       case Op.SYMLINK: {
         const [name, target] = cStrings(body, 2);
-        return this.#made(this.nodes.get(h.nodeid), name, (b, exp, rel) => b.symlink(exp, rel, target));
+        return this.#made(this.nodes.get(h.nodeid), name, (b, exp, rel) => b.symlink(exp, rel, target, caller(h)));
       }
       case Op.MKDIR: {
         const mode = body.readUInt32LE(0) & ~body.readUInt32LE(4);
-        return this.#made(this.nodes.get(h.nodeid), cStrings(body.subarray(8), 1)[0], (b, exp, rel) => b.mkdir(exp, rel, mode));
+        return this.#made(this.nodes.get(h.nodeid), cStrings(body.subarray(8), 1)[0], (b, exp, rel) => b.mkdir(exp, rel, mode, caller(h)));
       }
       case Op.UNLINK: case Op.RMDIR: {
         const parent = this.nodes.get(h.nodeid);
@@ -140,7 +142,9 @@ export class PjFilesystem {
         const b = this.#o.backend(n.host);
         const r = await (h.opcode === Op.UNLINK ? b.unlink(n.exp, rel) : b.rmdir(n.exp, rel));
         this.nodes.remember(parent, r.dir);
-        this.nodes.stale(this.nodes.byInode(n.host, n.exp, r.ino)); // its link count changed
+        const gone = this.nodes.byInode(n.host, n.exp, r.ino);
+        this.nodes.stale(gone); // its link count changed
+        this.nodes.unlinked(gone, rel);
         return [];
       }
       case Op.RENAME: case Op.RENAME2: {
@@ -177,7 +181,7 @@ export class PjFilesystem {
         const parent = this.nodes.get(h.nodeid);
         const { n, rel } = this.#child(parent, cStrings(body.subarray(16), 1)[0]);
         const backend = this.#o.backend(n.host);
-        const r = await backend.create(n.exp, rel, flags, mode);
+        const r = await backend.create(n.exp, rel, flags, mode, caller(h));
         this.nodes.remember(parent, r.dir);
         const node = this.nodes.lookup('entry', n.host, n.exp, rel, r.attr.ino);
         this.nodes.absentXattr(node, SECURITY_CAPABILITY); // a new file has none
@@ -257,7 +261,7 @@ export class PjFilesystem {
       case Op.MKNOD: {
         const mode = body.readUInt32LE(0) & ~body.readUInt32LE(8);
         const rdev = body.readUInt32LE(4);
-        return this.#made(this.nodes.get(h.nodeid), cStrings(body.subarray(16), 1)[0], (b, exp, rel) => b.mknod(exp, rel, mode, rdev));
+        return this.#made(this.nodes.get(h.nodeid), cStrings(body.subarray(16), 1)[0], (b, exp, rel) => b.mknod(exp, rel, mode, rdev, caller(h)));
       }
       case Op.FALLOCATE: {
         const f = this.#file(body.readBigUInt64LE(0));
@@ -498,7 +502,15 @@ export class PjFilesystem {
     if (n.kind === 'root' || n.kind === 'host') return this.#dirAttr(n);
     if (n.kind === 'device') return { ...(await this.#o.backend(n.host).deviceStat(n.exp)), ino: n.ino };
     await this.#drainNode(n);
-    const attr = this.nodes.cached(n) ?? (await this.#o.backend(n.host).lstat(n.exp, n.rel));
+    let attr = this.nodes.cached(n);
+    try {
+      attr ??= await this.#o.backend(n.host).lstat(n.exp, n.rel);
+    } catch (e) {
+      // A file still open after its last name is gone (fstat of it, unlinked): asked by its handle.
+      const f = (e as NodeJS.ErrnoException).code === 'ENOENT' ? [...this.#files.values()].find((x) => x.node === n && !x.device) : undefined;
+      if (!f) throw e;
+      attr = await f.use((handle) => f.backend.fstat(handle));
+    }
     this.nodes.remember(n, attr);
     return { ...attr, ino: n.ino };
   }

@@ -2,7 +2,8 @@
 // one per export, and the files and directories inside exports, keyed by
 // (host, export, the owner's inode number) so that hard links share a node and
 // a rename keeps it. Each node remembers its last known path for path-based
-// operations on the owner. Nodes live while the kernel holds lookups on them.
+// operations on the owner, and its other names, for when that one is removed.
+// Nodes live while the kernel holds lookups on them.
 import { FUSE_ROOT_ID, type Attr } from './protocol.js';
 import type { JournalRecord, SessionJournal } from './session-journal.js';
 
@@ -18,6 +19,8 @@ export interface Node {
   host: string;
   exp: string;
   rel: string;
+  /** Its other names seen (hard links): one takes over `rel` when that name is removed. */
+  others?: string[];
   lookups: number;
   /** The owner's version (mtime, ctime, size) at the last open: unchanged, the kernel may keep its cached pages. */
   version?: string;
@@ -52,6 +55,8 @@ export function inoOf(key: string): number {
   return Number((h & 0x1fffffffffffffn) | 2n); // never 0 (no inode) or 1 (the root)
 }
 
+const MAX_OTHER_NAMES = 8;
+
 export class InodeTable {
   #byId = new Map<bigint, Node>();
   #byKey = new Map<string, Node>();
@@ -85,10 +90,20 @@ export class InodeTable {
       this.#byKey.set(key, n);
       this.#byId.set(n.id, n);
     }
-    n.rel = rel;
+    if (n.rel !== rel) {
+      n.others = [...(n.others ?? []).filter((o) => o !== rel && o !== n!.rel), n.rel].slice(-MAX_OTHER_NAMES);
+      n.rel = rel;
+    }
     n.lookups++;
     this.#note(known ? ['l', String(n.id)] : nodeRecord(n));
     return n;
+  }
+
+  /** Name `rel` of the node was removed: it goes on by another of its names, if it has one. */
+  unlinked(n: Node | undefined, rel: string): void {
+    if (!n) return;
+    if (n.rel === rel) n.rel = n.others?.pop() ?? rel;
+    else n.others = n.others?.filter((o) => o !== rel);
   }
 
   /** The node of an owner's inode, if the kernel knows it. */
@@ -139,8 +154,9 @@ export class InodeTable {
     for (const n of this.#byId.values()) {
       if (n.kind !== 'entry' || n.host !== host || n.exp !== exp) continue;
       if (n.rel === from || (exchange && n.rel === to)) this.stale(n); // a rename changes the ctime
-      if (under(n.rel, from)) n.rel = to + n.rel.slice(from.length);
-      else if (exchange && under(n.rel, to)) n.rel = from + n.rel.slice(to.length);
+      const renamed = (rel: string) => (under(rel, from) ? to + rel.slice(from.length) : exchange && under(rel, to) ? from + rel.slice(to.length) : rel);
+      n.rel = renamed(n.rel);
+      if (n.others) n.others = n.others.map(renamed);
     }
   }
 

@@ -35,6 +35,8 @@ export interface NativeBinding {
   flock(fd: number, operation: number, ctx: SyscallContext): true | undefined;
   renameat2(olddirfd: number, oldname: string, newdirfd: number, newname: string, flags: number, ctx: SyscallContext): true | undefined;
   mknodat(dirfd: number, name: string, mode: number, rdev: number, ctx: SyscallContext): true | undefined;
+  /** utimensat(2) on a path (followed), nanoseconds kept; an nsec of -1 is now, -2 leaves that time as it is. */
+  utimens(path: string, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number, ctx: SyscallContext): true | undefined;
   fallocate(fd: number, mode: number, offset: number, length: number, ctx: SyscallContext): true | undefined;
   lseek(fd: number, offset: number, whence: number, ctx: SyscallContext): number | undefined;
   copyFileRange(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number, ctx: SyscallContext): number | undefined;

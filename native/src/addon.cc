@@ -17,6 +17,7 @@ Napi::Value OfdLock(const Napi::CallbackInfo& info);
 Napi::Value Flock(const Napi::CallbackInfo& info);
 Napi::Value Renameat2(const Napi::CallbackInfo& info);
 Napi::Value Mknodat(const Napi::CallbackInfo& info);
+Napi::Value Utimens(const Napi::CallbackInfo& info);
 Napi::Value Fallocate(const Napi::CallbackInfo& info);
 Napi::Value Lseek(const Napi::CallbackInfo& info);
 Napi::Value CopyFileRange(const Napi::CallbackInfo& info);
@@ -72,6 +73,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("flock", Napi::Function::New(env, pj::Flock, "flock"));
   exports.Set("renameat2", Napi::Function::New(env, pj::Renameat2, "renameat2"));
   exports.Set("mknodat", Napi::Function::New(env, pj::Mknodat, "mknodat"));
+  exports.Set("utimens", Napi::Function::New(env, pj::Utimens, "utimens"));
   exports.Set("fallocate", Napi::Function::New(env, pj::Fallocate, "fallocate"));
   exports.Set("lseek", Napi::Function::New(env, pj::Lseek, "lseek"));
   exports.Set("copyFileRange", Napi::Function::New(env, pj::CopyFileRange, "copyFileRange"));

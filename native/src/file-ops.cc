@@ -1,5 +1,5 @@
 // File operations Node's fs does not offer, for the owner's side of /pj:
-// renameat2 (RENAME_NOREPLACE / RENAME_EXCHANGE), mknodat, fallocate,
+// renameat2 (RENAME_NOREPLACE / RENAME_EXCHANGE), mknodat, utimensat, fallocate,
 // lseek(SEEK_DATA/SEEK_HOLE), copy_file_range, and extended attributes on a
 // path without following its last component (l*xattr).
 // See rename(2), mknod(2), fallocate(2), lseek(2), copy_file_range(2), xattr(7).
@@ -31,6 +31,18 @@ Napi::Value Renameat2(const Napi::CallbackInfo& info) {
 Napi::Value Mknodat(const Napi::CallbackInfo& info) {
   if (mknodat(static_cast<int>(I64(info, 0)), Str(info, 1).c_str(), static_cast<mode_t>(I64(info, 2)), static_cast<dev_t>(I64(info, 3))) != 0)
     return FailWith(info, 4, errno, "mknodat");
+  return Napi::Boolean::New(info.Env(), true);
+}
+
+// utimens(path, atimeSec, atimeNsec, mtimeSec, mtimeNsec, ctx) -> true: nanosecond times (Node's
+// utimes takes seconds as a double). An nsec of -1 is "now", -2 "leave it".
+Napi::Value Utimens(const Napi::CallbackInfo& info) {
+  auto time = [&](size_t i) {
+    int64_t nsec = I64(info, i + 1);
+    return timespec{static_cast<time_t>(I64(info, i)), nsec == -1 ? UTIME_NOW : nsec == -2 ? UTIME_OMIT : static_cast<long>(nsec)};
+  };
+  timespec times[2] = {time(1), time(3)};
+  if (utimensat(AT_FDCWD, Str(info, 0).c_str(), times, 0) != 0) return FailWith(info, 5, errno, "utimensat");
   return Napi::Boolean::New(info.Env(), true);
 }
 

@@ -39,7 +39,7 @@ async function run(cmd: string[], on = 'h1', extra: string[] = []): Promise<stri
 }
 const jobOf = async (id: string) => (JSON.parse((await c.pj(['ps', '--json'])).stdout) as JobView[]).find((j) => j.id === id)!;
 const logs = async (id: string) => (await c.pj(['logs', id])).stdout;
-const ended = async (id: string) => { await waitFor(async () => (await jobOf(id)).state === 'exited', 30_000, 100); return logs(id); };
+const ended = async (id: string, timeoutMs = 30_000) => { await waitFor(async () => (await jobOf(id)).state === 'exited', timeoutMs, 100); return logs(id); };
 const mv = async (id: string, to: string) => {
   const r = await c.pj(['mv', id, to, '--json'], { timeoutMs: 120_000 });
   if (r.code !== 0) throw new Error(`pj mv ${to}: ${r.stderr}`);
@@ -155,7 +155,7 @@ t.test('connections leak nothing: descriptors, sockets and epoll entries return 
 import urllib.request
 for i in range(${ROUTED}): urllib.request.urlopen('http://${SERVER}:8080/hello.txt', timeout=10).read()
 print('fetched', ${ROUTED})`]);
-  t.match(await ended(routed), new RegExp(`fetched ${ROUTED}`), `${ROUTED} routed connections from a job on h1 through h2`);
+  t.match(await ended(routed, Math.max(30_000, ROUTED * 30)), new RegExp(`fetched ${ROUTED}`), `${ROUTED} routed connections from a job on h1 through h2`);
   await settled(`${ROUTED} routed connections`);
   const h2 = agents.find((a) => a.name === 'h2')!;
   const closeWait = (await c.exec('h2', ['ss', '-Htan', 'state', 'close-wait'])).stdout.split('\n').filter(Boolean).length;
