@@ -8,8 +8,9 @@ import { meshBench } from './mesh.js';
 import { migrateBench } from './migrate.js';
 import { netBench } from './net.js';
 import { policyBench } from './policy.js';
+import { posixBench } from './posix.js';
 
-const benches: Record<string, (argv: string[]) => Promise<void>> = { mesh: meshBench, fs: fsBench, migrate: migrateBench, mem: memBench, net: netBench, policy: policyBench };
+const benches: Record<string, (argv: string[]) => Promise<void>> = { mesh: meshBench, fs: fsBench, migrate: migrateBench, mem: memBench, net: netBench, policy: policyBench, posix: posixBench };
 const [name, ...rest] = process.argv.slice(2);
 const bench = benches[name ?? ''];
 if (!bench) {

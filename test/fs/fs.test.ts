@@ -10,6 +10,7 @@ import { repoRoot } from '../../common/repo-root.js';
 import type { HostView } from '../../manager/cluster-state.js';
 import { nsenterFor } from '../../manager/sim-cluster/exec.js';
 import { paths } from '../../manager/sim-cluster/layout.js';
+import { QUICK, pjdfstest, runSuite } from '../../bench/pjdfstest.js';
 import { startCluster, waitFor } from '../helpers/cluster.js';
 
 const c = await startCluster(t, { hosts: 2, exports: ['data=/srv/data', 'pub=/srv/pub:ro'], devices: ['tty0=/srv/tty0'] });
@@ -79,6 +80,13 @@ t.test('what a user makes is theirs, with exactly the modes asked and times to t
   t.equal((await sh('h2', 'mknod /pj/h1/data/shared/null c 1 3')).code, 0, 'root makes a device node in an export, as on NFS');
   t.match((await sh('h2', 'echo x > /pj/h1/data/shared/null')).stderr, /Permission denied/, 'it does not open through /pj (mounted nodev)');
   t.equal((await sh('h1', 'echo x > /srv/data/shared/null')).code, 0, "it opens on the owner's own disk");
+});
+
+t.test('pjdfstest, the syscalls programs meet most, on a remote path: every assertion passes (as every one does on the native disk here)', async (t) => {
+  const remote = await runSuite(c.dir, 'h1', '/pj/h2/data/pjdfstest', await pjdfstest(), QUICK);
+  const failed = [...remote].filter(([, a]) => !a.ok).map(([k, a]) => `${k}: ${a.says}`);
+  t.ok(remote.size > 2000, `a meaningful run (${remote.size} assertions)`);
+  t.same(failed, [], `/pj/h2/data: ${remote.size - failed.length} of ${remote.size} ok (the full suite, with the native disk beside it: npm run bench -- posix)`);
 });
 
 t.test('a read-only export refuses every change with EROFS', async (t) => {

@@ -1,0 +1,74 @@
+// pjdfstest, the public POSIX conformance suite: built once per machine from
+// the third-party folder, run in a folder inside a host of a simulated cluster,
+// each assertion's outcome compared with a baseline run. Used by the posix
+// benchmark and by the fs test.
+import { spawn } from 'node:child_process';
+import { cpSync, existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { repoRoot } from '../common/repo-root.js';
+import { run } from '../common/run.js';
+import { nsenterFor } from '../manager/sim-cluster/exec.js';
+
+/** Where the suite's source is (read-only): PJDFSTEST_SRC, or the machine's third-party folder. */
+const SOURCES = [process.env.PJDFSTEST_SRC, join(repoRoot(), '..', 'shared', 'third-party', 'pjdfstest'), '/work/shared/third-party/pjdfstest'];
+/** Where it is built, once per machine. */
+const BUILT = '/var/cache/picojump/pjdfstest';
+/** The syscalls programs meet most, without the two largest parts (chown, rename): a third of the suite. */
+export const QUICK = ['chmod', 'link', 'mkdir', 'mkfifo', 'mknod', 'open', 'rmdir', 'symlink', 'truncate', 'unlink', 'utimensat'];
+
+/** The assertions of one run: `file#n` -> ok (true) or not (false, with what pjdfstest said). */
+export type Outcomes = Map<string, { ok: boolean; says: string }>;
+
+/** The suite, built (autoreconf, configure, make) in BUILT the first time. */
+export async function pjdfstest(): Promise<string> {
+  if (existsSync(join(BUILT, 'pjdfstest'))) return BUILT;
+  const src = SOURCES.find((s) => s && existsSync(join(s, 'pjdfstest.c')));
+  if (!src) throw new Error(`pjdfstest's source is not on this machine (looked in ${SOURCES.filter(Boolean).join(', ')}; set PJDFSTEST_SRC)`);
+  rmSync(BUILT, { recursive: true, force: true });
+  cpSync(src, BUILT, { recursive: true });
+  for (const [cmd, args] of [['autoreconf', ['-ifs']], ['./configure', []], ['make', ['pjdfstest']]] as const) {
+    const r = await new Promise<number>((resolve) => spawn(cmd, [...args], { cwd: BUILT, stdio: 'ignore' }).on('exit', (c) => resolve(c ?? 1)));
+    if (r !== 0) throw new Error(`building pjdfstest: ${cmd} failed (${r}); scripts/setup installs autoconf and automake`);
+  }
+  return BUILT;
+}
+
+/** Runs the suite (or `dirs` of it) in `path` inside host `host`; every assertion's outcome. */
+export async function runSuite(cluster: string, host: string, path: string, suite: string, dirs: string[]): Promise<Outcomes> {
+  const tests = dirs.length ? dirs.map((d) => join(suite, 'tests', d)) : [join(suite, 'tests')];
+  const script = `mkdir -p ${path} && cd ${path} && prove -v -r ${tests.join(' ')}`;
+  const r = await run('nsenter', [...nsenterFor(cluster, host), 'sh', '-c', script], { allowFail: true });
+  const out: Outcomes = new Map();
+  let file = '';
+  for (const line of r.stdout.split('\n')) {
+    const f = /^\S*\/tests\/(\S+\.t) \.+/.exec(line);
+    if (f) file = f[1];
+    const a = /^(not )?ok (\d+)(.*)$/.exec(line);
+    if (a && file && !/# (TODO|SKIP)/i.test(a[3])) out.set(`${file}#${a[2]}`, { ok: !a[1], says: a[3].replace(/^ - /, '') });
+  }
+  if (out.size === 0) throw new Error(`pjdfstest in ${path} on ${host} ran no test: ${r.stderr.slice(-500)}`);
+  return out;
+}
+
+const fileOf = (key: string) => key.slice(0, key.indexOf('#'));
+
+/**
+ * What differs from the baseline: assertions that pass there and not here. A test file that ran none
+ * here chose not to by the filesystem's type (pjdfstest asks for some optional behaviours of ext4
+ * only, such as a rename updating the ctime): see `skippedFiles`.
+ */
+export function differences(baseline: Outcomes, got: Outcomes): string[] {
+  const ran = new Set([...got.keys()].map(fileOf));
+  const d: string[] = [];
+  for (const [k, b] of baseline) {
+    const g = got.get(k);
+    if (b.ok && !g?.ok && ran.has(fileOf(k))) d.push(`${k}: ${g ? g.says : 'not run'}`);
+  }
+  return d;
+}
+
+/** Test files that ran in the baseline and not at all here (their condition on the filesystem's type). */
+export function skippedFiles(baseline: Outcomes, got: Outcomes): string[] {
+  const ran = new Set([...got.keys()].map(fileOf));
+  return [...new Set([...baseline.keys()].map(fileOf))].filter((f) => !ran.has(f));
+}
