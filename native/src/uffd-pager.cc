@@ -72,7 +72,6 @@ struct Change { uint64_t from, len, to; };
 struct Task {
   int pid;  // as CRIU restored it; a task forked since has its ancestor's (JavaScript supplies them alike)
   int uffd;
-  bool forked = false;
   // Supplied, not yet installed, by where the page is now; the pages `held` are installed only
   // when faulted (to measure fault service, or to keep memory cold).
   std::map<uint64_t, Page> waiting;
@@ -330,7 +329,6 @@ class Pager {
     fcntl(uffd, F_SETFD, FD_CLOEXEC);
     auto child = std::make_unique<Task>(*parent);
     child->uffd = uffd;
-    child->forked = true;
     child->faulted.clear();
     child->installed = 0;
     tasks_[uffd] = std::move(child);
