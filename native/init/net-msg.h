@@ -40,3 +40,9 @@ struct pj_net_msg {
   uint64_t bytes_in;   // outside -> job, in total
   char holder[64];     // the host that holds the outside end
 };
+
+// net-layer/messages.ts reads and writes these offsets (test/net/net-msg.test.ts checks both ways).
+_Static_assert(sizeof(struct pj_net_msg) == 112, "pj_net_msg is 112 bytes");
+_Static_assert(__builtin_offsetof(struct pj_net_msg, addr) == 16 && __builtin_offsetof(struct pj_net_msg, port) == 20, "addr at 16, port at 20");
+_Static_assert(__builtin_offsetof(struct pj_net_msg, key) == 24 && __builtin_offsetof(struct pj_net_msg, bytes_out) == 32, "key at 24, bytes_out at 32");
+_Static_assert(__builtin_offsetof(struct pj_net_msg, bytes_in) == 40 && __builtin_offsetof(struct pj_net_msg, holder) == 48, "bytes_in at 40, holder at 48");
