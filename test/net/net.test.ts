@@ -160,7 +160,9 @@ print('fetched', ${ROUTED})`]);
   const h2 = agents.find((a) => a.name === 'h2')!;
   const closeWait = (await c.exec('h2', ['ss', '-Htan', 'state', 'close-wait'])).stdout.split('\n').filter(Boolean).length;
   t.ok(closeWait <= 2, `h2 holds ${closeWait} sockets in CLOSE-WAIT`);
-  agents.forEach((a, i) => t.ok(rssMiB(a.pid) < start.rss[i] + 64, `${a.name}'s agent: ${Math.round(rssMiB(a.pid))} MiB resident, from ${Math.round(start.rss[i])}`));
+  // A leak as the one this test was written for (~65 KiB a connection: 917 MB at 14,000) would add
+  // hundreds of MiB here; V8's heap alone moves by tens (seen: +24 to +83 MiB after these connections).
+  agents.forEach((a, i) => t.ok(rssMiB(a.pid) < start.rss[i] + 128, `${a.name}'s agent: ${Math.round(rssMiB(a.pid))} MiB resident, from ${Math.round(start.rss[i])}`));
   t.ok(fds(h2.pid) > 0, 'h2\'s agent lives');
   await mv(id, 'h3');
   await burst(10);
