@@ -95,21 +95,31 @@ const proc = (fd: number, name?: string) => (name === undefined ? `/proc/self/fd
  * Makes what this (root) process just made in folder `dirfd` what it would be had `caller` made it:
  * theirs, but with the folder's group in a setgid folder (the kernel gave it that already), and
  * exactly `mode` (not this process's umask; after the chown, which clears set-id bits); a folder
- * keeps the setgid bit it inherited. `made`: its name in the folder, or an open fd of it.
+ * keeps the setgid bit it inherited. `made`: its name in the folder (no mode: a symlink), or an fd
+ * of it. Changes go through the fd's /proc link, which names that inode: a name swapped for a
+ * symlink meanwhile (by someone who may write in the folder) is never followed.
  */
 function own(dirfd: number, made: string | number, caller: Caller | undefined, mode?: number): void {
+  const chown = caller !== undefined && (caller.uid !== 0 || caller.gid !== 0);
   const setgidFolder = (fs.fstatSync(dirfd).mode & S_ISGID) !== 0;
-  const path = typeof made === 'number' ? undefined : proc(dirfd, made);
-  if (caller && (caller.uid !== 0 || caller.gid !== 0)) {
-    const gid = setgidFolder ? -1 : caller.gid;
-    if (path) fs.lchownSync(path, caller.uid, gid);
-    else fs.fchownSync(made as number, caller.uid, gid);
+  const gid = setgidFolder ? -1 : caller?.gid ?? -1;
+  if (typeof made === 'string') {
+    if (mode === undefined) { // a symlink: lchown never follows it, and it has no mode of its own
+      if (chown) fs.lchownSync(proc(dirfd, made), caller!.uid, gid);
+      return;
+    }
+    const fd = openBeneath(dirfd, made, C.O_PATH | C.O_NOFOLLOW);
+    try {
+      own(dirfd, fd, caller, mode);
+    } finally {
+      fs.closeSync(fd);
+    }
+    return;
   }
-  if (mode === undefined) return;
-  const isDir = (path ? fs.lstatSync(path) : fs.fstatSync(made as number)).isDirectory();
-  const exact = (mode & 0o7777) | (isDir && setgidFolder ? S_ISGID : 0);
-  if (path) fs.chmodSync(path, exact);
-  else fs.fchmodSync(made as number, exact);
+  const st = fs.fstatSync(made);
+  if (st.isSymbolicLink()) throw errnoError('EIO', 'what was made was replaced by a symlink');
+  if (chown) fs.chownSync(proc(made), caller!.uid, gid);
+  if (mode !== undefined) fs.chmodSync(proc(made), (mode & 0o7777) | (st.isDirectory() && setgidFolder ? S_ISGID : 0));
 }
 
 /**
