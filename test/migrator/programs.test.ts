@@ -4,7 +4,7 @@
 // succeeds and the binary is the one a native build makes. And programs that
 // keep their state in SysV and POSIX shared memory and /tmp move with it, and
 // so does one that forks, mremaps and drops memory while its pages still come.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -24,6 +24,13 @@ const project = join(repoRoot(), 'test', 'helpers', 'c-project.sh');
 const sha = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
 const c = await startCluster(t, { hosts: 3 });
+
+/** Builds test/helpers/NAME.c onto h1's export; its path there, as jobs see it. */
+function buildOnH1(t: Test, name: string): string {
+  const cc = spawnSync('gcc', ['-O2', '-o', join(c.dir, 'hosts', 'h1', 'srv', 'data', name), join(repoRoot(), 'test', 'helpers', `${name}.c`)], { encoding: 'utf8' });
+  t.equal(cc.status, 0, `${name}, built on h1's export ${cc.stderr}`);
+  return `/pj/h1/data/${name}`;
+}
 
 t.test(`make -j2 moves ${MOVES} times in a row, in every mode`, async (t) => {
   const native = mkdtempSync(join(tmpdir(), 'pj-native-'));
@@ -56,13 +63,11 @@ t.test(`make -j2 moves ${MOVES} times in a row, in every mode`, async (t) => {
 });
 
 t.test('SysV and POSIX shared memory and files in /tmp move with their job, in every mode; each job has its own', async (t) => {
-  const bin = join(c.dir, 'hosts', 'h1', 'srv', 'data', 'shared-memory');
-  const cc = spawnSync('gcc', ['-O2', '-o', bin, join(repoRoot(), 'test', 'helpers', 'shared-memory.c')], { encoding: 'utf8' });
-  t.equal(cc.status, 0, `the program, built on h1's export ${cc.stderr}`);
+  const bin = buildOnH1(t, 'shared-memory');
   // Two jobs with the same SysV key, /tmp file and /dev/shm name: they would spoil each other's counts if they shared any.
   const ids: string[] = [];
   for (let i = 0; i < 2; i++) {
-    const r = await c.pj(['run', '--on', 'h1', '--policy', 'pin', '--', '/pj/h1/data/shared-memory']);
+    const r = await c.pj(['run', '--on', 'h1', '--policy', 'pin', '--', bin]);
     t.equal(r.code, 0, 'started');
     ids.push(r.stdout.trim());
   }
@@ -93,10 +98,7 @@ t.test('SysV and POSIX shared memory and files in /tmp move with their job, in e
 });
 
 t.test('a program that forks, mremaps and drops memory while its pages come moves in every mode, every page right', async (t) => {
-  const bin = join(c.dir, 'hosts', 'h1', 'srv', 'data', 'memory-reshaper');
-  const cc = spawnSync('gcc', ['-O2', '-o', bin, join(repoRoot(), 'test', 'helpers', 'memory-reshaper.c')], { encoding: 'utf8' });
-  t.equal(cc.status, 0, `the program, built on h1's export ${cc.stderr}`);
-  const r = await c.pj(['run', '--on', 'h1', '--policy', 'pin', '--', '/pj/h1/data/memory-reshaper', '128']);
+  const r = await c.pj(['run', '--on', 'h1', '--policy', 'pin', '--', buildOnH1(t, 'memory-reshaper'), '128']);
   t.equal(r.code, 0, 'started');
   const id = r.stdout.trim();
   const rounds = async () => (await c.pj(['logs', id])).stdout.split('\n').filter((l) => l.startsWith('round')).length;
@@ -127,7 +129,7 @@ t.test('PostgreSQL, running as its own user with its data in its own /tmp, moves
   const r = await c.pj(['run', '--on', 'h1', '--policy', 'pin', '--publish', '15432:5432', '--cwd', '/', '--', 'setpriv', '--reuid', 'postgres', '--regid', 'postgres', '--init-groups', 'sh', '-c', server]);
   t.equal(r.code, 0, `started ${r.stderr}`);
   const id = r.stdout.trim();
-  await waitFor(async () => /ready to accept connections/.test((await c.pj(['logs', id])).stderr + (await c.pj(['logs', id])).stdout), 60_000);
+  await waitFor(async () => { const l = await c.pj(['logs', id]); return /ready to accept connections/.test(l.stderr + l.stdout); }, 60_000);
   const h1 = c.file().hosts[0].address;
   const db = ['-h', h1, '-p', '15432', '-U', 'postgres', 'postgres'];
   t.equal((await c.exec('h2', [`${pgbin}/pgbench`, '-i', '-s', '1', '-q', ...db])).code, 0, 'pgbench -i from h2, through h1\'s published port');
