@@ -10,11 +10,11 @@ import { open, readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { PjError, codes } from '../common/errors.js';
 import type { Log } from '../common/log.js';
-import { repoRoot } from '../common/repo-root.js';
 import type { JobTable, Versioned } from '../manager/cluster-state.js';
+import { initBinary } from './init-binary.js';
 import { alive, signalAll, startTime, stateOf, type JobUsage } from './job-processes.js';
 import type { ProcReader } from './proc-reader.js';
-import { JOBS_EXPORT, jobDir, newJobId, type JobRecord } from './jobs.js';
+import { JOBS_EXPORT, inJobPrivateDir, jobDir, newJobId, type JobRecord } from './jobs.js';
 import { POLICIES, type Policy } from './policy.js';
 
 export interface RunRequest { name?: string; cmd: string[]; cwd: string; env: Record<string, string>; publish?: JobRecord['publish']; policy?: Policy; budget?: number }
@@ -69,6 +69,8 @@ export class JobManager {
   }
 
   start(): void {
+    // Installed now too, so that a job moving here finds its pj-init at the path it was started from.
+    initBinary().catch((e) => this.log.error({ op: 'install-init', err: (e as Error).message }, 'cannot install pj-init; jobs cannot start or arrive here'));
     this.#timer = setInterval(() => void this.reconcile(), RECONCILE_MS);
     void this.reconcile();
   }
@@ -81,15 +83,20 @@ export class JobManager {
     if (!Array.isArray(req.cmd) || req.cmd.length === 0 || !req.cmd.every((a) => typeof a === 'string')) throw new PjError(codes.USAGE, 'pj run needs a command');
     // Asynchronously: the directory may be under /pj, which this very process serves.
     if (typeof req.cwd !== 'string' || !(await isDirectory(req.cwd))) throw new PjError(codes.USAGE, `no directory ${req.cwd} on ${this.self} (--cwd)`);
+    const own = inJobPrivateDir(req.cwd);
+    if (own) throw new PjError(codes.USAGE, `a job has a ${own} of its own, so ${req.cwd} is not there for it: give --cwd a folder outside ${own}`);
     const port = (n: unknown) => Number.isInteger(n) && (n as number) > 0 && (n as number) < 65536;
     if (req.publish !== undefined && !(Array.isArray(req.publish) && req.publish.every((p) => port(p?.port) && port(p?.jobPort)))) throw new PjError(codes.USAGE, 'publish: want [{ port, jobPort, everywhere }]');
     checkPolicy(req.policy, req.budget);
     const full = this.#outputFull();
     if (full) throw new PjError(codes.JOB_START, `no room for a job's output on ${this.self}: ${full}`);
+    const init = await initBinary().catch((e) => {
+      throw new PjError(codes.JOB_START, `cannot install pj-init: ${(e as Error).message}`);
+    });
     const id = newJobId();
     mkdirSync(join(this.jobsPath, id));
     const dir = jobDir(this.mount, this.self, id);
-    const pid = await launch(dir, req, this.net?.socketPath);
+    const pid = await launch(init, dir, req, this.net?.socketPath);
     const rec: JobRecord = {
       id, name: req.name || basename(req.cmd[0]), cmd: req.cmd, cwd: req.cwd, origin: this.self, dir,
       host: this.self, pid, pidStart: startTime(pid) ?? 0, state: 'running', moves: 0, startedAt: new Date().toISOString(),
@@ -303,9 +310,8 @@ function checkPolicy(policy: unknown, budget: unknown): void {
 export const isDirectory = (path: string): Promise<boolean> => stat(path).then((s) => s.isDirectory(), () => false);
 
 /** Starts pj-init, which prints the job's first pid and leaves it running in its own PID namespace. */
-function launch(dir: string, req: RunRequest, netSocket: string | undefined): Promise<number> {
+function launch(init: string, dir: string, req: RunRequest, netSocket: string | undefined): Promise<number> {
   return new Promise((resolve, reject) => {
-    const init = join(repoRoot(), 'build', 'Release', 'pj-init');
     const p = spawn(init, [dir, ...(netSocket ? ['--net', netSocket] : []), '--', ...req.cmd], { cwd: req.cwd, env: req.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let out = '';
     let err = '';

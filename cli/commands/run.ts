@@ -1,7 +1,7 @@
 // `pj run [--on HOST] [--name NAME] [--cwd DIR] [--env K=V]… -- CMD…`: starts a job and prints its id.
 import type { Command } from 'commander';
 import { PjError, codes } from '../../common/errors.js';
-import { POLICIES, type JobRecord } from '../../migrator/index.js';
+import { POLICIES, inJobPrivateDir, type JobRecord } from '../../migrator/index.js';
 import { askAgent, withAgentOptions } from '../agent-socket.js';
 import { parsePublish } from '../../net-layer/index.js';
 import { action, printJson } from '../output.js';
@@ -14,7 +14,7 @@ export function register(program: Command): void {
   withAgentOptions(program.command('run').description('start a program as a job, which can move between hosts').argument('<cmd...>', 'the program and its arguments (after --)'))
     .option('--on <host>', 'the host to start it on (default: this one)')
     .option('--name <name>', 'a name for pj ps (default: the program)')
-    .option('--cwd <dir>', 'its working directory (default: the current one)')
+    .option('--cwd <dir>', 'its working directory (default: the current one, or / from under /tmp or /dev/shm, which each job has its own of)')
     .option('--env <k=v>', 'an environment variable (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--publish <port[:jobport]>', 'open PORT on the job\'s home host, forwarded to JOBPORT of the job wherever it runs (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--publish-on <where>', 'home (the host it starts on) or all (every host)', 'home')
@@ -37,8 +37,13 @@ export function register(program: Command): void {
           throw new PjError(codes.USAGE, (e as Error).message);
         }
       });
+      let cwd: string = o.cwd ?? process.cwd();
+      if (o.cwd === undefined && inJobPrivateDir(cwd)) {
+        process.stderr.write(`pj run: the job starts in / (it has a ${inJobPrivateDir(cwd)} of its own, without ${cwd}); --cwd to choose\n`);
+        cwd = '/';
+      }
       const budget = o.budget === undefined ? undefined : parseSize('--budget', o.budget);
-      const job = (await askAgent(o, 'run', { on: o.on, name: o.name, cmd, cwd: o.cwd ?? process.cwd(), env, publish, policy: o.policy, budget }, 30_000)) as JobRecord;
+      const job = (await askAgent(o, 'run', { on: o.on, name: o.name, cmd, cwd, env, publish, policy: o.policy, budget }, 30_000)) as JobRecord;
       if (o.json) return printJson(job);
       process.stdout.write(job.id + '\n');
     }));
