@@ -12,7 +12,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pjCli, repoRoot } from '../common/repo-root.js';
+import { helperProgram, pjCli } from '../common/repo-root.js';
 import { sleep } from '../common/run.js';
 import { callControl } from '../manager/control-socket.js';
 import { clusterDown } from '../manager/sim-cluster/down.js';
@@ -43,7 +43,7 @@ export async function policyBench(argv: string[]): Promise<void> {
   const job = async (id: string) => (await ask('job', { id })) as JobRecord;
   const reader = (on: string, policy: string, phase: number, cycles: number, ...hosts: string[]) =>
     ask('run', { on, policy, cwd: '/', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
-      cmd: ['python3', join(repoRoot(), 'test', 'helpers', 'traffic-job.py'), String(RATE_MIB), String(phase), String(cycles), ...hosts.map((h) => `/pj/${h}/data/blob`)] }) as Promise<JobRecord>;
+      cmd: ['python3', helperProgram('traffic-job.py'), String(RATE_MIB), String(phase), String(cycles), ...hosts.map((h) => `/pj/${h}/data/blob`)] }) as Promise<JobRecord>;
   /** The job's phase starts as it printed them: [phase index, epoch ms]. */
   const phases = async (id: string) => [...(await pj(['logs', id])).matchAll(/^phase (\d+) \S+ (\d+)$/gm)].map((m) => [Number(m[1]), Number(m[2])]);
   const kill = async (id: string) => {

@@ -25,7 +25,7 @@ import { PageStore } from '../mem-layer/index.js';
 export { TrafficLedger, type LedgerRow } from './ledger.js';
 export { ProcReader } from './proc-reader.js';
 export type { JobNetwork } from './job-manager.js';
-export { JOBS_EXPORT, inJobPrivateDir, type JobRecord } from './jobs.js';
+export { JOBS_EXPORT, type JobRecord } from './jobs.js';
 export type { DrainResult } from './drain.js';
 export { POLICIES, DEFAULT_TUNING, type Policy, type PolicyTuning } from './policy.js';
 export type { JobView as PolicyView } from './policy-loop.js';

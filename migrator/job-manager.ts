@@ -9,12 +9,13 @@ import { mkdirSync, statfsSync } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { PjError, codes } from '../common/errors.js';
+import { inJobPrivateDir } from '../common/job-private-dirs.js';
 import type { Log } from '../common/log.js';
 import type { JobTable, Versioned } from '../manager/cluster-state.js';
 import { initBinary } from './init-binary.js';
 import { alive, signalAll, startTime, stateOf, type JobUsage } from './job-processes.js';
 import type { ProcReader } from './proc-reader.js';
-import { JOBS_EXPORT, inJobPrivateDir, jobDir, newJobId, type JobRecord } from './jobs.js';
+import { JOBS_EXPORT, jobDir, newJobId, type JobRecord } from './jobs.js';
 import { POLICIES, type Policy } from './policy.js';
 
 export interface RunRequest { name?: string; cmd: string[]; cwd: string; env: Record<string, string>; publish?: JobRecord['publish']; policy?: Policy; budget?: number }

@@ -47,12 +47,6 @@ export interface JobRecord {
 }
 
 /** A short id that never looks like a pid (pj-mv takes both). */
-/** Folders each job has its own (empty) copy of, as pj-init mounts them (native/init/job-mounts.c). */
-export const JOB_PRIVATE_DIRS = ['/tmp', '/dev/shm'];
-
-/** The private folder `path` is in, if it is in one. */
-export const inJobPrivateDir = (path: string): string | undefined => JOB_PRIVATE_DIRS.find((d) => path === d || path.startsWith(`${d}/`));
-
 export const newJobId = (): string => `j${randomBytes(3).toString('hex')}`;
 
 export const jobDir = (mount: string, origin: string, id: string): string => `${mount}/${origin}/${JOBS_EXPORT}/${id}`;

@@ -11,7 +11,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pjCli, repoRoot } from '../common/repo-root.js';
+import { helperProgram, pjCli, repoRoot } from '../common/repo-root.js';
 import { readClusterFile } from '../manager/sim-cluster/layout.js';
 import { clusterNetns } from '../manager/sim-cluster/down.js';
 
@@ -34,7 +34,7 @@ const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)];
 
 const dir = mkdtempSync(join(tmpdir(), 'pj-chaos-'));
 const env = { ...process.env, PJ_CLUSTER_DIR: dir };
-const helper = (name: string) => join(repoRoot(), 'test', 'helpers', name);
+const helper = helperProgram;
 const say = (line: string) => { if (!json) console.log(`${new Date().toISOString().slice(11, 19)} ${line}`); };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pjCli, repoRoot } from '../common/repo-root.js';
+import { helperProgram, pjCli } from '../common/repo-root.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pj-demo-'));
 /** Ticks, each counted by the redis-server on h3 over one connection that stays open through every move. */
@@ -80,7 +80,7 @@ try {
     step('its exit status', ['wait', 'ticker']);
     for (const h of ['h2', 'h3']) step(`32 MiB of data on ${h}'s own disk`, ['cluster', 'exec', h, '--', 'sh', '-c', 'head -c 32M /dev/urandom > /srv/data/blob && ls -l /srv/data/blob']);
     step('a job on h1 reads h2\'s data at 20 MiB/s for 10 s, then h3\'s: policy follow (the default) lets the managers place it',
-      ['run', '--on', 'h1', '--name', 'reader', '--', 'python3', join(repoRoot(), 'test', 'helpers', 'traffic-job.py'), '20', '10', '1', '/pj/h2/data/blob', '/pj/h3/data/blob']);
+      ['run', '--on', 'h1', '--name', 'reader', '--', 'python3', helperProgram('traffic-job.py'), '20', '10', '1', '/pj/h2/data/blob', '/pj/h3/data/blob']);
     spawnSync('sleep', ['4']);
     step('h1\'s manager saw its reads go to h2 and moved it there by itself: its reads are local now', ['top', '-n', '1']);
     spawnSync('sleep', ['11']);

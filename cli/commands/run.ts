@@ -1,7 +1,8 @@
 // `pj run [--on HOST] [--name NAME] [--cwd DIR] [--env K=V]… -- CMD…`: starts a job and prints its id.
 import type { Command } from 'commander';
 import { PjError, codes } from '../../common/errors.js';
-import { POLICIES, inJobPrivateDir, type JobRecord } from '../../migrator/index.js';
+import { inJobPrivateDir } from '../../common/job-private-dirs.js';
+import { POLICIES, type JobRecord } from '../../migrator/index.js';
 import { askAgent, withAgentOptions } from '../agent-socket.js';
 import { parsePublish } from '../../net-layer/index.js';
 import { action, printJson } from '../output.js';

@@ -4,8 +4,7 @@
 // copy runs (the destination's, or the source's frozen copy taken back) and
 // its memory is intact.
 import t, { type Test } from 'tap';
-import { repoRoot } from '../../common/repo-root.js';
-import { join } from 'node:path';
+import { helperProgram } from '../../common/repo-root.js';
 import { deviceAt } from '../../migrator/job-mounts.js';
 import type { JobView } from '../../migrator/index.js';
 import type { LedgerRow } from '../../migrator/ledger.js';
@@ -32,7 +31,7 @@ async function onH3(id: string): Promise<Array<{ pid: number }>> {
 }
 
 async function crash(t: Test, what: 'manager' | 'host', when: 'at the commit' | 'once pages come'): Promise<void> {
-  const r = await c.pj(['run', '--on', 'h1', '--policy', 'pin', '--', 'python3', join(repoRoot(), 'test', 'helpers', 'memory-job.py'), '1024']);
+  const r = await c.pj(['run', '--on', 'h1', '--policy', 'pin', '--', 'python3', helperProgram('memory-job.py'), '1024']);
   const id = r.stdout.trim();
   await waitFor(async () => /main ready/.test((await lines(id)).join('\n')) && /child ready/.test((await lines(id)).join('\n')), 120_000, 200);
   const first = await memorySums(id);

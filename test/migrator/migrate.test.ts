@@ -8,7 +8,7 @@ import t, { type Test } from 'tap';
 import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { repoRoot } from '../../common/repo-root.js';
+import { helperProgram, repoRoot } from '../../common/repo-root.js';
 import { migrationDir, type JobView, type LedgerRow, type MoveResult } from '../../migrator/index.js';
 import type { PageStoreStats } from '../../mem-layer/index.js';
 import { paths } from '../../manager/sim-cluster/layout.js';
@@ -18,7 +18,7 @@ import { startCluster, waitFor } from '../helpers/cluster.js';
 
 const STORE_BYTES = 1280 * 2 ** 20;
 const c = await startCluster(t, { hosts: 3, agentOptions: [`--page-store-size=${STORE_BYTES}`] });
-const helper = (name: string) => join(repoRoot(), 'test', 'helpers', name);
+const helper = helperProgram;
 
 async function run(cmd: string[], on = 'h1', cwd?: string): Promise<string> {
   // These tests place jobs by hand: pinned, so that the policy does not move them too.

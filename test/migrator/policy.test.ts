@@ -5,8 +5,7 @@
 // the metrics endpoint speaks Prometheus's text format and agrees with the ledger.
 import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
-import { join } from 'node:path';
-import { repoRoot } from '../../common/repo-root.js';
+import { helperProgram } from '../../common/repo-root.js';
 import type { JobView, LedgerRow, PolicyView } from '../../migrator/index.js';
 import { startCluster, waitFor } from '../helpers/cluster.js';
 
@@ -15,7 +14,7 @@ const c = await startCluster(t, {
   hosts: 3, routes: ['10.77.0.0/16=h3'],
   agentOptions: ['--max-load=1', '--metrics=0.0.0.0:9464'], hostOptions: ['h3:--price=0.5'],
 });
-const helper = (name: string) => join(repoRoot(), 'test', 'helpers', name);
+const helper = helperProgram;
 const netns = (h: string) => `/run/netns/${c.file().hosts.find((x) => x.name === h)!.netns}`;
 for (const h of ['h1', 'h2', 'h3']) await c.exec(h, ['sh', '-c', 'head -c 32M /dev/urandom > /srv/data/blob']);
 

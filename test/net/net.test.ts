@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { repoRoot } from '../../common/repo-root.js';
+import { helperProgram } from '../../common/repo-root.js';
 import type { JobView, LedgerRow } from '../../migrator/index.js';
 import { paths } from '../../manager/sim-cluster/layout.js';
 import { startCluster, waitFor } from '../helpers/cluster.js';
@@ -17,7 +17,7 @@ const SERVER = '10.77.0.2'; // an address only h2 has
 const DOWN = '10.78.0.5'; // routed to h3, whose manager the last test stops
 const c = await startCluster(t, { hosts: 3, routes: ['10.77.0.0/16=h2', 'db.internal=h2', `${DOWN}/32=h3`] });
 const netns = (h: string) => `/run/netns/${c.file().hosts.find((x) => x.name === h)!.netns}`;
-const helper = (name: string) => join(repoRoot(), 'test', 'helpers', name);
+const helper = helperProgram;
 
 // The servers: inside h2's network namespace only, on an address of its own; its own /etc/hosts names it.
 const www = mkdtempSync(join(tmpdir(), 'pj-www-'));

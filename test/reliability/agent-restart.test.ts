@@ -7,12 +7,12 @@
 import t, { type Test } from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { repoRoot } from '../../common/repo-root.js';
+import { helperProgram } from '../../common/repo-root.js';
 import { paths } from '../../manager/sim-cluster/layout.js';
 import { startCluster, waitFor } from '../helpers/cluster.js';
 
 const c = await startCluster(t, { hosts: 3 });
-const counter = join(repoRoot(), 'test', 'helpers', 'counter-job.py');
+const counter = helperProgram('counter-job.py');
 
 async function run(on: string, cmd: string[]): Promise<string> {
   const r = await c.pj(['run', '--on', on, '--policy', 'pin', '--', ...cmd]);

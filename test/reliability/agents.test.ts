@@ -5,7 +5,7 @@
 import t from 'tap';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { repoRoot } from '../../common/repo-root.js';
+import { helperProgram, repoRoot } from '../../common/repo-root.js';
 import type { JobView } from '../../migrator/index.js';
 import type { PageStoreStats } from '../../mem-layer/index.js';
 import { paths } from '../../manager/sim-cluster/layout.js';
@@ -13,7 +13,7 @@ import { startCluster, waitFor } from '../helpers/cluster.js';
 
 const STORE_MIB = 64;
 const c = await startCluster(t, { hosts: 3, hostOptions: [`h2:--page-store-size=${STORE_MIB}M`] });
-const helper = (name: string) => join(repoRoot(), 'test', 'helpers', name);
+const helper = helperProgram;
 const sh = (host: string, script: string, timeoutMs = 60_000) => c.exec(host, ['sh', '-c', script], { timeoutMs });
 const ps = async (): Promise<JobView[]> => JSON.parse((await c.pj(['ps', '--json'])).stdout) as JobView[];
 const jobOf = async (id: string) => (await ps()).find((j) => j.id === id)!;
