@@ -2,7 +2,7 @@
 // them. Membership follows leases; the mesh survives malformed input; RPCs to a
 // host that stops answering fail at their deadline; etcd decides races.
 import t from 'tap';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { paths } from '../../manager/sim-cluster/layout.js';
 import { startCluster, waitFor } from '../helpers/cluster.js';
 import type { HostView } from '../../manager/cluster-state.js';
@@ -31,6 +31,20 @@ t.test('cluster exec runs inside the host: its network, its /srv, stdio and exit
   t.equal(readFileSync(`${paths(c.dir).hostSrv('h2')}/data/marker`, 'utf8'), 'from-h2\n', "h2's /srv lives in its folder of the cluster dir");
   const sock = await c.exec('h3', ['stat', '-c', '%a', '/run/pj/agent.sock']);
   t.equal(sock.stdout.trim(), '600', 'the control socket is mode 0600');
+});
+
+t.test('a job has /tmp of its own: from a folder under /tmp it starts in /, and --cwd there is refused', async (t) => {
+  const here = mkdtempSync('/tmp/pj-cwd-');
+  t.teardown(() => rmSync(here, { recursive: true }));
+  const r = await c.pj(['run', '--on', 'h1', '--', 'pwd'], { cwd: here });
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stderr, /the job starts in \/ \(it has a \/tmp of its own/, 'and says so');
+  const w = await c.pj(['wait', r.stdout.trim()]);
+  t.equal(w.code, 0, w.stderr);
+  t.equal((await c.pj(['logs', r.stdout.trim()])).stdout, '/\n', 'pwd printed /');
+  const refused = await c.pj(['run', '--on', 'h1', '--cwd', here, '--', 'pwd']);
+  t.not(refused.code, 0);
+  t.match(refused.stderr, new RegExp(`a job has a /tmp of its own, so ${here} is not there for it`));
 });
 
 // How soon is a figure for the benchmarks (the lease is 2 s); here, that it happens at all.

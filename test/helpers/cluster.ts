@@ -12,12 +12,14 @@ export interface RunResult { code: number; stdout: string; stderr: string; ms: n
 
 export interface Started { printed(text: string): Promise<void>; result: Promise<RunResult> }
 
+interface PjOptions { timeoutMs?: number; env?: Record<string, string>; cwd?: string }
+
 export interface TestCluster {
   dir: string;
   name: string;
   file(): ClusterFile;
-  /** Runs the built `pj` CLI against this cluster (`env`: more environment, e.g. PJ_FAULT for an agent it starts). */
-  pj(args: string[], opts?: { timeoutMs?: number; env?: Record<string, string> }): Promise<RunResult>;
+  /** Runs the built `pj` CLI against this cluster (`env`: more environment, e.g. PJ_FAULT for an agent it starts; `cwd`: the folder it runs in). */
+  pj(args: string[], opts?: PjOptions): Promise<RunResult>;
   /** Runs a command inside a host of the cluster (`pj cluster exec`). */
   exec(host: string, cmd: string[], opts?: { timeoutMs?: number }): Promise<RunResult>;
   /** Starts a command inside a host; `printed(text)` resolves once its output holds `text`. */
@@ -38,9 +40,9 @@ export async function startCluster(t: Test, opts: { hosts?: number; exports?: st
   const dir = mkdtempSync(join(tmpdir(), 'pj-test-'));
   const name = `t${process.pid % 100000}${String.fromCharCode(97 + (counter++ % 26))}`;
   const env = { ...process.env, PJ_CLUSTER_DIR: dir };
-  const startPj = (args: string[], o: { timeoutMs?: number; env?: Record<string, string> } = {}): Started => {
+  const startPj = (args: string[], o: PjOptions = {}): Started => {
     const t0 = Date.now();
-    const child = spawn(process.execPath, [pjCli(), ...args], { env: { ...env, ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [pjCli(), ...args], { env: { ...env, ...o.env }, cwd: o.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     const watchers = new Set<() => void>();
@@ -64,7 +66,7 @@ export async function startCluster(t: Test, opts: { hosts?: number; exports?: st
     });
     return { printed, result };
   };
-  const runPj = (args: string[], o: { timeoutMs?: number; env?: Record<string, string> } = {}): Promise<RunResult> => startPj(args, o).result;
+  const runPj = (args: string[], o: PjOptions = {}): Promise<RunResult> => startPj(args, o).result;
   const c: TestCluster = {
     dir,
     name,
