@@ -123,17 +123,21 @@ t.test('a program that forks, mremaps and drops memory while its pages come move
   await c.pj(['kill', '-s', 'KILL', id]);
 });
 
-t.test('PostgreSQL, running as its own user with its data in its own /tmp, moves in every mode while pgbench runs from another host: no transaction lost', async (t) => {
+t.test('PostgreSQL, running as its own user with its data on h1\'s export, moves in every mode while pgbench runs from another host: no transaction lost, also after a SIGKILL and a restart on a third host', async (t) => {
   const pgbin = join('/usr/lib/postgresql', readdirSync('/usr/lib/postgresql').sort((a, b) => Number(b) - Number(a))[0], 'bin');
-  const server = `${pgbin}/initdb -D /tmp/pg -A trust > /tmp/initdb.log 2>&1 || { cat /tmp/initdb.log; exit 1; }; exec ${pgbin}/postgres -D /tmp/pg -c listen_addresses=127.0.0.1 -k /tmp`;
-  const r = await c.pj(['run', '--on', 'h1', '--policy', 'pin', '--publish', '15432:5432', '--cwd', '/', '--', 'setpriv', '--reuid', 'postgres', '--regid', 'postgres', '--init-groups', 'sh', '-c', server]);
+  const data = '/pj/h1/data/pg';
+  t.equal((await c.exec('h1', ['install', '-d', '-o', 'postgres', '-g', 'postgres', '-m', '700', '/srv/data/pg'])).code, 0);
+  const postgres = (on: string, port: number, first: string) => c.pj(['run', '--on', on, '--policy', 'pin', '--publish', `${port}:5432`, '--cwd', '/', '--', 'setpriv', '--reuid', 'postgres', '--regid', 'postgres', '--init-groups',
+    'sh', '-c', `${first}exec ${pgbin}/postgres -D ${data} -c listen_addresses=127.0.0.1 -k /tmp`]);
+  const ready = (id: string) => waitFor(async () => { const l = await c.pj(['logs', id]); return /ready to accept connections/.test(l.stderr + l.stdout); }, 60_000);
+  const r = await postgres('h1', 15432, `${pgbin}/initdb -D ${data} -A trust > /tmp/initdb.log 2>&1 || { cat /tmp/initdb.log; exit 1; }; `);
   t.equal(r.code, 0, `started ${r.stderr}`);
   const id = r.stdout.trim();
-  await waitFor(async () => { const l = await c.pj(['logs', id]); return /ready to accept connections/.test(l.stderr + l.stdout); }, 60_000);
-  const h1 = c.file().hosts[0].address;
-  const db = ['-h', h1, '-p', '15432', '-U', 'postgres', 'postgres'];
-  t.equal((await c.exec('h2', [`${pgbin}/pgbench`, '-i', '-s', '1', '-q', ...db])).code, 0, 'pgbench -i from h2, through h1\'s published port');
-  const bench = c.start('h2', [`${pgbin}/pgbench`, '-c', '2', '-T', '40', ...db], { timeoutMs: 120_000 });
+  await ready(id);
+  const [h1, , h3] = c.file().hosts.map((h) => h.address);
+  const db = (address: string, port: number) => ['-h', address, '-p', String(port), '-U', 'postgres', 'postgres'];
+  t.equal((await c.exec('h2', [`${pgbin}/pgbench`, '-i', '-s', '1', '-q', ...db(h1, 15432)])).code, 0, 'pgbench -i from h2, through h1\'s published port');
+  const bench = c.start('h2', [`${pgbin}/pgbench`, '-c', '2', '-T', '40', ...db(h1, 15432)], { timeoutMs: 120_000 });
 
   const failures: string[] = [];
   for (const [i, mode] of MODES.entries()) {
@@ -146,8 +150,17 @@ t.test('PostgreSQL, running as its own user with its data in its own /tmp, moves
   t.equal(done.code, 0, `pgbench ended well: ${done.stderr.trim().split('\n').slice(-3).join(' ')}`);
   const processed = Number(/number of transactions actually processed: (\d+)/.exec(done.stdout)?.[1]);
   t.match(done.stdout, /number of failed transactions: 0 /, 'no transaction failed');
-  const count = await c.exec('h2', [`${pgbin}/psql`, '-At', '-c', 'SELECT count(*) FROM pgbench_history', ...db]);
-  t.equal(Number(count.stdout.trim()), processed, `every one of the ${processed} transactions pgbench saw committed is in the database`);
+  const count = async (address: string, port: number) => Number((await c.exec('h2', [`${pgbin}/psql`, '-At', '-c', 'SELECT count(*) FROM pgbench_history', ...db(address, port)])).stdout.trim());
+  t.equal(await count(h1, 15432), processed, `every one of the ${processed} transactions pgbench saw committed is in the database`);
   t.equal(runningCopies(id).length, 1, 'one copy runs');
+  t.equal((await c.exec('h1', ['stat', '-c', '%U %a', '/srv/data/pg/PG_VERSION'])).stdout, 'postgres 600\n', 'on h1\'s disk its files are postgres\'s');
+
+  // What reached the disk is what a crash leaves: killed, then recovered from the same folder elsewhere.
   await c.pj(['kill', '-s', 'KILL', id]);
+  await c.pj(['wait', id], { timeoutMs: 30_000 });
+  const again = await postgres('h3', 15433, '');
+  t.equal(again.code, 0, `started again on h3 ${again.stderr}`);
+  await ready(again.stdout.trim());
+  t.equal(await count(h3, 15433), processed, 'after the SIGKILL, recovery on h3 finds every committed transaction');
+  await c.pj(['kill', '-s', 'KILL', again.stdout.trim()]);
 });
