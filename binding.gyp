@@ -22,5 +22,10 @@
     "type": "executable",
     "sources": ["native/init/pj-init.c", "native/init/relay.c", "native/init/job-net.c", "native/init/job-mounts.c"],
     "cflags": ["-O2", "-Wall", "-Wextra"]
+  }, {
+    "target_name": "pj-rearm-timers",
+    "type": "executable",
+    "sources": ["native/restore/rearm-timers.c"],
+    "cflags": ["-O2", "-Wall", "-Wextra"]
   }]
 }

@@ -83,6 +83,7 @@ export async function inspectJob(initPid: number, pjMount: string, procs: ProcRe
         jobSockets.add(Number(sock[1]));
         if (!(ownNet && pid === initPid)) found.push({ pid, fd, ino: Number(sock[1]) });
       } else if (own) continue; // deleted or not: CRIU keeps an unlinked file's contents too
+      else if (MEMFD.test(target)) continue; // memory with a descriptor: CRIU carries its contents
       else if (target.endsWith(' (deleted)')) offenders.push({ pid, fd, path: target, why: 'an open file that was deleted' });
       else if (/^pipe:\[\d+\]$/.test(target) || KERNEL_OBJECTS.test(target) || COMMON_DEVICES.has(target) || underPj(target)) continue;
       else if (target.startsWith('/dev/')) offenders.push({ pid, fd, path: target, why: 'a device not under /pj' });
@@ -115,6 +116,7 @@ export async function inspectJob(initPid: number, pjMount: string, procs: ProcRe
 }
 
 const SHARED_ANONYMOUS = /^\/(dev\/zero|SYSV[0-9a-f]{8}|memfd:.*) \(deleted\)$/;
+const MEMFD = /^\/memfd:.* \(deleted\)$/;
 
 /** On the destination: which of the source's system files differ here (size or mtime), or are missing. */
 export function differingSystemFiles(files: SystemFile[]): string[] {

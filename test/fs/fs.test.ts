@@ -3,7 +3,7 @@
 // the owner's exports, and a remote owner that stops answering or dies.
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { repoRoot } from '../../common/repo-root.js';
@@ -16,6 +16,11 @@ import { startCluster, waitFor } from '../helpers/cluster.js';
 const c = await startCluster(t, { hosts: 2, exports: ['data=/srv/data', 'pub=/srv/pub:ro'], devices: ['tty0=/srv/tty0'] });
 const posixScript = join(repoRoot(), 'test', 'helpers', 'posix-check.py');
 const sh = (host: string, script: string, timeoutMs = 60_000) => c.exec(host, ['sh', '-c', script], { timeoutMs });
+// x86_64 system call numbers, as /proc/<pid>/syscall shows the one a process is blocked in.
+const SYS_READ = 0;
+const SYS_FLOCK = 73;
+/** Shell: waits until the process $p is blocked in system call `nr`. */
+const waitBlockedIn = (nr: number) => `while [ "$(cut -d' ' -f1 /proc/$p/syscall 2>/dev/null)" != ${nr} ]; do sleep 0.01; done`;
 const agentPid = (h: string) => c.file().hosts.find((x) => x.name === h)!.agentPid!;
 const cpuMs = (pid: number) => { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) * 10; };
 
@@ -153,16 +158,20 @@ import os, sys, time
 f = open('/pj/h2/data/slow', 'rb', buffering=0)
 f.read(4096)
 print('opened', flush=True)
-time.sleep(3)  # the test stops the owner once it sees "opened"
+while not os.path.exists('/srv/go'):  # made by the test once it has stopped (or killed) the owner
+    time.sleep(0.02)
+os.unlink('/srv/go')
 t0 = time.time()
 try:
     os.pread(f.fileno(), 65536, 4 << 20); print('read-ok')
 except OSError as e:
     print('error', e.strerror, round(time.time() - t0, 1))
 "`;
+  const go = `${paths(c.dir).hostSrv('h1')}/go`;
   const stopped = c.start('h1', ['sh', '-c', reader], { timeoutMs: 30_000 });
   await stopped.printed('opened');
   process.kill(agentPid('h2'), 'SIGSTOP');
+  writeFileSync(go, '');
   const r1 = await stopped.result;
   process.kill(agentPid('h2'), 'SIGCONT');
   const m = /error Connection timed out ([\d.]+)/.exec(r1.stdout);
@@ -173,6 +182,7 @@ except OSError as e:
   const died = c.start('h1', ['sh', '-c', reader], { timeoutMs: 30_000 });
   await died.printed('opened');
   t.equal((await c.pj(['cluster', 'stop', 'h2', '--signal', 'KILL'])).code, 0);
+  writeFileSync(go, '');
   const r2 = await died.result;
   t.match(r2.stdout, /error (Input\/output error|Connection timed out)/, 'a dead owner is an error, not a hang');
   t.equal((await c.pj(['cluster', 'start', 'h2'])).code, 0);
@@ -193,32 +203,46 @@ t.test('fsx: 10,000 random reads, writes, truncates, mmaps and fsyncs match a lo
 
 t.test('locks on a remote file are taken on the owner: hosts exclude each other, and a blocked waiter can be killed', async (t) => {
   await sh('h2', 'echo x > /srv/data/lockf');
-  const holdFlock = sh('h1', "flock -x /pj/h2/data/lockf -c 'echo held; sleep 2'", 20_000);
-  await new Promise((r) => setTimeout(r, 700));
-  const probe = await sh('h2', 'flock -n -x /srv/data/lockf true || echo native-busy; flock -n -x /pj/h2/data/lockf true || echo pj-busy; t0=$(date +%s%N); flock -x /pj/h2/data/lockf true; echo waited $(( ($(date +%s%N) - t0) / 1000000 ))');
-  t.equal((await holdFlock).stdout, 'held\n');
-  const m = /^native-busy\npj-busy\nwaited (\d+)\n$/.exec(probe.stdout);
-  t.ok(m, `flock from h1 excludes h2, on its own disk and through /pj: ${probe.stdout}`);
-  t.ok(Number(m?.[1]) > 500 && Number(m?.[1]) < 3000, `h2 got the lock once h1 let go (${m?.[1]} ms)`);
+  const release = `${paths(c.dir).hostSrv('h1')}/release`;
+  // A holder on h1 lets go once the test makes h1's /srv/release, and says when (ns).
+  const untilReleased = "while [ ! -e /srv/release ]; do sleep 0.02; done; rm /srv/release; echo released $(date +%s%N)";
+  const holdFlock = c.start('h1', ['sh', '-c', `flock -x /pj/h2/data/lockf -c 'echo held; ${untilReleased}'`]);
+  await holdFlock.printed('held');
+  const probe = c.start('h2', ['sh', '-c', 'flock -n -x /srv/data/lockf true || echo native-busy; flock -n -x /pj/h2/data/lockf true || echo pj-busy; flock -x /pj/h2/data/lockf true; echo got $(date +%s%N)']);
+  await probe.printed('pj-busy');
+  writeFileSync(release, '');
+  const [held, probed] = [(await holdFlock.result).stdout, (await probe.result).stdout];
+  const m = /^native-busy\npj-busy\ngot (\d+)\n$/.exec(probed);
+  t.ok(m, `flock from h1 excludes h2, on its own disk and through /pj: ${probed}`);
+  const released = /released (\d+)/.exec(held)?.[1];
+  t.ok(released && BigInt(m?.[1] ?? 0) >= BigInt(released), `h2 got the lock only after h1 let go (${held.trim()}, ${probed.trim().split('\n').at(-1)})`);
 
-  const posix = (host: string, code: string) => sh(host, `python3 -c "import fcntl, time, errno\nf = open('/pj/h2/data/lockf', 'r+')\n${code}"`, 20_000);
-  const holdPosix = posix('h1', "fcntl.lockf(f, fcntl.LOCK_EX, 10, 0); print('held', flush=True); time.sleep(2)");
-  await new Promise((r) => setTimeout(r, 700));
-  const p2 = await posix('h2', `
+  const posix = (host: string, code: string) => c.start(host, ['python3', '-c', `import fcntl, os, time, errno\nf = open('/pj/h2/data/lockf', 'r+')\n${code}`]);
+  const holdPosix = posix('h1', `fcntl.lockf(f, fcntl.LOCK_EX, 10, 0); print('held', flush=True)
+while not os.path.exists('/srv/release'): time.sleep(0.02)
+os.unlink('/srv/release'); print('released', time.time_ns(), flush=True)`);
+  await holdPosix.printed('held');
+  const p2 = posix('h2', `
 try:
     fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB, 10, 0); print('got')
 except OSError as e:
     print('busy', errno.errorcode[e.errno])
-fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB, 10, 100); print('other range free')
-t = time.time(); fcntl.lockf(f, fcntl.LOCK_EX, 10, 0); print('waited', time.time() - t > 0.5)`);
-  t.equal((await holdPosix).stdout, 'held\n');
-  t.equal(p2.stdout, 'busy EAGAIN\nother range free\nwaited True\n', 'POSIX byte-range locks exclude across hosts and are released on close');
+fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB, 10, 100); print('other range free', flush=True)
+fcntl.lockf(f, fcntl.LOCK_EX, 10, 0); print('waited', time.time_ns())`);
+  await p2.printed('other range free');
+  writeFileSync(release, '');
+  const [heldPosix, posixProbe] = [(await holdPosix.result).stdout, (await p2.result).stdout];
+  const w = /^busy EAGAIN\nother range free\nwaited (\d+)\n$/.exec(posixProbe);
+  t.ok(w, `POSIX byte-range locks exclude across hosts: ${posixProbe}`);
+  const releasedPosix = /released (\d+)/.exec(heldPosix)?.[1];
+  t.ok(releasedPosix && BigInt(w?.[1] ?? 0) >= BigInt(releasedPosix), 'and h2 got the range only once h1 closed the file');
 
-  const hold = sh('h1', "flock -x /pj/h2/data/lockf -c 'sleep 3'", 20_000);
-  await new Promise((r) => setTimeout(r, 500));
-  const killed = await sh('h2', 'flock -x /pj/h2/data/lockf -c "echo never" & p=$!; sleep 0.5; kill -9 $p; wait $p; echo "exit $?"');
+  const hold = c.start('h1', ['sh', '-c', `flock -x /pj/h2/data/lockf -c 'echo held; ${untilReleased}'`]);
+  await hold.printed('held');
+  const killed = await sh('h2', `flock -x /pj/h2/data/lockf -c "echo never" & p=$!; ${waitBlockedIn(SYS_FLOCK)}; kill -9 $p; wait $p; echo "exit $?"`);
   t.equal(killed.stdout, 'exit 137\n', 'a process blocked on a remote lock dies when killed');
-  await hold;
+  writeFileSync(release, '');
+  await hold.result;
 });
 
 t.test('a device exported by h2 (a real pty) is a file on h1: writes, blocking reads, poll, and a blocked reader can be killed', async (t) => {
@@ -238,7 +262,7 @@ t = time.time(); ready = p.poll(5000)
 print('ready', ready[0][1] & select.POLLIN != 0, time.time() - t < 2)
 print('read', os.read(fd, 100))"`);
   t.equal(r.stdout, "idle []\nready True True\nread b'PING\\n'\n", r.stderr);
-  const killed = await sh('h1', 'python3 -c "import os; os.read(os.open(\'/pj/h2/tty0\', os.O_RDONLY | os.O_NOCTTY), 10)" & p=$!; sleep 0.7; kill -9 $p; wait $p; echo "exit $?"');
+  const killed = await sh('h1', `python3 -c "import os; os.read(os.open('/pj/h2/tty0', os.O_RDONLY | os.O_NOCTTY), 10)" & p=$!; ${waitBlockedIn(SYS_READ)}; kill -9 $p; wait $p; echo "exit $?"`);
   t.equal(killed.stdout, 'exit 137\n', 'a read blocked on the remote device ends when its process is killed');
 });
 

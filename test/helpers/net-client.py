@@ -2,7 +2,8 @@
 #   stream HOST PORT SECONDS   one connection: sends 0,1,2,... and checks each answer
 #   fresh HOST PORT SECONDS    a new connection for every number
 #   burst HOST PORT COUNT      COUNT new connections, one after another
-# Prints "ok N" (numbers answered) or "fail N: why", then exits (3 on a gap).
+# Prints "answered N" every 10 answers, "fail N: why" for each failure, then "ok N failures F"
+# (numbers answered) and exits (3 on a gap).
 import socket, sys, time
 
 host, port = sys.argv[2], int(sys.argv[3])
@@ -18,6 +19,8 @@ if sys.argv[1] == 'stream':
             print('GAP client sent', n, 'got', r, flush=True)
             sys.exit(3)
         n += 1
+        if n % 10 == 0:
+            print('answered', n, flush=True)
         time.sleep(0.01)
 else:
     while (n + failures < count) if count else time.time() < end:
@@ -27,6 +30,8 @@ else:
                 if s.makefile('rb').readline() != b'0\n':
                     raise OSError('wrong answer')
             n += 1
+            if n % 10 == 0:
+                print('answered', n, flush=True)
         except OSError as e:
             failures += 1
             print('fail', n, e, flush=True)

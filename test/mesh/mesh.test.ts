@@ -3,6 +3,7 @@
 import net from 'node:net';
 import t from 'tap';
 import { STREAM_WINDOW } from '../../manager/mesh/peer-connection.js';
+import { waitFor } from '../helpers/cluster.js';
 import { meshPair } from '../helpers/mesh-pair.js';
 
 t.test('an RPC carries binary payloads both ways', async (t) => {
@@ -42,8 +43,11 @@ t.test('an upload streams in order and the sender waits for credit from a slow r
   const chunks = Array.from({ length: 64 }, (_, i) => Buffer.alloc(512 * 1024, i));
   let produced = 0;
   async function* source() { for (const c of chunks) { produced += c.length; yield c; } }
+  b.handle('ping', () => 'pong');
   const upload = a.upload('b', 'slow-sink', null, source(), 5000);
-  await new Promise((r) => setTimeout(r, 300));
+  await waitFor(async () => produced >= STREAM_WINDOW, 10_000, 10);
+  // Round trips on the same connection: any credit b would grant without reading has reached a by then.
+  for (let i = 0; i < 3; i++) t.equal(await a.call('b', 'ping', {}), 'pong');
   t.ok(produced <= STREAM_WINDOW + 2 * 512 * 1024, `sender stopped at the window while the reader waits (${produced} bytes produced)`);
   release();
   const r = (await upload) as { bytes: number; sha: string };

@@ -231,6 +231,28 @@ t.test('a job holding a file outside /pj is refused before anything is frozen, a
   await c.pj(['kill', '-s', 'KILL', id]);
 });
 
+t.test('a deleted file outside /pj, a device outside /pj and a unix socket to outside are each refused by name; the job runs on', async (t) => {
+  const listener = c.start('h1', ['python3', '-c', [
+    'import os, socket', "s = socket.socket(socket.AF_UNIX); p = '/srv/pj-outside.sock'",
+    'os.path.exists(p) and os.unlink(p); s.bind(p); s.listen()', "print('listening', flush=True)", 'c = s.accept()[0]; c.recv(1)'].join('\n')]);
+  await listener.printed('listening');
+  const id = await run(['python3', '-c', [
+    'import os, socket, time', "gone = open('/srv/pj-gone', 'w'); os.unlink('/srv/pj-gone')", "pty = os.open('/dev/ptmx', os.O_RDWR | os.O_NOCTTY)",
+    "u = socket.socket(socket.AF_UNIX); u.connect('/srv/pj-outside.sock')", '[print(i, flush=True) or time.sleep(0.05) for i in range(10**9)]'].join('\n')]);
+  await waitFor(async () => (await lines(id)).length > 3, 10_000);
+  const r = await mv(id, 'h2');
+  t.equal(r.code, 1);
+  t.match(r.stderr, /PJ_ERR_NOT_MIGRATABLE/);
+  t.match(r.stderr, /fd 3 \/srv\/pj-gone \(deleted\) \(an open file that was deleted\)/, 'the deleted file, by fd and path');
+  t.match(r.stderr, /fd 4 \/dev\/(ptmx|pts\/ptmx) \(a device not under \/pj\)/, 'the device');
+  t.match(r.stderr, /fd 5 socket:\[\d+\] \(a unix socket connected to outside the job\)/, 'the unix socket');
+  const n = (await lines(id)).length;
+  await waitFor(async () => (await lines(id)).length > n + 3, 10_000);
+  t.same([(await jobOf(id)).host, runningCopies(id).length], ['h1', 1], 'still on h1, running, once');
+  await c.pj(['kill', '-s', 'KILL', id]);
+  await listener.result;
+});
+
 t.test('files a job maps from outside /pj must be the same on the destination: checked before the freeze', async (t) => {
   // /srv is each host's own: a file mapped from there is a "system file" that h2 may lack or hold otherwise.
   await c.exec('h1', ['sh', '-c', 'head -c 1048576 /dev/urandom > /srv/data/mapped.bin']);

@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { repoRoot } from '../../common/repo-root.js';
+import { pjCli, repoRoot } from '../../common/repo-root.js';
 import type { JobView } from '../../migrator/index.js';
 import type { MoveResult } from '../../migrator/move-types.js';
 import { startCluster, waitFor } from '../helpers/cluster.js';
@@ -95,6 +95,32 @@ t.test('SysV and POSIX shared memory and files in /tmp move with their job, in e
     t.equal(runningCopies(id).length, 1, `${id}: one copy runs`);
     await c.pj(['kill', '-s', 'KILL', id]);
   }
+});
+
+t.test('eventfd, epoll, signalfd, timerfd, inotify, a memfd and a pipe holding unread bytes move in every mode, each as it was; pj logs -f follows across the moves', async (t) => {
+  const bin = buildOnH1(t, 'kernel-objects');
+  const r = await c.pj(['run', '--on', 'h1', '--policy', 'pin', '--', bin]);
+  t.equal(r.code, 0, r.stderr);
+  const id = r.stdout.trim();
+  const out = async () => (await c.pj(['logs', id])).stdout;
+  await waitFor(async () => (await out()).startsWith('ready\n'), 10_000);
+  const follow = c.start('h3', [process.execPath, pjCli(), 'logs', '-f', id], { timeoutMs: 300_000 });
+  await follow.printed('ready');
+  for (const [i, mode] of MODES.entries()) {
+    const to = ['h2', 'h3', 'h1', 'h2'][i];
+    const m = await c.pj(['mv', id, to, '--mode', mode]);
+    t.equal(m.code, 0, `${mode} to ${to} ${m.stderr}`);
+    t.equal((await c.pj(['kill', '-s', 'USR1', id])).code, 0);
+    const check = `check ${i + 1} `;
+    await waitFor(async () => (await out()).includes(check), 10_000);
+    const line = (await out()).split('\n').find((l) => l.startsWith(check));
+    t.equal(line, `${check}eventfd=7 pipe=unread-bytes memfd=memfd-contents inotify=f${i + 1} ticks=yes`, `after ${mode} to ${to}, each object as it was`);
+  }
+  t.equal(runningCopies(id).length, 1, 'one copy runs');
+  await c.pj(['kill', '-s', 'KILL', id]);
+  const followed = await follow.result;
+  t.equal(followed.code, 0, `pj logs -f ended with the job ${followed.stderr}`);
+  t.equal(followed.stdout, await out(), 'pj logs -f on h3 printed the whole output once, across four moves');
 });
 
 t.test('a program that forks, mremaps and drops memory while its pages come moves in every mode, every page right', async (t) => {

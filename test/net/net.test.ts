@@ -44,15 +44,37 @@ const mv = async (id: string, to: string) => {
   const r = await c.pj(['mv', id, to, '--json'], { timeoutMs: 120_000 });
   if (r.code !== 0) throw new Error(`pj mv ${to}: ${r.stderr}`);
 };
+interface Client {
+  /** Its last line, "ok N failures F", and every failure before it. */
+  result: Promise<string>;
+  /** Resolves once it has had `n` answers (a multiple of 10). */
+  answered(n: number): Promise<void>;
+}
 /** A client inside `host` (its namespace only), running in the background. */
-function client(host: string, args: string[]): Promise<string> {
-  return new Promise((resolve) => {
-    const p = spawn('nsenter', [`--net=${netns(host)}`, 'python3', helper('net-client.py'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.on('data', (d) => (out += d));
-    p.stderr.on('data', (d) => (out += d));
-    p.on('close', () => resolve(out));
+function client(host: string, args: string[]): Client {
+  const p = spawn('nsenter', [`--net=${netns(host)}`, 'python3', helper('net-client.py'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let closed = false;
+  const watchers = new Set<() => void>();
+  const grew = (d: Buffer) => { out += d; watchers.forEach((w) => w()); };
+  p.stdout.on('data', grew);
+  p.stderr.on('data', grew);
+  const result = new Promise<string>((resolve) => p.on('close', () => {
+    closed = true;
+    watchers.forEach((w) => w());
+    resolve(out.replace(/^answered \d+\n/gm, ''));
+  }));
+  const answered = (n: number) => new Promise<void>((resolve, reject) => {
+    const check = () => {
+      if (new RegExp(`^answered ${n}$`, 'm').test(out)) resolve();
+      else if (closed) reject(new Error(`the client ended before ${n} answers: ${out}`));
+      else return;
+      watchers.delete(check);
+    };
+    watchers.add(check);
+    check();
   });
+  return { result, answered };
 }
 
 t.test('a job on h1 reaches servers that only h2 can reach, by address and by name: curl, python3, redis-cli', async (t) => {
@@ -75,13 +97,13 @@ t.test('a job on h1 reaches servers that only h2 can reach, by address and by na
 t.test('a client on h3 keeps using a published port while the job moves h1 -> h2 -> h3', async (t) => {
   const id = await run(['python3', helper('net-job.py'), 'serve', '9000'], 'h1', ['--publish', '9100:9000']);
   const h1 = c.file().hosts.find((h) => h.name === 'h1')!.address;
-  await waitFor(async () => /^ok [1-9]/.test(await client('h3', ['fresh', h1, '9100', '0.2'])), 10_000, 200);
+  await waitFor(async () => /^ok [1-9]/.test(await client('h3', ['fresh', h1, '9100', '0.2']).result), 10_000, 200);
   const using = client('h3', ['fresh', h1, '9100', '8']);
-  await new Promise((r) => setTimeout(r, 1000));
+  await using.answered(10);
   await mv(id, 'h2');
-  await new Promise((r) => setTimeout(r, 1000));
+  await using.answered(20); // answered from h2 too, before the next move
   await mv(id, 'h3');
-  const out = await using;
+  const out = await using.result;
   t.match(out, /^ok (\d+) failures 0\n$/, `every connection was answered: ${out}`);
   t.ok(Number(/ok (\d+)/.exec(out)?.[1]) > 40, 'and there were many');
   await c.pj(['kill', '-s', 'KILL', id]);
@@ -92,13 +114,13 @@ t.test('a connection to redis on h2 and one from a client on h3 stay open throug
   const id = await run(['python3', helper('net-job.py'), 'both', '9000', 'db.internal', '6379'], 'h1', ['--publish', '9200:9000']);
   await waitFor(async () => /incr \d+/.test(await logs(id)), 10_000);
   const h1 = c.file().hosts.find((h) => h.name === 'h1')!.address;
-  await waitFor(async () => /^ok [1-9]/.test(await client('h3', ['fresh', h1, '9200', '0.2'])), 10_000, 200); // published within a second
+  await waitFor(async () => /^ok [1-9]/.test(await client('h3', ['fresh', h1, '9200', '0.2']).result), 10_000, 200); // published within a second
   const streaming = client('h3', ['stream', h1, '9200', '7']);
-  await new Promise((r) => setTimeout(r, 1500));
+  await streaming.answered(50);
   await mv(id, 'h2'); // the redis connection becomes local to its holder, the client's goes through a tunnel to h1
-  await new Promise((r) => setTimeout(r, 1500));
+  await streaming.answered(100);
   await mv(id, 'h3'); // both through tunnels now
-  const out = await streaming;
+  const out = await streaming.result;
   t.match(out, /^ok \d+ failures 0\n$/, `the client's stream went on, every answer in sequence: ${out.trim()}`);
   await c.pj(['kill', '-s', 'KILL', id]);
   await waitFor(async () => (await jobOf(id)).state === 'exited', 10_000);
@@ -127,10 +149,10 @@ t.test('connections leak nothing: descriptors, sockets and epoll entries return 
   const id = await run(['python3', helper('net-job.py'), 'answer', '9000'], 'h1', ['--publish', '9200:9000']);
   const h1 = c.file().hosts.find((h) => h.name === 'h1')!.address;
   const burst = async (n: number) => {
-    const out = await client('h3', ['burst', h1, '9200', String(n)]);
+    const out = await client('h3', ['burst', h1, '9200', String(n)]).result;
     t.match(out, new RegExp(`^ok ${n} failures 0\\n$`), `${n} connections to the published port answered: ${out.trim()}`);
   };
-  await waitFor(async () => /^ok 1 /.test(await client('h3', ['burst', h1, '9200', '1'])), 10_000, 200);
+  await waitFor(async () => /^ok 1 /.test(await client('h3', ['burst', h1, '9200', '1']).result), 10_000, 200);
   await burst(50); // warm: what the first connections make once (tunnel server, buffers)
   const init = async () => (await jobOf(id)).pid;
   const start = { agents: agents.map((a) => fds(a.pid)), rss: agents.map((a) => rssMiB(a.pid)), relay: fds(await init()), epoll: watched(await init()) };
