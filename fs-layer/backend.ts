@@ -21,6 +21,8 @@ export type FsBackend = Omit<Promised<ExportServer>, 'read'> & DevicePromised<De
   read(handle: number, offset: number, size: number): Promise<Buffer[]>;
   readonly local: boolean;
   readonly host: string;
+  /** Resolves once the owner answers again (a ping; at once for this host). */
+  answering(): Promise<void>;
 };
 
 export function localBackend(host: string, server: ExportServer, devices: DeviceServer): FsBackend {
@@ -28,6 +30,7 @@ export function localBackend(host: string, server: ExportServer, devices: Device
   for (const op of REMOTE_OPS) b[op] = async (...args: unknown[]) => (server[op] as (...a: unknown[]) => unknown)(...args);
   for (const op of DEVICE_OPS) b[op] = async (...args: unknown[]) => (devices[op] as (...a: unknown[]) => unknown)(...args);
   b.read = async (handle: number, offset: number, size: number) => [await server.read(handle, offset, size)];
+  b.answering = async () => {};
   return b as unknown as FsBackend;
 }
 
@@ -67,6 +70,17 @@ export function remoteBackend(host: string, mesh: Mesh, timeoutMs: number): FsBa
     Buffer.concat((await mesh.call(host, 'fs', { op: 'readDevice', args: [handle, size, waitMs] }, timeoutMs + waitMs)) as Buffer[]);
   b.writeDevice = (handle: number, data: Buffer, waitMs: number) => mesh.call(host, 'fs', { op: 'writeDevice', args: [handle, data, waitMs] }, timeoutMs + waitMs);
   b.write = (handle: number, offset: number, data: Buffer) => mesh.call(host, 'fs', { op: 'write', args: [handle, offset] }, timeoutMs, data);
+  let ping: Promise<void> | undefined;
+  b.answering = () => (ping ??= (async () => {
+    for (;;) {
+      try {
+        await mesh.call(host, 'ping', {}, timeoutMs);
+        return;
+      } catch (e) {
+        if ((e as PjError).code !== codes.TIMEOUT) return; // gone rather than silent: calls find out for themselves
+      }
+    }
+  })().finally(() => (ping = undefined)));
   return b as unknown as FsBackend;
 }
 

@@ -8,7 +8,7 @@ import type { DataCache } from './data-cache.js';
 import type { InodeTable, Node } from './inode-table.js';
 import { O } from './open-flags.js';
 import type { Attr } from './protocol.js';
-import { codes } from '../common/errors.js';
+import { codes, type PjError } from '../common/errors.js';
 
 /** The handle of a file restored from the journal, not yet opened again on its owner. */
 export const RESTORED = -1;
@@ -33,6 +33,8 @@ export class OpenFile {
   #writes = new Set<Promise<void>>();
   #writeError: Error | undefined;
   #nextOffset = 0;
+  /** A read timed out: until the owner answers again, reads fail at once with the same error (the kernel asks again right after a failed read). */
+  #silent: Error | undefined;
 
   readonly node: Node;
   readonly backend: FsBackend;
@@ -189,9 +191,15 @@ export class OpenFile {
   /** A read, as reply parts; a sequential reader gets the next blocks fetched ahead, up to the end of the file. */
   async read(offset: number, size: number): Promise<Buffer[]> {
     if (this.backend.local) return this.use((h) => this.backend.read(h, offset, size));
+    if (this.#silent) throw this.#silent;
     if (this.#writes.size) await this.drain();
     const fetch = (at: number) => () => this.use((h) => this.backend.read(h, at, size));
     const data = this.#cache.read(this.node, offset, size, fetch(offset));
+    data.catch((e: PjError) => {
+      if (e.code !== codes.TIMEOUT || this.#silent) return;
+      this.#silent = e;
+      void this.backend.answering().finally(() => (this.#silent = undefined));
+    });
     if (offset === this.#nextOffset) {
       const end = this.node.attr?.size ?? Infinity;
       for (let i = 1, at = offset + size; i <= READ_AHEAD && at < end; i++, at += size) this.#cache.prefetch(this.node, at, size, fetch(at));
