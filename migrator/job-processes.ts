@@ -87,19 +87,35 @@ export function signalAll(pids: number[], signal: NodeJS.Signals): void {
   }
 }
 
-export interface JobUsage { rssBytes: number; cpuS: number; processes: number }
+/** `waitS`: time its threads spent ready to run but waiting for a CPU (on a busy machine). */
+export interface JobUsage { rssBytes: number; cpuS: number; waitS: number; processes: number }
 
 /** `pids`: the job's processes, when the caller has them already. */
 export function jobUsage(initPid: number, pids = jobPids(initPid)): JobUsage {
   let rssBytes = 0;
   let ticks = 0;
+  let waitNs = 0;
   for (const p of pids) {
     const f = statFields(p);
     if (!f) continue;
     ticks += Number(f[11]) + Number(f[12]);
     rssBytes += Number(f[21]) * PAGE;
+    waitNs += runDelayNs(p);
   }
-  return { rssBytes, cpuS: ticks / TICKS_PER_S, processes: pids.length };
+  return { rssBytes, cpuS: ticks / TICKS_PER_S, waitS: waitNs / 1e9, processes: pids.length };
+}
+
+/** Nanoseconds the process's threads waited on a run queue (the second field of each thread's schedstat). */
+function runDelayNs(pid: number): number {
+  let ns = 0;
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1]) || 0;
+      } catch { /* the thread ended */ }
+    }
+  } catch { /* the process ended */ }
+  return ns;
 }
 
 /** Bytes the process read and wrote by any call (files, pipes, sockets); 0 once it is gone. */

@@ -46,7 +46,7 @@ export interface JobView {
   decision?: Decision & { at: string };
 }
 
-interface Sampled { key: string; cpuS: number; at: number; cpu: number; rss: number }
+interface Sampled { key: string; demandS: number; at: number; cpu: number; rss: number }
 
 export class PolicyLoop {
   #timer: NodeJS.Timeout | undefined;
@@ -121,9 +121,12 @@ export class PolicyLoop {
     this.#localIo.sample(key, new Map(sample.io));
     const u = sample.usage;
     const last = this.#sampled.get(r.id);
-    const rate = last && last.key === key ? Math.max(0, (u.cpuS - last.cpuS) / ((now - last.at) / 1000)) : 0;
+    // What it asks of the CPUs: time on one plus time waiting for one, so that a job's load does not
+    // shrink when the machine is busy (three loops sharing two CPUs with others still want three).
+    const demandS = u.cpuS + u.waitS;
+    const rate = last && last.key === key ? Math.max(0, (demandS - last.demandS) / ((now - last.at) / 1000)) : 0;
     const cpu = last && last.key === key ? last.cpu + CPU_ALPHA * (rate - last.cpu) : 0;
-    this.#sampled.set(r.id, { key, cpuS: u.cpuS, at: now, cpu, rss: u.rssBytes });
+    this.#sampled.set(r.id, { key, demandS, at: now, cpu, rss: u.rssBytes });
   }
 
   #traffic(key: string): Map<string, Traffic> {

@@ -12,8 +12,11 @@ import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { helperProgram, pjCli, repoRoot } from '../common/repo-root.js';
-import { readClusterFile } from '../manager/sim-cluster/layout.js';
+import { paths, readClusterFile } from '../manager/sim-cluster/layout.js';
+import { migrationDir } from '../migrator/index.js';
 import { clusterNetns } from '../manager/sim-cluster/down.js';
+
+const cmdline = (pid: number) => { try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' '); } catch { return ''; } };
 
 const FAULTS = ['stop-agent', 'kill-agent', 'etcd', 'link', 'criu', 'fill-state'] as const;
 const RPC_TIMEOUT_MS = 15_000;
@@ -88,11 +91,12 @@ async function inject(f: Fault): Promise<void> {
     case 'etcd': process.kill(cluster().etcd.pid!, 'SIGSTOP'); await sleep(hold); process.kill(cluster().etcd.pid!, 'SIGCONT'); break;
     case 'link': inHost(h, ['ip', 'link', 'set', 'eth0', 'down']); await sleep(hold); inHost(h, ['ip', 'link', 'set', 'eth0', 'up']); break;
     case 'criu': {
-      // Waits (up to the hold) for a CRIU at work, then kills it.
+      // Waits (up to the hold) for a CRIU at work for this cluster (its images in one of our agents' folders), then kills it.
+      const ours = cluster().hosts.map((x) => migrationDir(x.name, paths(dir).hostState(x.name)) + '/');
       const until = Date.now() + hold;
       while (Date.now() < until) {
         const r = spawnSync('pgrep', ['-f', 'criu (dump|restore|lazy-pages)'], { encoding: 'utf8' });
-        const pid = Number(r.stdout.split('\n')[0]);
+        const pid = r.stdout.split('\n').map(Number).find((p) => p > 0 && ours.some((d) => cmdline(p).includes(d)));
         if (pid) { try { process.kill(pid, 'SIGKILL'); } catch { /* ended meanwhile */ } break; }
         await sleep(50);
       }
