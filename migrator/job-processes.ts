@@ -87,31 +87,32 @@ export function signalAll(pids: number[], signal: NodeJS.Signals): void {
   }
 }
 
-/** `waitS`: time its threads spent ready to run but waiting for a CPU (on a busy machine). */
-export interface JobUsage { rssBytes: number; cpuS: number; waitS: number; processes: number }
+/** `demandS`: time its threads spent on a CPU or ready to run and waiting for one (a busy machine does not shrink it). */
+export interface JobUsage { rssBytes: number; cpuS: number; demandS: number; processes: number }
 
 /** `pids`: the job's processes, when the caller has them already. */
 export function jobUsage(initPid: number, pids = jobPids(initPid)): JobUsage {
   let rssBytes = 0;
   let ticks = 0;
-  let waitNs = 0;
+  let demandNs = 0;
   for (const p of pids) {
     const f = statFields(p);
     if (!f) continue;
     ticks += Number(f[11]) + Number(f[12]);
     rssBytes += Number(f[21]) * PAGE;
-    waitNs += runDelayNs(p);
+    demandNs += demandNsOf(p);
   }
-  return { rssBytes, cpuS: ticks / TICKS_PER_S, waitS: waitNs / 1e9, processes: pids.length };
+  return { rssBytes, cpuS: ticks / TICKS_PER_S, demandS: demandNs / 1e9, processes: pids.length };
 }
 
-/** Nanoseconds the process's threads waited on a run queue (the second field of each thread's schedstat). */
-function runDelayNs(pid: number): number {
+/** Nanoseconds the process's threads ran plus waited on a run queue (the first two fields of each thread's schedstat). */
+function demandNsOf(pid: number): number {
   let ns = 0;
   try {
     for (const tid of readdirSync(`/proc/${pid}/task`)) {
       try {
-        ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1]) || 0;
+        const [run, wait] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ').map(Number);
+        ns += (run || 0) + (wait || 0);
       } catch { /* the thread ended */ }
     }
   } catch { /* the process ended */ }

@@ -123,7 +123,7 @@ export class PolicyLoop {
     const last = this.#sampled.get(r.id);
     // What it asks of the CPUs: time on one plus time waiting for one, so that a job's load does not
     // shrink when the machine is busy (three loops sharing two CPUs with others still want three).
-    const demandS = u.cpuS + u.waitS;
+    const demandS = u.demandS;
     const rate = last && last.key === key ? Math.max(0, (demandS - last.demandS) / ((now - last.at) / 1000)) : 0;
     const cpu = last && last.key === key ? last.cpu + CPU_ALPHA * (rate - last.cpu) : 0;
     this.#sampled.set(r.id, { key, demandS, at: now, cpu, rss: u.rssBytes });

@@ -14,6 +14,8 @@ export type Policy = (typeof POLICIES)[number];
 
 /** A move must save at least this (seconds of waiting per second) to be worth weighing: noise is not a reason to move. */
 const MIN_GAIN = 0.005;
+/** CPUs by which a measured load may pass a host's limit: one busy loop measures 0.98 to 1.03 CPUs. */
+export const LOAD_SLACK = 0.1;
 
 export interface PolicyTuning {
   /** A move must pay back within this many seconds. */
@@ -103,8 +105,8 @@ export function decide(i: PolicyInput): Decision {
   }
 
   // balance: a loaded host sheds the job to the least loaded host that costs it no more remote traffic.
-  const fits = (h: Candidate) => job.policy !== 'balance' || h.load + job.cpu <= h.maxLoad;
-  if (job.policy === 'balance' && here && here.load > here.maxLoad) {
+  const fits = (h: Candidate) => job.policy !== 'balance' || h.load + job.cpu <= h.maxLoad + LOAD_SLACK;
+  if (job.policy === 'balance' && here && here.load > here.maxLoad + LOAD_SLACK) {
     const lighter = others.filter((h) => fits(h) && remoteCost(h.name, traffic, i.costs) <= costHere + MIN_GAIN).sort((a, b) => a.load - b.load);
     if (lighter.length) {
       const to = lighter[0];

@@ -12,10 +12,10 @@ export function register(program: Command): void {
     .option('--json', 'print as JSON')
     .action(action(async (name: string, o) => {
       const r = (await askAgent(o, 'drain', { host: name, on: true, waitMs: o.timeout * 1000 }, o.timeout * 1000 + 10_000)) as DrainResult;
+      if (r.remaining.length && o.timeout > 0) process.exitCode = 1; // with --json too
       if (o.json) return printJson(r);
       process.stdout.write(`${r.host} drained: ${r.moved.length} jobs moved off${r.moved.length ? ` (${r.moved.join(', ')})` : ''}`
         + `${r.pinned.length ? `; pinned, staying: ${r.pinned.join(', ')}` : ''}${r.remaining.length ? `; still there: ${r.remaining.join(', ')}` : ''}\n`);
-      if (r.remaining.length && o.timeout > 0) process.exitCode = 1;
     }));
   withAgentOptions(host.command('undrain').description('let jobs move to HOST again').argument('<host>'))
     .option('--json', 'print as JSON')

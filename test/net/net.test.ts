@@ -109,6 +109,18 @@ t.test('a client on h3 keeps using a published port while the job moves h1 -> h2
   await c.pj(['kill', '-s', 'KILL', id]);
 });
 
+t.test('--publish-on all opens the port on every host; a client of each host reaches the job, also after it moves', async (t) => {
+  const id = await run(['python3', helper('net-job.py'), 'serve', '9000'], 'h1', ['--publish', '9400:9000', '--publish-on', 'all']);
+  const answered = async (host: string) => /^ok 1 failures 0\n$/.test(await client('h1', ['burst', c.file().hosts.find((h) => h.name === host)!.address, '9400', '1']).result);
+  for (const host of ['h1', 'h2', 'h3']) {
+    await waitFor(() => answered(host), 10_000, 200);
+    t.pass(`port 9400 of ${host} reaches the job on h1`);
+  }
+  await mv(id, 'h3');
+  for (const host of ['h1', 'h2', 'h3']) t.ok(await answered(host), `after the move to h3, ${host}'s port still reaches it`);
+  await c.pj(['kill', '-s', 'KILL', id]);
+});
+
 t.test('a connection to redis on h2 and one from a client on h3 stay open through two moves: no byte lost or repeated', async (t) => {
   const before = Number((await c.exec('h2', ['redis-cli', '-h', SERVER, 'get', 'pj-seq'])).stdout.trim() || 0);
   const id = await run(['python3', helper('net-job.py'), 'both', '9000', 'db.internal', '6379'], 'h1', ['--publish', '9200:9000']);
