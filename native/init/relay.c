@@ -28,9 +28,9 @@
 #include <unistd.h>
 #include "net-msg.h"
 #include "relay.h"
+#include "tunnel-frame.h"
 
 #define BUF_CAP (256 * 1024)
-#define FRAME_MAX 65536
 #define DRAIN_MS 5000
 #define PIPE_CAP (1024 * 1024)
 
@@ -47,8 +47,8 @@ struct stream {
   struct pj_net_msg origin;  // addr, port, key, holder
   struct buf out, in;        // job -> link, link -> job
   // tunnel framing: the frame being written, the frame being read
-  char hdr[4]; int hdr_left; uint32_t frame_left;
-  char rhdr[4]; int rhdr_got; uint32_t rframe_left;
+  char hdr[PJ_FRAME_HEADER]; int hdr_left; uint32_t frame_left;
+  char rhdr[PJ_FRAME_HEADER]; int rhdr_got; uint32_t rframe_left;
   int job_eof, job_shut;    // the job sent EOF / we sent it on
   int link_eof, link_shut;  // the outside sent EOF / we gave it to the job
   uint64_t bytes_out, bytes_in, reported_out, reported_in;
@@ -203,11 +203,10 @@ static int read_link(struct stream* s, int unbounded) {
       continue;
     }
     for (ssize_t i = 0; i < n;) {
-      if (s->rframe_left == 0 && s->rhdr_got < 4) {
+      if (s->rframe_left == 0 && s->rhdr_got < PJ_FRAME_HEADER) {
         s->rhdr[s->rhdr_got++] = tmp[i++];
-        if (s->rhdr_got < 4) continue;
-        uint32_t len;
-        memcpy(&len, s->rhdr, 4);
+        if (s->rhdr_got < PJ_FRAME_HEADER) continue;
+        uint32_t len = pj_frame_length(s->rhdr);
         s->rhdr_got = 0;
         if (len == 0) { s->link_eof = 1; continue; }  // the outside's EOF, in band
         s->rframe_left = len;
@@ -229,16 +228,16 @@ static int write_link(struct stream* s) {
   for (;;) {
     if (s->tunnel && s->hdr_left == 0 && s->frame_left == 0) {
       uint32_t len;
-      if (s->out.len > 0) len = s->out.len < FRAME_MAX ? s->out.len : FRAME_MAX;
+      if (s->out.len > 0) len = s->out.len < PJ_FRAME_MAX ? s->out.len : PJ_FRAME_MAX;
       else if (s->job_eof && !s->job_shut) len = 0;
       else return 0;
-      memcpy(s->hdr, &len, 4);
-      s->hdr_left = 4;
+      pj_frame_header(s->hdr, len);
+      s->hdr_left = PJ_FRAME_HEADER;
       s->frame_left = len;
       if (len == 0) s->job_shut = 1;
     }
     if (s->hdr_left) {
-      ssize_t n = write(s->link, s->hdr + 4 - s->hdr_left, s->hdr_left);
+      ssize_t n = write(s->link, s->hdr + PJ_FRAME_HEADER - s->hdr_left, s->hdr_left);
       if (n < 0) return errno == EAGAIN ? 0 : -1;
       s->hdr_left -= n;
       continue;
