@@ -131,3 +131,16 @@ export async function dropNetworkLocks(dir: string, initPid?: number): Promise<v
     if (initPid) await run('nsenter', [`--net=/proc/${initPid}/ns/net`, ...table], { allowFail: true });
   }
 }
+
+/**
+ * Drops every CRIU network lock in the network namespace of the job whose init is `initPid`: for a
+ * dump whose CRIU died with its manager (its run id went with the manager's work folder). In the
+ * job's own namespace every such lock is a dump of this job.
+ */
+export async function dropJobNetworkLocks(initPid: number): Promise<void> {
+  const ns = [`--net=/proc/${initPid}/ns/net`];
+  const listed = await run('nsenter', [...ns, 'nft', 'list', 'tables'], { allowFail: true });
+  for (const table of listed.stdout.match(/^table inet CRIU-\S+$/gm) ?? []) {
+    await run('nsenter', [...ns, 'nft', 'delete', ...table.split(' ')], { allowFail: true });
+  }
+}

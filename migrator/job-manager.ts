@@ -13,6 +13,7 @@ import { inJobPrivateDir } from '../common/job-private-dirs.js';
 import type { Log } from '../common/log.js';
 import type { JobTable, Versioned } from '../manager/cluster-state.js';
 import { initBinary } from './init-binary.js';
+import { dropJobNetworkLocks } from './criu.js';
 import { alive, signalAll, startTime, stateOf, type JobUsage } from './job-processes.js';
 import type { ProcReader } from './proc-reader.js';
 import { JOBS_EXPORT, jobDir, newJobId, type JobRecord } from './jobs.js';
@@ -207,6 +208,21 @@ export class JobManager {
     this.net?.reattach(initPid);
   }
 
+  /**
+   * A move's CRIU whose manager died still holds the copy (ptrace stop, which SIGCONT does not end:
+   * a lazy dump serves pages until told to stop) with its network lock on: it is ended and the lock
+   * dropped. No move of this job runs now (reconciliation skips busy jobs), so it is a dead one's.
+   */
+  async #releaseFromCriu(id: string, initPid: number): Promise<void> {
+    const tracer = await this.procs.run('tracerOf', initPid);
+    if (!tracer || !/\bcriu (dump|pre-dump)\b/.test(await this.procs.run('commandLine', tracer))) return;
+    this.log.warn({ op: 'job-reconcile', job: id, pid: initPid, criu: tracer }, 'ending the CRIU of a move whose manager died: it still holds the job');
+    try {
+      process.kill(tracer, 'SIGKILL');
+    } catch { /* gone meanwhile */ }
+    await dropJobNetworkLocks(initPid);
+  }
+
   /** The job whose PID namespace is `ns`, if it runs here. */
   async byNamespace(ns: number, records: JobRecord[]): Promise<JobRecord | undefined> {
     for (const r of records) {
@@ -275,6 +291,7 @@ export class JobManager {
         const mine = rec.host === this.self && rec.pid === pid;
         if (mine && stopped) {
           this.log.warn({ op: 'job-reconcile', job: id, pid }, 'resuming a copy a move left stopped: the job table says it runs here');
+          await this.#releaseFromCriu(id, pid);
           await this.resumeHere(pid, rec.stopped);
         } else if (!mine && stopped && (await this.stillFetching(rec))) {
           continue;

@@ -40,6 +40,24 @@ export function alive(pid: number, start: number): boolean {
 /** The process state letter (R, S, D, T, t, Z...). */
 export const stateOf = (pid: number): string | undefined => statFields(pid)?.[0];
 
+/** The process that ptraces `pid` (0: none). */
+export function tracerOf(pid: number): number {
+  try {
+    return Number(/^TracerPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+/** The process's command line, words joined by spaces ('' once it is gone). */
+export function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
+  } catch {
+    return '';
+  }
+}
+
 /** The process's pid in each PID namespace it is in, outermost first. */
 function nsPids(pid: number): number[] | undefined {
   try {

@@ -21,7 +21,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { PjError, codes } from '../common/errors.js';
-import { crashPoint } from '../common/fault.js';
+import { crashPoint, faultActive } from '../common/fault.js';
 import type { Metrics } from '../common/metrics.js';
 import type { Mesh } from '../manager/mesh/mesh.js';
 import { FrozenMemory, HASH_BYTES, precopy, type PageStore, type PrecopyResult, type TaskManifest } from '../mem-layer/index.js';
@@ -166,6 +166,9 @@ export class Migrator {
         restored = Date.now() - sent;
         newPid = r.pid;
         this.#frozen.get(key)?.restored();
+        crashPoint('source-before-commit');
+        // Someone else's write to the job's record (a racing manager's): the commit below must lose.
+        if (faultActive('record-changed-before-commit')) await this.jobs.table.compareAndSwap(j.id, j.modRevision, { ...rec });
         p.phase = 'commit';
         const nextHolders = lazy ? [...new Set([self, ...holders])].slice(0, MAX_HOLDERS) : holders;
         if (!(await this.#commit(j.id, j.modRevision, { ...rec, host: to, pid: r.pid, pidStart: r.pidStart, moves: rec.moves + 1, holders: nextHolders, movedAt: new Date().toISOString(), moveReason: reason, takenBackFrom: undefined }))) {

@@ -16,5 +16,5 @@ export function copies(id: string): Array<{ pid: number; state: string }> {
   return out;
 }
 
-/** The copies that run (not stopped by a move, not ended). */
-export const runningCopies = (id: string) => copies(id).filter((x) => x.state !== 'T' && x.state !== 'Z');
+/** The copies that run (not stopped by a move or held by a CRIU, not ended). */
+export const runningCopies = (id: string) => copies(id).filter((x) => !['T', 't', 'Z'].includes(x.state));

@@ -401,6 +401,26 @@ t.test("faults: the source's manager killed right after the commit", async (t) =
   await survives(t, 'h2', id);
 });
 
+t.test("faults: the source's manager killed after the destination restored, before the commit", async (t) => {
+  await restartWith(t, 'h1', 'source-before-commit');
+  const id = await run(['python3', helper('counter-job.py')]);
+  await waitFor(async () => (await lines(id)).length > 5, 10_000);
+  const r = await mv(id, 'h2', 'h3');
+  t.not(r.code, 0, `pj mv (asked through h3) does not report a move that never committed: ${r.stderr.trim()}`);
+  await restartWith(t, 'h1');
+  await survives(t, 'h1', id);
+});
+
+t.test('faults: the job record changes between the restore and the commit: the commit loses, the restored copy goes', async (t) => {
+  await restartWith(t, 'h1', 'record-changed-before-commit');
+  const id = await run(['python3', helper('counter-job.py')]);
+  await waitFor(async () => (await lines(id)).length > 5, 10_000);
+  const r = await mv(id, 'h2');
+  t.match(r.stderr, /PJ_ERR_MIGRATION_ABORTED: .*the job table changed during the move/, r.stderr.trim());
+  await survives(t, 'h1', id);
+  await restartWith(t, 'h1');
+});
+
 t.test("the page stores keep within their bound when a move brings more pages than that", async (t) => {
   // 1 GiB moved h3 -> h1: h1's store takes it in (pinned until the move ends), h3's keeps it, over what both held.
   const id = await run(['python3', join(repoRoot(), 'bench', 'peers', 'memory-hog.py'), '1024'], 'h3');
