@@ -66,14 +66,16 @@ t.test('a job forking and exec-ing 1,000 times with its output on /pj, moved by 
   const pids = agentPids();
   // Both with the default policy (follow): the managers may move them as well.
   const forker = await run(['--on', 'h1', '--', 'python3', helper('fork-exec-job.py'), '1000', '/pj/h2/data/closed-on-exec']);
+  // The gzip loop runs until the test has moved something in every mode and the forker is done.
   const gzips = await run(['--on', 'h1', '--', 'sh', '-c',
-    'i=0; while [ $i -lt 15 ]; do head -c 10M /dev/zero | gzip -1 >/dev/null & head -c 10M /dev/zero | gzip -1 >/dev/null; wait; i=$((i+1)); done; echo done']);
+    'while [ ! -e /pj/h2/data/stop-gzips ]; do head -c 10M /dev/zero | gzip -1 >/dev/null & head -c 10M /dev/zero | gzip -1 >/dev/null; wait; done; echo done']);
   const modes = ['hybrid', 'stop-copy', 'pre-copy', 'post-copy'];
   let moves = 0;
   let tries = 0;
   const failures = new Set<string>();
   const ended = async (id: string) => (await jobOf(id)).state === 'exited';
   while (!((await ended(forker)) && (await ended(gzips)))) {
+    if (moves >= modes.length && (await ended(forker))) await sh('h2', 'touch /srv/data/stop-gzips');
     for (const id of [forker, gzips]) {
       const j = await jobOf(id);
       if (j.state !== 'running') continue;
