@@ -1,4 +1,4 @@
-// `npm run chaos -- [--minutes N] [--seed S] [--faults a,b,...] [--every S] [--json]`: a soak under
+// `npm run chaos -- [--minutes N | --count N] [--seed S] [--faults a,b,...] [--every S] [--json]`: a soak under
 // faults. A 3-host cluster runs real work (a counter, an SQLite writer on another host's export, a
 // client of a redis-server only h3 reaches, a job that forks and execs in a loop, a web server on a
 // published port under an outside client's requests), moves them in a loop in every mode, and
@@ -24,6 +24,8 @@ type Fault = (typeof FAULTS)[number];
 
 const arg = (name: string, dflt: string) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1] : dflt; };
 const minutes = Number(arg('minutes', '30'));
+/** With --count, the run ends after that many faults, however long they take (a busy machine slows them). */
+const count = Number(arg('count', '0'));
 const seed = Number(arg('seed', String(Date.now() % 100000)));
 const every = Number(arg('every', '10')) * 1000;
 const faults = arg('faults', FAULTS.join(',')).split(',') as Fault[];
@@ -114,9 +116,9 @@ async function inject(f: Fault): Promise<void> {
   survived[f] = (survived[f] ?? 0) + 1;
 }
 
-async function mover(jobs: string[], until: number): Promise<void> {
+async function mover(jobs: string[], going: () => boolean): Promise<void> {
   const modes = ['hybrid', 'stop-copy', 'pre-copy', 'post-copy'];
-  while (Date.now() < until) {
+  while (going()) {
     const id = pick(jobs);
     const to = pick(hostNames);
     const r = await pj(['mv', id, to, '--mode', pick(modes), '--json'], 180_000);
@@ -158,20 +160,26 @@ async function main(): Promise<void> {
   const names: Record<string, string> = { [counter]: 'counter', [sqlite]: 'sqlite writer', [incr]: 'redis client', [forker]: 'fork+exec loop', [web]: 'web server' };
   const h3 = cluster().hosts.find((h) => h.name === 'h3')!.address;
   const until = Date.now() + minutes * 60_000;
-  const client = spawn('nsenter', [`--net=${netns('h1')}`, 'python3', helper('net-client.py'), 'fresh', h3, '9300', String(minutes * 60)], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let injected = 0;
+  const going = () => (count ? injected < count : Date.now() < until);
+  // The client runs until the faults are over (SIGTERM: it prints its summary and ends).
+  const client = spawn('nsenter', [`--net=${netns('h1')}`, 'python3', helper('net-client.py'), 'fresh', h3, '9300', String(24 * 3600)], { stdio: ['ignore', 'pipe', 'ignore'] });
   let clientOut = '';
   client.stdout.on('data', (d) => (clientOut += d));
-  const moving = mover(jobs, until);
-  while (Date.now() < until) {
+  const clientDone = new Promise((r) => client.on('close', r));
+  const moving = mover(jobs, going);
+  while (going()) {
     await sleep(every * (0.5 + random()));
-    if (Date.now() >= until) break;
+    if (!going()) break;
     await inject(pick(faults)).catch((e: Error) => violate('harness', `the fault itself failed: ${e.message}`));
+    injected++;
   }
   say('faults over: waiting for the last move and the client');
   const bounded = (p: Promise<unknown>, what: string) => Promise.race([p,
     new Promise((r) => setTimeout(r, 200_000).unref()).then(() => violate('hang', `${what} did not end within 200 s`))]);
   await bounded(moving, 'the last move');
-  await bounded(new Promise((r) => (client.exitCode !== null ? r(0) : client.on('close', r))), 'the web client');
+  client.kill('SIGTERM');
+  await bounded(clientDone, 'the web client');
   client.kill('SIGKILL');
   await sleep(3000); // the last fault's effects settle (a lease, a remount)
   say('checking');
@@ -217,14 +225,15 @@ async function main(): Promise<void> {
   const left = start.netns.filter((ns) => present.has(ns));
   if (left.length) violate('cleanup', `network namespaces of the cluster left after cluster down: ${left.join(', ')}`);
   if (spawnSync('grep', ['-c', dir, '/proc/mounts'], { encoding: 'utf8' }).stdout.trim() !== '0') violate('cleanup', 'mounts of the cluster left after cluster down');
+  const webClient = clientOut.replace(/^answered \d+\n/gm, '').trim(); // its failures and summary
   const report = {
-    seed, minutes, faults: survived, moves, violations, counterLines: rows.length, sqliteRows: inDb, redis: counted,
-    web: clientOut.trim(), agents: agentsNow, agentFdsAtStart: start.agents,
+    seed, ...(count ? { count } : { minutes }), faults: survived, moves, violations, counterLines: rows.length, sqliteRows: inDb, redis: counted,
+    web: webClient, agents: agentsNow, agentFdsAtStart: start.agents,
   };
   if (json) console.log(JSON.stringify(report));
   else {
     say(`seed ${seed}: ${Object.entries(survived).map(([k, v]) => `${v} ${k}`).join(', ') || 'no'} faults survived; ${moves.made} moves made, ${moves.refused} refused (${Object.entries(moves.why).map(([k, v]) => `${v} ${k}`).join(", ")})`);
-    say(`counter ${rows.length} lines, sqlite ${inDb} rows, redis ${counted}, web client: ${clientOut.trim()}`);
+    say(`counter ${rows.length} lines, sqlite ${inDb} rows, redis ${counted}, web client: ${webClient}`);
     for (const v of violations) say(`VIOLATION (${v.kind}): ${v.what}`);
     say(`${violations.length === 0 ? 'no violation' : `${violations.length} violations (replay with --seed ${seed})`}`);
   }

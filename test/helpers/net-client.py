@@ -3,8 +3,15 @@
 #   fresh HOST PORT SECONDS    a new connection for every number
 #   burst HOST PORT COUNT      COUNT new connections, one after another
 # Prints "answered N" every 10 answers, "fail N: why" for each failure, then "ok N failures F"
-# (numbers answered) and exits (3 on a gap).
-import socket, sys, time
+# (numbers answered) and exits (3 on a gap); SIGTERM ends it early with the same summary.
+import signal, socket, sys, time
+
+n, failures = 0, 0
+
+def summary(*_):
+    print('ok', n, 'failures', failures, flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, summary)  # stopped early: the summary all the same
 
 host, port = sys.argv[2], int(sys.argv[3])
 count = int(sys.argv[4]) if sys.argv[1] == 'burst' else None
@@ -37,4 +44,4 @@ else:
             print('fail', n, e, flush=True)
         if not count:
             time.sleep(0.05)
-print('ok', n, 'failures', failures, flush=True)
+summary()
