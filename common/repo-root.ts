@@ -1,8 +1,8 @@
 // The repository root, whether code runs from source (tsx) or from dist/.
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { copyByContent } from './content-copy.js';
 import { inJobPrivateDir } from './job-private-dirs.js';
 
 export function repoRoot(): string {
@@ -24,16 +24,5 @@ export const pjCli = (): string => join(repoRoot(), 'dist', 'cli', 'pj.js');
  */
 export function helperProgram(name: string): string {
   const path = join(repoRoot(), 'test', 'helpers', name);
-  if (!inJobPrivateDir(path)) return path;
-  const bytes = readFileSync(path);
-  const dir = join(SHARED_HELPERS, createHash('sha256').update(bytes).digest('hex').slice(0, 16));
-  const copy = join(dir, name);
-  if (!existsSync(copy)) {
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(`${copy}.${process.pid}`, bytes, { mode: statSync(path).mode & 0o777 });
-    renameSync(`${copy}.${process.pid}`, copy);
-  }
-  return copy;
+  return inJobPrivateDir(path) ? copyByContent(path, '/var/lib/picojump/helpers') : path;
 }
-
-const SHARED_HELPERS = '/var/lib/picojump/helpers';

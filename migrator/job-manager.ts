@@ -72,7 +72,11 @@ export class JobManager {
 
   start(): void {
     // Installed now too, so that a job moving here finds its pj-init at the path it was started from.
-    initBinary().catch((e) => this.log.error({ op: 'install-init', err: (e as Error).message }, 'cannot install pj-init; jobs cannot start or arrive here'));
+    try {
+      initBinary();
+    } catch (e) {
+      this.log.error({ op: 'install-init', err: (e as Error).message }, 'cannot install pj-init: jobs cannot start or arrive here');
+    }
     this.#timer = setInterval(() => void this.reconcile(), RECONCILE_MS);
     void this.reconcile();
   }
@@ -92,9 +96,12 @@ export class JobManager {
     checkPolicy(req.policy, req.budget);
     const full = this.#outputFull();
     if (full) throw new PjError(codes.JOB_START, `no room for a job's output on ${this.self}: ${full}`);
-    const init = await initBinary().catch((e) => {
+    let init: string;
+    try {
+      init = initBinary();
+    } catch (e) {
       throw new PjError(codes.JOB_START, `cannot install pj-init: ${(e as Error).message}`);
-    });
+    }
     const id = newJobId();
     mkdirSync(join(this.jobsPath, id));
     const dir = jobDir(this.mount, this.self, id);
