@@ -3,7 +3,7 @@
 // each assertion's outcome compared with a baseline run. Used by the posix
 // benchmark and by the fs test.
 import { spawn } from 'node:child_process';
-import { cpSync, existsSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../common/repo-root.js';
 import { run } from '../common/run.js';
@@ -33,21 +33,39 @@ export async function pjdfstest(): Promise<string> {
   return BUILT;
 }
 
-/** Runs the suite (or `dirs` of it) in `path` inside host `host`; every assertion's outcome. */
-export async function runSuite(cluster: string, host: string, path: string, suite: string, dirs: string[]): Promise<Outcomes> {
-  const tests = dirs.length ? dirs.map((d) => join(suite, 'tests', d)) : [join(suite, 'tests')];
-  const script = `mkdir -p ${path} && cd ${path} && prove -v -r ${tests.join(' ')}`;
-  const r = await run('nsenter', [...nsenterFor(cluster, host), 'sh', '-c', script], { allowFail: true });
+/**
+ * Runs the suite (or `dirs` of it) in `path` inside host `host`; every assertion's outcome. The test
+ * files are shared among `jobs` provers at once, each in a folder of its own under `path` (the
+ * files are independent: each makes its own randomly named entries).
+ */
+export async function runSuite(cluster: string, host: string, path: string, suite: string, dirs: string[], jobs = 2): Promise<Outcomes> {
+  const roots = dirs.length ? dirs.map((d) => join(suite, 'tests', d)) : [join(suite, 'tests')];
+  const files = roots.flatMap((r) => testFiles(r)).sort();
+  const groups = Array.from({ length: jobs }, (_, g) => files.filter((_, i) => i % jobs === g)).filter((g) => g.length);
+  const outputs = await Promise.all(groups.map((g, i) => {
+    const script = `mkdir -p ${path}/${i} && cd ${path}/${i} && prove -v ${g.join(' ')}`;
+    return run('nsenter', [...nsenterFor(cluster, host), 'sh', '-c', script], { allowFail: true });
+  }));
   const out: Outcomes = new Map();
-  let file = '';
-  for (const line of r.stdout.split('\n')) {
-    const f = /^\S*\/tests\/(\S+\.t) \.+/.exec(line);
-    if (f) file = f[1];
-    const a = /^(not )?ok (\d+)(.*)$/.exec(line);
-    if (a && file && !/# (TODO|SKIP)/i.test(a[3])) out.set(`${file}#${a[2]}`, { ok: !a[1], says: a[3].replace(/^ - /, '') });
+  for (const r of outputs) {
+    let file = '';
+    for (const line of r.stdout.split('\n')) {
+      const f = /^\S*\/tests\/(\S+\.t) \.+/.exec(line);
+      if (f) file = f[1];
+      const a = /^(not )?ok (\d+)(.*)$/.exec(line);
+      if (a && file && !/# (TODO|SKIP)/i.test(a[3])) out.set(`${file}#${a[2]}`, { ok: !a[1], says: a[3].replace(/^ - /, '') });
+    }
   }
-  if (out.size === 0) throw new Error(`pjdfstest in ${path} on ${host} ran no test: ${r.stderr.slice(-500)}`);
+  if (out.size === 0) throw new Error(`pjdfstest in ${path} on ${host} ran no test: ${outputs.map((r) => r.stderr.slice(-300)).join(' | ')}`);
   return out;
+}
+
+/** The .t files under `dir`, at any depth. */
+function testFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = join(dir, e.name);
+    return e.isDirectory() ? testFiles(p) : e.name.endsWith('.t') ? [p] : [];
+  });
 }
 
 const fileOf = (key: string) => key.slice(0, key.indexOf('#'));
