@@ -197,7 +197,7 @@ async function main(): Promise<void> {
       violate('jobs', `job ${id} (${names[id]}) is not running: ${j ? `${j.state} ${j.exit ?? ''}` : 'gone from the table'}: ${why}`);
       continue;
     }
-    const copies = spawnSync('sh', ['-c', `for p in $(pgrep -f 'pj-init .*/${id} '); do grep -q 'NSpid:.*\\s1$' /proc/$p/status && awk '{print $3}' /proc/$p/stat; done`], { encoding: 'utf8' }).stdout.split('\n').filter((s) => s && s !== 'T' && s !== 'Z');
+    const copies = spawnSync('sh', ['-c', `for p in $(pgrep -f 'pj-init .*/${id} '); do grep -q 'NSpid:.*\\s1$' /proc/$p/status && awk '{print $3}' /proc/$p/stat; done`], { encoding: 'utf8' }).stdout.split('\n').filter((s) => s && !['T', 't', 'Z'].includes(s));
     if (copies.length !== 1) violate('copies', `job ${id} (${names[id]}): ${copies.length} running copies`);
   }
   // The rest is read once the jobs have ended: their output and redis's count no longer move.
