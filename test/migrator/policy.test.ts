@@ -83,7 +83,8 @@ t.test('a job talking to a service only h3 reaches moves to h3 and keeps its con
   // 60 MiB/s: at 20 the move's payback (about 0.5 s of downtime for ~11 ms/s saved once the link's
   // throughput is measured near 1.7 GB/s) is longer than the 30 s horizon, and staying is right.
   const id = await run(t, ['python3', helper('traffic-job.py'), '60', '0.5', '0', `tcp:${SERVICE}:7000`], 'h1');
-  await waitFor(async () => (await jobOf(id)).host === 'h3', 20_000, 200);
+  // How soon is the policy bench's to say; a busy machine or a slow first sample of the link can take a while.
+  await waitFor(async () => (await jobOf(id)).host === 'h3', 60_000, 200);
   t.pass('the job moved to h3');
   const netRows = async () => (JSON.parse((await c.pj(['ledger', '--json', '--host', 'h3'])).stdout) as LedgerRow[]).filter((r) => r.id === id && r.layer === 'net');
   await waitFor(async () => (await netRows()).some((r) => r.target === 'h3' && r.bytesPerS > 2 ** 20), 20_000, 200);
