@@ -123,10 +123,9 @@ export class PolicyLoop {
     const last = this.#sampled.get(r.id);
     // What it asks of the CPUs: time on one plus time waiting for one, so that a job's load does not
     // shrink when the machine is busy (three loops sharing two CPUs with others still want three).
-    const demandS = u.demandS;
-    const rate = last && last.key === key ? Math.max(0, (demandS - last.demandS) / ((now - last.at) / 1000)) : 0;
+    const rate = last && last.key === key ? Math.max(0, (u.demandS - last.demandS) / ((now - last.at) / 1000)) : 0;
     const cpu = last && last.key === key ? last.cpu + CPU_ALPHA * (rate - last.cpu) : 0;
-    this.#sampled.set(r.id, { key, demandS, at: now, cpu, rss: u.rssBytes });
+    this.#sampled.set(r.id, { key, demandS: u.demandS, at: now, cpu, rss: u.rssBytes });
   }
 
   #traffic(key: string): Map<string, Traffic> {
