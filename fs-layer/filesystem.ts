@@ -423,7 +423,8 @@ export class PjFilesystem {
     const j = this.#o.journal;
     const id = String(fh);
     return j && {
-      wrote: (seq: number, offset: number, data: Buffer, unique: bigint) => j.add(['w', id, seq, offset, data.toString('base64'), String(unique)]),
+      // On file before the write is sent: one the kernel sends again that the journal lacks never reached the owner.
+      wrote: (seq: number, offset: number, data: Buffer, unique: bigint) => { j.add(['w', id, seq, offset, data.toString('base64'), String(unique)]); this.#flushJournal(); },
       confirmed: (seq: number) => j.add(['a', id, seq]),
     };
   }
