@@ -66,7 +66,7 @@ t.test('an RPC to a host that stops answering fails with PJ_ERR_TIMEOUT naming i
     const r = await c.pj(['ping', 'h3', '--host', 'h1', '--count', '1', '--timeout', '1000']);
     t.equal(r.code, 1);
     t.match(r.stderr, /^pj: PJ_ERR_TIMEOUT: rpc 'ping' to host h3 timed out after 1000 ms\n$/);
-    t.ok(r.ms < 2500, `the CLI returned after ${r.ms} ms (deadline 1000 ms)`);
+    t.ok(r.ms < 10_000, `the CLI returned after ${r.ms} ms (deadline 1000 ms): it does not wait on the stopped host`);
   } finally {
     process.kill(h3.agentPid!, 'SIGCONT');
   }

@@ -72,7 +72,7 @@ t.test('a host that accepts but never answers fails with PJ_ERR_TIMEOUT naming i
   const t0 = Date.now();
   await t.rejects(a.call('mute', 'echo', {}, 800), { code: 'PJ_ERR_TIMEOUT', host: 'mute', message: /host mute/ });
   const took = Date.now() - t0;
-  t.ok(took >= 700 && took < 1300, `failed at the deadline (${took} ms)`);
+  t.ok(took >= 700 && took < 5000, `failed at the deadline, not before it and without hanging (${took} ms)`);
 });
 
 t.test('a handler that never returns times out and the link keeps serving', async (t) => {
