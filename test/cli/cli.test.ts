@@ -1,13 +1,19 @@
 // The CLI outside a cluster: version, doctor, clear errors without stack traces.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pjCli } from '../../common/repo-root.js';
 
+/** A temporary folder, removed when the tests end. */
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
 const pj = (args: string[], env: Record<string, string> = {}) =>
-  spawnSync(process.execPath, [pjCli(), ...args], { encoding: 'utf8', env: { ...process.env, PJ_CLUSTER_DIR: mkdtempSync(join(tmpdir(), 'pj-cli-')), ...env } });
+  spawnSync(process.execPath, [pjCli(), ...args], { encoding: 'utf8', env: { ...process.env, PJ_CLUSTER_DIR: tempDir('pj-cli-'), ...env } });
 
 t.test('--version prints the package version', async (t) => {
   const r = pj(['--version']);
@@ -47,7 +53,7 @@ t.test('cluster commands without a cluster', async (t) => {
 });
 
 t.test('pj agent refuses a world-readable secret and bad exports before starting', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'pj-agent-'));
+  const dir = tempDir('pj-agent-');
   const { writeFileSync } = await import('node:fs');
   writeFileSync(join(dir, 'secret'), 'x'.repeat(32), { mode: 0o644 });
   const base = ['agent', '--host', 'x', '--listen', '127.0.0.1:0', '--etcd', 'http://127.0.0.1:1', '--secret-file', join(dir, 'secret'), '--state-dir', dir, '--mount', join(dir, 'pj')];

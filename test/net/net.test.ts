@@ -5,7 +5,7 @@
 // a host that is down, malformed DNS, and what is refused.
 import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { helperProgram } from '../../common/repo-root.js';
@@ -21,6 +21,7 @@ const helper = helperProgram;
 
 // The servers: inside h2's network namespace only, on an address of its own; its own /etc/hosts names it.
 const www = mkdtempSync(join(tmpdir(), 'pj-www-'));
+t.teardown(() => rmSync(www, { recursive: true, force: true }));
 writeFileSync(join(www, 'hello.txt'), 'hello from h2\n');
 await c.exec('h2', ['ip', 'addr', 'add', `${SERVER}/32`, 'dev', 'lo']);
 appendFileSync(paths(c.dir).hostEtcHosts('h2'), `${SERVER} db.internal\n`);
