@@ -6,10 +6,11 @@
 // managers move by themselves (pj top shows where and why); and takes
 // everything down at the end or on Ctrl-C.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { helperProgram, pjCli } from '../common/repo-root.js';
+import { paths } from '../manager/sim-cluster/layout.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pj-demo-'));
 /** Ticks, each counted by the redis-server on h3 over one connection that stays open through every move. */
@@ -23,16 +24,31 @@ for i in range(10**9):
     time.sleep(0.25)`;
 const env = { ...process.env, PJ_CLUSTER_DIR: dir };
 
-function step(title: string, args: string[]): number {
+/** Steps that failed: their hosts' logs are shown before the cluster goes. */
+let stepsFailed = 0;
+function step(title: string, args: string[], expected = 0): number {
   process.stdout.write(`\n\x1b[1m$ pj ${args.join(' ')}\x1b[0m   # ${title}\n`);
   const r = spawnSync(process.execPath, [pjCli(), ...args], { stdio: 'inherit', env, timeout: 60_000 });
+  if (r.status !== expected) stepsFailed++;
   return r.status ?? 1;
+}
+
+/** The end of each agent's log, on stderr: what went wrong, before cleanup removes it. */
+function showLogs(): void {
+  for (const h of ['h1', 'h2', 'h3']) {
+    let log = '';
+    try {
+      log = readFileSync(join(paths(dir).hostState(h), 'agent.log'), 'utf8');
+    } catch { continue; }
+    process.stderr.write(`--- the last lines of ${h}'s agent.log\n${log.split('\n').slice(-40).join('\n')}\n`);
+  }
 }
 
 let cleaned = false;
 function cleanup(): void {
   if (cleaned) return;
   cleaned = true;
+  if (stepsFailed) showLogs();
   step('remove every namespace, mount and process of the cluster', ['cluster', 'down']);
   rmSync(dir, { recursive: true, force: true });
 }
@@ -77,7 +93,7 @@ try {
     step('three moves later: no tick lost, none twice, the same redis connection counting them', ['logs', '--tail', '4', 'ticker']);
     step('pj ps: back on h1, moved three times', ['ps']);
     step('stop it', ['kill', 'ticker']);
-    step('its exit status', ['wait', 'ticker']);
+    step('its exit status', ['wait', 'ticker'], 128 + 15);
     for (const h of ['h2', 'h3']) step(`32 MiB of data on ${h}'s own disk`, ['cluster', 'exec', h, '--', 'sh', '-c', 'head -c 32M /dev/urandom > /srv/data/blob && ls -l /srv/data/blob']);
     step('a job on h1 reads h2\'s data at 20 MiB/s for 10 s, then h3\'s: policy follow (the default) lets the managers place it',
       ['run', '--on', 'h1', '--name', 'reader', '--', 'python3', helperProgram('traffic-job.py'), '20', '10', '1', '/pj/h2/data/blob', '/pj/h3/data/blob']);

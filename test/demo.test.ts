@@ -30,4 +30,5 @@ t.test('the demo runs to its end within 2 minutes and leaves nothing behind', as
   t.match(tops[1] ?? '', /j[0-9a-f]{6}\s+reader\s+h3\s+follow\s.*\s2\s+\d+s ago \(policy: traffic there\)/, 'then on to h3 when its reads went there');
   t.match(r.stdout, /cluster demo down: \d+ processes stopped, 5 namespaces removed/);
   t.same(netnsWithPrefix('demo'), []);
+  if (!t.passing()) t.comment(`the demo's stderr:\n${r.stderr}`);
 });
