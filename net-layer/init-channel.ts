@@ -14,7 +14,8 @@ import { answer, parseQuery, resolveHere, TYPE_A, type SyntheticNames } from './
 import { CONNECT_TIMEOUT_MS, type OutsideConnections, type Ticket } from './outside.js';
 import type { RouteTable } from './routes.js';
 
-const DETACH_TIMEOUT_MS = 10_000;
+/** Longer than the init waits for a holder to end each tunnel (relay.c's DRAIN_MS). */
+const DETACH_TIMEOUT_MS = 30_000;
 
 /** A tunnel to a connection `holder` keeps, opened with its one-time ticket. */
 async function tunnelTo(holder: string, t: Ticket): Promise<number> {

@@ -31,7 +31,9 @@
 #include "tunnel-frame.h"
 
 #define BUF_CAP (256 * 1024)
-#define DRAIN_MS 5000
+// How long a detach waits for a holder to end a tunnel. A busy holder (the destination of the move,
+// taking its pre-copied pages in) can take seconds; giving up loses the connection.
+#define DRAIN_MS 20000
 #define PIPE_CAP (1024 * 1024)
 
 struct buf { char* data; size_t len, cap; };

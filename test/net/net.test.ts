@@ -147,6 +147,40 @@ t.test('a connection to redis on h2 and one from a client on h3 stay open throug
   t.equal((await jobOf(id)).moves, 2);
 });
 
+t.test('a holder slow to end a tunnel (its manager stopped 8 s) delays the move; the connection is kept', async (t) => {
+  // Each tick asks redis on h2 (the route's holder) to count it: a lost connection ends the job.
+  const id = await run(['python3', '-c', `import socket, time
+redis = socket.create_connection(('${SERVER}', 6379))
+replies = redis.makefile('rb')
+for i in range(10**9):
+    redis.sendall(b'INCR slow-holder\\r\\n')
+    print('tick', i, int(replies.readline()[1:]), flush=True)
+    time.sleep(0.05)`]);
+  const ticks = async () => (await logs(id)).split('\n').filter((l) => l.startsWith('tick ')).map((l) => l.split(' ').slice(1).map(Number));
+  await waitFor(async () => (await ticks()).length > 5, 10_000);
+  const log = join(paths(c.dir).hostState('h1'), 'agent.log');
+  const detaches = () => readFileSync(log, 'utf8').split('\n').filter((l) => l.includes('"op":"net-detach"') && l.includes('detaching')).length;
+  const before = detaches();
+  const h2 = c.file().hosts.find((h) => h.name === 'h2')!.agentPid!;
+  process.kill(h2, 'SIGSTOP');
+  let moving: ReturnType<typeof c.pj> | undefined;
+  try {
+    moving = c.pj(['mv', id, 'h3', '--mode', 'stop-copy'], { timeoutMs: 120_000 });
+    await waitFor(async () => detaches() > before, 30_000, 100);
+    await new Promise((r) => setTimeout(r, 8000)); // the fault: longer than the 5 s the job's init once waited
+  } finally {
+    process.kill(h2, 'SIGCONT');
+  }
+  const r = await moving;
+  t.equal(r.code, 0, `the move went on once h2 answered: ${r.stdout}${r.stderr}`);
+  const n = (await ticks()).length;
+  await waitFor(async () => (await ticks()).length > n + 10, 30_000);
+  const all = await ticks();
+  t.equal((await jobOf(id)).state, 'running', 'the job runs on h3');
+  t.ok(all.every(([i, counted]) => counted - i === all[0][1] - all[0][0]), `redis counted every tick once, over the same connection (${all.length} ticks)`);
+  await c.pj(['kill', '-s', 'KILL', id]);
+});
+
 /** Open descriptors of a process (0 once it is gone). */
 const fds = (pid: number) => { try { return readdirSync(`/proc/${pid}/fd`).length; } catch { return 0; } };
 /** Descriptors an epoll instance of `pid` watches. */
