@@ -166,6 +166,7 @@ export class InitChannels {
         const l = ch.links.get(m.stream);
         ch.links.delete(m.stream);
         if (l) void this.#close(l, m.err !== 0);
+        if (l && m.err && ch.detached) this.o.log.warn({ op: 'net-detach', job: ch.job, holder: l.holder, errno: m.err }, 'a connection was lost in the move: its holder did not end the tunnel');
         return;
       }
       case Msg.Hello:
