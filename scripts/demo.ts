@@ -33,6 +33,19 @@ function step(title: string, args: string[], expected = 0): number {
   return r.status ?? 1;
 }
 
+/** Waits (up to `seconds`) until the job named `name` runs on `host`: the managers move it when its traffic says so. */
+function waitUntilOn(name: string, host: string, seconds: number): void {
+  const on = () => {
+    const r = spawnSync(process.execPath, [pjCli(), 'ps', '--json'], { encoding: 'utf8', env });
+    try {
+      return (JSON.parse(r.stdout) as Array<{ name: string; host: string }>).find((j) => j.name === name)?.host;
+    } catch {
+      return undefined;
+    }
+  };
+  for (let i = 0; i < seconds * 2 && on() !== host; i++) spawnSync('sleep', ['0.5']);
+}
+
 /** The end of each agent's log, on stderr: what went wrong, before cleanup removes it. */
 function showLogs(): void {
   for (const h of ['h1', 'h2', 'h3']) {
@@ -95,11 +108,11 @@ try {
     step('stop it', ['kill', 'ticker']);
     step('its exit status', ['wait', 'ticker'], 128 + 15);
     for (const h of ['h2', 'h3']) step(`32 MiB of data on ${h}'s own disk`, ['cluster', 'exec', h, '--', 'sh', '-c', 'head -c 32M /dev/urandom > /srv/data/blob && ls -l /srv/data/blob']);
-    step('a job on h1 reads h2\'s data at 20 MiB/s for 10 s, then h3\'s: policy follow (the default) lets the managers place it',
-      ['run', '--on', 'h1', '--name', 'reader', '--', 'python3', helperProgram('traffic-job.py'), '20', '10', '1', '/pj/h2/data/blob', '/pj/h3/data/blob']);
-    spawnSync('sleep', ['4']);
+    step('a job on h1 reads h2\'s data at 20 MiB/s for 10 s, then h3\'s, and so on: policy follow (the default) lets the managers place it',
+      ['run', '--on', 'h1', '--name', 'reader', '--', 'python3', helperProgram('traffic-job.py'), '20', '10', '0', '/pj/h2/data/blob', '/pj/h3/data/blob']);
+    waitUntilOn('reader', 'h2', 30);
     step('h1\'s manager saw its reads go to h2 and moved it there by itself: its reads are local now', ['top', '-n', '1']);
-    spawnSync('sleep', ['11']);
+    waitUntilOn('reader', 'h3', 30);
     step('its reads went to h3: h2\'s manager moved it on to h3', ['top', '-n', '1']);
     step('the hosts: load, price, page-store use', ['hosts']);
     step('stop it', ['kill', 'reader']);
