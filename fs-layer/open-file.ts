@@ -179,9 +179,7 @@ export class OpenFile {
    */
   async #landed(offset: number, length: number): Promise<Attr | undefined> {
     if (!(this.#flags & O.O_APPEND)) return undefined;
-    // An owner that cannot be asked yet is asked again (the caller's loop), not taken for "no".
-    const attr = await this.backend.lstat(this.node.exp, this.node.rel)
-      .catch((e: NodeJS.ErrnoException) => { if (e.code === codes.HOST_UNREACHABLE) throw e; return undefined; });
+    const attr = await this.backend.lstat(this.node.exp, this.node.rel).catch(() => undefined);
     return attr && attr.size >= offset + length ? attr : undefined;
   }
 

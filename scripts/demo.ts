@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { helperProgram, pjCli } from '../common/repo-root.js';
 import { paths } from '../manager/sim-cluster/layout.js';
+import type { JobView } from '../migrator/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pj-demo-'));
 /** Ticks, each counted by the redis-server on h3 over one connection that stays open through every move. */
@@ -38,7 +39,7 @@ function waitUntilOn(name: string, host: string, seconds: number): void {
   const on = () => {
     const r = spawnSync(process.execPath, [pjCli(), 'ps', '--json'], { encoding: 'utf8', env });
     try {
-      return (JSON.parse(r.stdout) as Array<{ name: string; host: string }>).find((j) => j.name === name)?.host;
+      return (JSON.parse(r.stdout) as JobView[]).find((j) => j.name === name)?.host;
     } catch {
       return undefined;
     }

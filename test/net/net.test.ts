@@ -176,7 +176,8 @@ for i in range(10**9):
   const n = (await ticks()).length;
   await waitFor(async () => (await ticks()).length > n + 10, 30_000);
   const all = await ticks();
-  t.equal((await jobOf(id)).state, 'running', 'the job runs on h3');
+  const j = await jobOf(id);
+  t.same([j.state, j.host], ['running', 'h3'], 'the job runs on h3');
   t.ok(all.every(([i, counted]) => counted - i === all[0][1] - all[0][0]), `redis counted every tick once, over the same connection (${all.length} ticks)`);
   await c.pj(['kill', '-s', 'KILL', id]);
 });
