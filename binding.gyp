@@ -23,6 +23,11 @@
     "sources": ["native/init/pj-init.c", "native/init/relay.c", "native/init/job-net.c", "native/init/job-mounts.c"],
     "cflags": ["-O2", "-Wall", "-Wextra"]
   }, {
+    "target_name": "pj-holder",
+    "type": "executable",
+    "sources": ["native/holder/pj-holder.c"],
+    "cflags": ["-O2", "-Wall", "-Wextra"]
+  }, {
     "target_name": "pj-rearm-timers",
     "type": "executable",
     "sources": ["native/restore/rearm-timers.c"],

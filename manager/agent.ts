@@ -114,7 +114,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
   record.capabilities.fuse = fsLayer.mounted;
   record.capabilities.passthrough = fsLayer.passthrough;
   // Jobs' inits find the manager of whichever host they run on at the same path.
-  const net = await startNetLayer({ self: opts.host, address: opts.listen.address, socketPath: join(dirname(opts.controlSocket), 'net.sock'),
+  const net = await startNetLayer({ self: opts.host, address: opts.listen.address, socketPath: join(dirname(opts.controlSocket), 'net.sock'), stateDir: opts.stateDir,
     mesh, etcd: state.etcd, log, ledger, metrics, routes: opts.routes ?? [],
     jobs: async () => (await state.jobs.list<JobRecord>()).map((j) => publishingJob(j.value)),
     job: async (id) => { const j = await state.jobs.get<JobRecord>(id); return j && publishingJob(j.value); } });
@@ -161,7 +161,7 @@ async function serveControl(req: ControlRequest, { state, mesh, record, ledger, 
     case 'ledger':
       return ledger.snapshot();
     case 'routes':
-      return { routes: await net.routes(), ...net.stats() };
+      return { routes: await net.routes(), ...(await net.stats()) };
     case 'cache':
       if (a.drop === true) cache.drop();
       return cache.stats();

@@ -64,6 +64,8 @@ export interface NativeBinding {
   pagerStop(handle: number): void;
   /** Listens on a unix seqpacket socket at `path`; each message of each connection (with the descriptors it carries, and the sender's pid) comes to `onMessage`, then `null` once the connection ends (closed then). */
   seqpacketServe(path: string, onMessage: (fd: number, data: Buffer | null, fds: number[], pid: number) => void, ctx: SyscallContext): number | undefined;
+  /** A connection to a unix seqpacket socket at `path`; its messages come to `onMessage` as seqpacketServe's. */
+  seqpacketConnect(path: string, onMessage: (fd: number, data: Buffer | null, fds: number[], pid: number) => void, ctx: SyscallContext): number | undefined;
   /** One message with descriptors attached (SCM_RIGHTS), never blocking. */
   seqpacketSend(fd: number, data: Buffer, fds: number[], ctx: SyscallContext): true | undefined;
   closeFd(fd: number): void;

@@ -1,6 +1,7 @@
 // The net-layer's surface: jobs' connections carried to the host a route names,
 // kept across moves (detach before a dump, reattach after), and the mesh
 // methods by which other hosts open, resume, pause and close connections held here.
+import { dirname, join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import type { Log } from '../common/log.js';
 import type { Metrics } from '../common/metrics.js';
@@ -8,6 +9,7 @@ import type { Mesh } from '../manager/mesh/mesh.js';
 import type { TrafficLedger } from '../migrator/ledger.js';
 import { resolveHere, SyntheticNames } from './dns.js';
 import { InitChannels } from './init-channel.js';
+import { HolderLink } from './holder.js';
 import { CONNECT_TIMEOUT_MS, OutsideConnections } from './outside.js';
 import { RouteTable, type Route } from './routes.js';
 import { Publisher, type PublishingJob } from './publish.js';
@@ -23,6 +25,8 @@ export interface NetLayerOptions {
   address: string;
   /** Where jobs' inits find this manager: the same path on every host. */
   socketPath: string;
+  /** The manager's state dir (the connection holder's log). */
+  stateDir: string;
   mesh: Mesh;
   etcd: Etcd3;
   log: Log;
@@ -38,7 +42,7 @@ export interface NetLayer {
   detach(initPid: number): Promise<void>;
   reattach(initPid: number): void;
   routes(): Promise<Route[]>;
-  stats(): { connections: number; tunnels: number };
+  stats(): Promise<{ connections: number; tunnels: number }>;
   stop(): Promise<void>;
 }
 
@@ -46,16 +50,17 @@ export async function startNetLayer(o: NetLayerOptions): Promise<NetLayer> {
   const routes = new RouteTable(o.etcd);
   await routes.add(o.routes);
   const names = new SyntheticNames(o.etcd);
-  const outside = new OutsideConnections(o.log);
-  await outside.listen(o.address);
+  const holder = new HolderLink({ socketPath: join(dirname(o.socketPath), 'holder.sock'), address: o.address, logFile: join(o.stateDir, 'holder.log'), log: o.log });
+  await holder.open();
+  const outside = new OutsideConnections(holder, o.address);
   const channels = new InitChannels({ self: o.self, socketPath: o.socketPath, mesh: o.mesh, routes, names, outside, ledger: o.ledger, metrics: o.metrics, log: o.log });
   channels.listen();
 
   const key = (a: unknown): bigint => BigInt(String((a as { key?: unknown }).key ?? ''));
   o.mesh.handle('net-open', async (a) => {
     const { addr, name, port, job } = a as { addr: string; name?: string; port: number; job: string };
-    const s = await outside.connect(addr, name, port, job, CONNECT_TIMEOUT_MS);
-    return { key: String(s.key), ...(await outside.ticket(s.key)) };
+    const k = await outside.connect(addr, name, port, job, CONNECT_TIMEOUT_MS);
+    return { key: String(k), ...(await outside.ticket(k)) };
   });
   o.mesh.handle('net-ticket', async (a) => outside.ticket(key(a)));
   o.mesh.handle('net-pause', async (a) => { await outside.pause(key(a)); return true; });
@@ -76,7 +81,7 @@ export async function startNetLayer(o: NetLayerOptions): Promise<NetLayer> {
     stats: () => outside.stats(),
     stop: async () => {
       publisher.stop();
-      await outside.closeAll();
+      outside.closeAll();
     },
   };
 }

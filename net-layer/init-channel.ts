@@ -214,7 +214,7 @@ export class InitChannels {
         holder = (name ? await this.o.routes.forName(name) : await this.o.routes.forAddress(m.addr)) ?? self;
         const target = `${name ?? m.addr}:${m.port}`;
         if (holder === self) {
-          key = (await outside.connect(m.addr, name, m.port, ch.job, CONNECT_TIMEOUT_MS)).key;
+          key = await outside.connect(m.addr, name, m.port, ch.job, CONNECT_TIMEOUT_MS);
         } else {
           const r = (await mesh.call(holder, 'net-open', { addr: m.addr, name, port: m.port, job: ch.job }, CONNECT_TIMEOUT_MS + 2000)) as Ticket & { key: string };
           key = BigInt(r.key);

@@ -84,15 +84,20 @@ export class Publisher {
     const fd = native().dupFd((sock as unknown as { _handle: { fd: number } })._handle.fd, {});
     sock.destroy();
     if (fd === undefined) return;
-    const s = this.o.outside.adopt(fd, job, `inbound:${jobPort}`);
+    let key: bigint;
+    try {
+      key = await this.o.outside.adopt(fd, job, `inbound:${jobPort}`);
+    } catch (e) {
+      return this.o.log.warn({ op: 'net-inbound', job, port: jobPort, err: (e as Error).message }, 'inbound connection dropped: the connection holder did not take it');
+    }
     const deadline = Date.now() + DELIVER_DEADLINE_MS;
     let why = '';
     while (Date.now() < deadline) {
       const j = await this.o.job(job).then((now) => { if (now) this.#known.set(job, now); return now; }, () => this.#known.get(job));
       if (!j || !j.running) { why = 'the job ended'; break; }
       try {
-        if (j.host === this.o.self) await this.o.channels.inbound(j.pid, s.key, this.o.self, jobPort);
-        else await this.o.mesh.call(j.host, 'net-inbound', { pid: j.pid, key: String(s.key), holder: this.o.self, jobPort, ticket: await this.o.outside.ticket(s.key) }, DELIVER_DEADLINE_MS);
+        if (j.host === this.o.self) await this.o.channels.inbound(j.pid, key, this.o.self, jobPort);
+        else await this.o.mesh.call(j.host, 'net-inbound', { pid: j.pid, key: String(key), holder: this.o.self, jobPort, ticket: await this.o.outside.ticket(key) }, DELIVER_DEADLINE_MS);
         return;
       } catch (e) {
         why = (e as Error).message;
@@ -101,6 +106,6 @@ export class Publisher {
       }
     }
     this.o.log.info({ op: 'net-inbound', job, port: jobPort, err: why }, 'inbound connection refused');
-    this.o.outside.close(s.key, true);
+    this.o.outside.close(key, true);
   }
 }

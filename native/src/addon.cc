@@ -36,6 +36,7 @@ Napi::Value PagerSupplyStored(const Napi::CallbackInfo& info);
 Napi::Value PagerStats(const Napi::CallbackInfo& info);
 Napi::Value PagerStop(const Napi::CallbackInfo& info);
 Napi::Value SeqpacketServe(const Napi::CallbackInfo& info);
+Napi::Value SeqpacketConnect(const Napi::CallbackInfo& info);
 Napi::Value SeqpacketSend(const Napi::CallbackInfo& info);
 Napi::Value CloseFd(const Napi::CallbackInfo& info);
 Napi::Value DupFd(const Napi::CallbackInfo& info);
@@ -63,6 +64,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pagerStats", Napi::Function::New(env, pj::PagerStats, "pagerStats"));
   exports.Set("pagerStop", Napi::Function::New(env, pj::PagerStop, "pagerStop"));
   exports.Set("seqpacketServe", Napi::Function::New(env, pj::SeqpacketServe, "seqpacketServe"));
+  exports.Set("seqpacketConnect", Napi::Function::New(env, pj::SeqpacketConnect, "seqpacketConnect"));
   exports.Set("seqpacketSend", Napi::Function::New(env, pj::SeqpacketSend, "seqpacketSend"));
   exports.Set("closeFd", Napi::Function::New(env, pj::CloseFd, "closeFd"));
   exports.Set("dupFd", Napi::Function::New(env, pj::DupFd, "dupFd"));

@@ -119,6 +119,28 @@ Napi::Value SeqpacketServe(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
+// seqpacketConnect(path, onMessage(fd, data|null, fds, pid), ctx): a connection to a unix
+// seqpacket socket at `path`, its messages to onMessage as seqpacketServe's.
+Napi::Value SeqpacketConnect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  if (path.size() >= sizeof sun.sun_path) return FailWith(info, 2, ENAMETOOLONG, "connect");
+  memcpy(sun.sun_path, path.c_str(), path.size() + 1);
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return FailWith(info, 2, errno, "socket");
+  if (connect(fd, reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0) {
+    int err = errno;
+    close(fd);
+    return FailWith(info, 2, err, "connect");
+  }
+  uv_loop_t* loop = nullptr;
+  napi_get_uv_event_loop(env, &loop);
+  StartWatch(loop, fd, false, info[1].As<Napi::Function>());
+  return Napi::Number::New(env, fd);
+}
+
 // seqpacketSend(fd, data, fds, ctx): one message, never blocking (EAGAIN is a failure).
 Napi::Value SeqpacketSend(const Napi::CallbackInfo& info) {
   if (!RequireInt(info, 0, "fd")) return info.Env().Undefined();
