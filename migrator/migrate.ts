@@ -135,6 +135,7 @@ export class Migrator {
       // The job's connections leave their links first, so that CRIU sees only the job's own loopback.
       await this.jobs.net?.detach(rec.pid).catch(async (e) => {
         await this.jobs.resumeHere(rec.pid, rec.stopped);
+        await this.mesh.call(to, 'job', { op: 'abort', key }).catch(() => {});
         throw abort(e, rec);
       });
       const frozen = Date.now();

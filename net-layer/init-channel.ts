@@ -36,7 +36,8 @@ interface Channel {
   links: Map<number, Link>;
   /** Links being made: a detach waits for them. */
   making: Set<Promise<void>>;
-  detached?: () => void;
+  /** Set while a detach is asked (the init's answer comes to it). */
+  detached?: (m: NetMsg) => void;
   /** Inbound connections handed over, by key, until the init says which stream each is. */
   accepting: Map<bigint, (m: NetMsg) => void>;
 }
@@ -75,11 +76,18 @@ export class InitChannels {
     }));
     this.o.log.info({ op: 'net-detach', job: ch.job, links: ch.links.size, tunnels: pauses.length }, 'detaching the job\'s connections');
     const done = new Promise<void>((resolve, reject) => {
-      ch.detached = resolve;
+      // A tunnel whose holder did not end it in time is kept by the init, attached here: the move is given up.
+      ch.detached = (m) => (m.err ? reject(new Error(`the holders of ${m.stream} of its connections did not end their tunnels within 20 s (the connections are kept)`)) : resolve());
       setTimeout(() => reject(new Error(`job ${ch.job}'s init did not detach within ${DETACH_TIMEOUT_MS} ms`)), DETACH_TIMEOUT_MS).unref();
     });
     this.#send(ch, { type: Msg.Detach });
-    await done;
+    try {
+      await done;
+    } catch (e) {
+      ch.detached = undefined;
+      this.o.log.warn({ op: 'net-detach', job: ch.job, err: (e as Error).message }, 'the job\'s connections could not be detached');
+      throw e;
+    }
     await Promise.allSettled(pauses);
   }
 
@@ -166,13 +174,13 @@ export class InitChannels {
         const l = ch.links.get(m.stream);
         ch.links.delete(m.stream);
         if (l) void this.#close(l, m.err !== 0);
-        if (l && m.err && ch.detached) this.o.log.warn({ op: 'net-detach', job: ch.job, holder: l.holder, errno: m.err }, 'a connection was lost in the move: its holder did not end the tunnel');
+        if (l && m.err && ch.detached) this.o.log.warn({ op: 'net-detach', job: ch.job, holder: l.holder, errno: m.err }, 'a connection was lost in the move: its tunnel broke');
         return;
       }
       case Msg.Hello:
         return this.o.log.info({ op: 'net-job', job: ch.job, pid },
           'job attached: its TCP and DNS go through this host; its UDP (but DNS), ICMP and raw packets are refused (EPERM)');
-      case Msg.Detached: return ch.detached?.();
+      case Msg.Detached: return ch.detached?.(m);
       case Msg.Accepted: return ch.accepting.get(m.key)?.(m);
     }
   }

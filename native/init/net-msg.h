@@ -12,7 +12,7 @@ enum {
   PJ_MSG_OPEN = 1,      // a new connection to addr:port
   PJ_MSG_ATTACH = 2,    // a connection made before a detach: key at holder
   PJ_MSG_DNS = 3,       // a DNS query from addr:port (payload)
-  PJ_MSG_DETACHED = 4,  // every link is closed; the channel closes next
+  PJ_MSG_DETACHED = 4,  // every link is closed; the channel closes next (err ETIMEDOUT: `stream` tunnels did not end, and stay: no move)
   PJ_MSG_CLOSED = 5,    // a connection ended (err: 0, or the errno that ended it)
   PJ_MSG_BYTES = 6,     // running totals of a connection
   PJ_MSG_HELLO = 8,     // first on every channel: the manager knows the job's init from then on

@@ -31,8 +31,8 @@
 #include "tunnel-frame.h"
 
 #define BUF_CAP (256 * 1024)
-// How long a detach waits for a holder to end a tunnel. A busy holder (the destination of the move,
-// taking its pre-copied pages in) can take seconds; giving up loses the connection.
+// How long a detach waits for the holders to end its tunnels (all of them). A busy holder (the destination of the move,
+// taking its pre-copied pages in) can take seconds; past this the move is given up and the job keeps its tunnels.
 #define DRAIN_MS 20000
 #define PIPE_CAP (1024 * 1024)
 
@@ -66,6 +66,7 @@ static struct stream* streams;
 static uint32_t next_id = 1;
 
 static void ask_link(struct stream* s);
+static void rearm(struct stream* s);
 
 // epoll tags: small integers for the fixed descriptors, stream pointers otherwise (low bit: link side)
 enum { TAG_LISTENER = 1, TAG_DNS = 2, TAG_SIG = 3, TAG_CTL = 4 };
@@ -286,6 +287,18 @@ static int pump_spliced(struct stream* s) {
   return 0;
 }
 
+// A tunnel the holder ended without the outside's EOF: it was paused for a detach that did not
+// happen here (it timed out), or the holder went away. The holder flushed it before ending it,
+// so the stream asks for a link again; a holder that no longer has the connection refuses that.
+static void relink(struct stream* s) {
+  unwatch(s->link);
+  close(s->link);
+  s->link = -1;
+  s->state = DETACHED_STREAM;
+  if (!detached) ask_link(s);
+  if (s->state == DETACHED_STREAM) rearm(s);
+}
+
 static void pump(struct stream* s, uint32_t events) {
   if (events & EPOLLERR) return stream_free(s, ECONNRESET, 1);
   if (s->state == ACTIVE && s->link >= 0 && !s->tunnel && s->out.len == 0 && s->in.len == 0) {
@@ -310,7 +323,7 @@ static void pump(struct stream* s, uint32_t events) {
     int r = read_link(s, 0);
     if (r < 0) return stream_free(s, errno ? errno : ECONNRESET, 1);
     if (r == 1) {
-      if (s->tunnel && !s->link_eof) return stream_free(s, ECONNRESET, 1);  // the holder went away mid-stream
+      if (s->tunnel && !s->link_eof) return relink(s);
       s->link_eof = 1;
     }
   }
@@ -425,7 +438,17 @@ static void on_inbound(struct pj_net_msg* m, int fd) {
 
 // Closes every link so that only the job's loopback connections remain; a tunnel
 // is read to its end first (the holder stopped and flushed it), its bytes kept.
+// A tunnel its holder does not end in time is kept as it is, and the detach fails
+// (the move is given up): closing it would lose what the holder has under way.
+static long now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1000L + t.tv_nsec / 1000000;
+}
+
 static void detach_all(void) {
+  uint32_t kept = 0;
+  long drain_deadline = now_ms() + DRAIN_MS;
   for (struct stream* s = streams, *next; s; s = next) {
     next = s->next;
     if (s->state == WAIT_LINK) s->state = DETACHED_STREAM;  // an OPENED that never came: ask again after
@@ -437,15 +460,24 @@ static void detach_all(void) {
     if (s->tunnel) {
       int flags = fcntl(s->link, F_GETFL);
       fcntl(s->link, F_SETFL, flags & ~O_NONBLOCK);
-      struct timeval tv = {DRAIN_MS / 1000, 0};
+      long left = drain_deadline - now_ms();  // one deadline for all of them, as the manager waits once
+      if (left < 1) left = 1;
+      struct timeval tv = {left / 1000, (left % 1000) * 1000};
       setsockopt(s->link, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
       setsockopt(s->link, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
       // the frame under way is finished, so that the holder reads whole frames only
       while (s->hdr_left || s->frame_left) if (write_link(s) < 0) break;
       int r = read_link(s, 1);
-      if (r != 1) {  // the holder did not end the tunnel: this connection cannot be carried along
-        dprintf(2, "pj-init: connection to %s lost in the move: its tunnel did not end (%s)\n", s->origin.holder, r < 0 ? strerror(errno) : "timeout");
-        stream_free(s, ETIMEDOUT, 1);
+      fcntl(s->link, F_SETFL, flags);
+      if (r < 0) {  // the holder broke the tunnel: the connection is gone
+        dprintf(2, "pj-init: connection to %s lost in the move: its tunnel broke (%s)\n", s->origin.holder, strerror(errno));
+        stream_free(s, ECONNRESET, 1);
+        continue;
+      }
+      if (r != 1) {  // not ended within DRAIN_MS: kept, and the move does not happen
+        dprintf(2, "pj-init: the tunnel to %s did not end within %d ms: the job stays\n", s->origin.holder, DRAIN_MS);
+        kept++;
+        rearm(s);
         continue;
       }
     }
@@ -455,8 +487,9 @@ static void detach_all(void) {
     s->state = DETACHED_STREAM;
     rearm(s);
   }
-  struct pj_net_msg m = {.type = PJ_MSG_DETACHED};
+  struct pj_net_msg m = {.type = PJ_MSG_DETACHED, .err = kept ? ETIMEDOUT : 0, .stream = kept};
   send_msg(&m, NULL, 0);
+  if (kept) return;  // still attached here: the manager gives the move up and says PJ_SIG_REATTACH
   ctl_close();
   detached = 1;
 }

@@ -147,7 +147,7 @@ t.test('a connection to redis on h2 and one from a client on h3 stay open throug
   t.equal((await jobOf(id)).moves, 2);
 });
 
-t.test('a holder slow to end a tunnel (its manager stopped 8 s) delays the move; the connection is kept', async (t) => {
+t.test('a holder slow to end a tunnel (its manager stopped 8 s) delays the move; one slower than the job waits (20 s) makes it give the move up; the connection is kept', async (t) => {
   // Each tick asks redis on h2 (the route's holder) to count it: a lost connection ends the job.
   const id = await run(['python3', '-c', `import socket, time
 redis = socket.create_connection(('${SERVER}', 6379))
@@ -179,6 +179,22 @@ for i in range(10**9):
   const j = await jobOf(id);
   t.same([j.state, j.host], ['running', 'h3'], 'the job runs on h3');
   t.ok(all.every(([i, counted]) => counted - i === all[0][1] - all[0][0]), `redis counted every tick once, over the same connection (${all.length} ticks)`);
+
+  // Longer than the job's init waits for its tunnels (20 s): the init keeps the tunnel and the move is given up.
+  process.kill(h2, 'SIGSTOP');
+  let given: Awaited<ReturnType<typeof c.pj>>;
+  try {
+    given = await c.pj(['mv', id, 'h1', '--mode', 'stop-copy'], { timeoutMs: 120_000 });
+  } finally {
+    process.kill(h2, 'SIGCONT');
+  }
+  t.not(given.code, 0, 'the move was given up');
+  t.match(given.stderr, /PJ_ERR_MIGRATION_ABORTED: job \w+ stays on h3: the holders of 1 of its connections did not end their tunnels within 20 s/, given.stderr.trim());
+  const k = (await ticks()).length;
+  await waitFor(async () => (await ticks()).length > k + 20, 30_000); // on through h2's late pause, which makes the init ask for its tunnel again
+  const after = await ticks();
+  t.same([(await jobOf(id)).state, (await jobOf(id)).host], ['running', 'h3'], 'the job runs on h3 still');
+  t.ok(after.every(([i, counted]) => counted - i === after[0][1] - after[0][0]), `redis counted every tick once, over the same connection (${after.length} ticks)`);
   await c.pj(['kill', '-s', 'KILL', id]);
 });
 
