@@ -3,6 +3,7 @@
 import { accessSync, constants, statSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { run } from '../common/run.js';
+import { PjError, codes } from '../common/errors.js';
 import { uffdProbe } from '../native/loader.js';
 import type { MountHealth } from '../fs-layer/index.js';
 import { callControl } from './control-socket.js';
@@ -49,6 +50,19 @@ async function checkFilePath(agentSocket: string | undefined): Promise<Check[]> 
   } catch {
     return []; // no agent here: nothing to say about its mount
   }
+}
+
+/** Whether the running agent's connection holder answers (it owns the outside ends of jobs' connections). */
+async function checkHolder(agentSocket: string | undefined): Promise<Check[]> {
+  if (!agentSocket) return [];
+  let r: { connections: number; tunnels: number };
+  try {
+    r = (await callControl(agentSocket, 'routes', {}, 5000)) as { connections: number; tunnels: number };
+  } catch (e) {
+    if ((e as PjError).code === codes.AGENT_UNAVAILABLE) return []; // no agent here
+    return [{ name: 'pj-holder', status: 'fail', detail: (e as Error).message, fix: 'see the agent\'s holder.log and agent.log (op net-holder)' }];
+  }
+  return [{ name: 'pj-holder', status: 'ok', detail: `holds ${r.connections} connections of jobs, ${r.tunnels} through tunnels` }];
 }
 
 async function checkFuse(): Promise<Check[]> {
@@ -116,6 +130,6 @@ function statusFixes(checks: Check[]): Check[] {
 }
 
 export async function runDoctor(agentSocket?: string): Promise<Check[]> {
-  const groups = await Promise.all([checkRoot(), checkFuse(), checkUffd(), checkNamespaces(), checkNft(), checkCriu(), checkPipeSize(), checkEtcd(), checkFilePath(agentSocket)]);
+  const groups = await Promise.all([checkRoot(), checkFuse(), checkUffd(), checkNamespaces(), checkNft(), checkCriu(), checkPipeSize(), checkEtcd(), checkFilePath(agentSocket), checkHolder(agentSocket)]);
   return statusFixes(groups.flat());
 }

@@ -219,6 +219,9 @@ for i in range(10**9):
   t.equal((await c.pj(['cluster', 'start', 'h2'])).code, 0, 'h2\'s agent started again');
   t.equal(holderPid('h2'), holder, 'the same holder holds h2\'s connections');
   t.match(readFileSync(join(paths(c.dir).hostState('h2'), 'agent.log'), 'utf8'), /took over the connection holder/, 'the new agent took it over');
+  const doctor = JSON.parse((await c.pj(['doctor', '--json', '--host', 'h2'])).stdout) as Array<{ name: string; status: string; detail: string }>;
+  const held = doctor.find((d) => d.name === 'pj-holder');
+  t.ok(held?.status === 'ok' && /holds [1-9]\d* connections of jobs, [1-9]\d* through tunnels/.test(held.detail), `pj doctor: ${held?.detail}`);
   await mv(id, 'h3'); // the new agent pauses the tunnel for the move
   const m = (await ticks()).length;
   await waitFor(async () => (await ticks()).length > m + 10, 30_000);
