@@ -26,7 +26,8 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
-#include "../init/tunnel-frame.h"
+#include "../common/byte-buf.h"
+#include "../common/tunnel-frame.h"
 #include "hold-msg.h"
 
 #define BUF_CAP (256 * 1024)
@@ -36,8 +37,6 @@
 #define FLUSH_MS 10000
 // Alone (no manager, no connection) this long, the holder ends.
 #define ALONE_MS 60000
-
-struct buf { char* data; size_t len, cap; };
 
 struct tunnel {
   int fd;
@@ -112,21 +111,6 @@ static void want(int fd, uint64_t tag, uint32_t events, uint32_t* watching) {
   if (events == 0) epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
   else epoll_ctl(ep, *watching ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &e);
   *watching = events;
-}
-
-static int buf_reserve(struct buf* b, size_t more) {
-  if (b->len + more <= b->cap) return 0;
-  size_t cap = b->cap ? b->cap : 65536;
-  while (cap < b->len + more) cap *= 2;
-  char* d = realloc(b->data, cap);
-  if (!d) return -1;
-  b->data = d;
-  b->cap = cap;
-  return 0;
-}
-static void buf_consume(struct buf* b, size_t n) {
-  memmove(b->data, b->data + n, b->len - n);
-  b->len -= n;
 }
 
 // ---- the manager's connection

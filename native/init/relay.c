@@ -28,15 +28,14 @@
 #include <unistd.h>
 #include "net-msg.h"
 #include "relay.h"
-#include "tunnel-frame.h"
+#include "../common/byte-buf.h"
+#include "../common/tunnel-frame.h"
 
 #define BUF_CAP (256 * 1024)
 // How long a detach waits for the holders to end its tunnels (all of them). A busy holder (the destination of the move,
 // taking its pre-copied pages in) can take seconds; past this the move is given up and the job keeps its tunnels.
 #define DRAIN_MS 20000
 #define PIPE_CAP (1024 * 1024)
-
-struct buf { char* data; size_t len, cap; };
 
 enum state { WAIT_LINK, ACTIVE, DETACHED_STREAM, PENDING };
 
@@ -76,21 +75,6 @@ static void watch(int fd, uint64_t tag, uint32_t events, int op) {
   epoll_ctl(ep, op, fd, &e);
 }
 static uint64_t tag_of(struct stream* s, int link) { return (uint64_t)(uintptr_t)s | (uint64_t)link; }
-
-static int buf_reserve(struct buf* b, size_t more) {
-  if (b->len + more <= b->cap) return 0;
-  size_t cap = b->cap ? b->cap : 65536;
-  while (cap < b->len + more) cap *= 2;
-  char* d = realloc(b->data, cap);
-  if (!d) return -1;
-  b->data = d;
-  b->cap = cap;
-  return 0;
-}
-static void buf_consume(struct buf* b, size_t n) {
-  memmove(b->data, b->data + n, b->len - n);
-  b->len -= n;
-}
 
 static int send_msg(struct pj_net_msg* m, const void* payload, size_t len) {
   if (ctl < 0) return -1;

@@ -147,17 +147,27 @@ t.test('a connection to redis on h2 and one from a client on h3 stay open throug
   t.equal((await jobOf(id)).moves, 2);
 });
 
-t.test('a holder slow to end a tunnel (its manager stopped 8 s) delays the move; one slower than the job waits (20 s) makes it give the move up; the connection is kept', async (t) => {
-  // Each tick asks redis on h2 (the route's holder) to count it: a lost connection ends the job.
+/**
+ * A job on h1 whose every tick asks redis on h2 (the route's holder) to count it, over one connection
+ * (a lost connection ends the job); `ticks()`: each tick's number and redis's count so far.
+ */
+async function tickingJob(counter: string): Promise<{ id: string; ticks: () => Promise<number[][]> }> {
   const id = await run(['python3', '-c', `import socket, time
 redis = socket.create_connection(('${SERVER}', 6379))
 replies = redis.makefile('rb')
 for i in range(10**9):
-    redis.sendall(b'INCR slow-holder\\r\\n')
+    redis.sendall(b'INCR ${counter}\\r\\n')
     print('tick', i, int(replies.readline()[1:]), flush=True)
     time.sleep(0.05)`]);
   const ticks = async () => (await logs(id)).split('\n').filter((l) => l.startsWith('tick ')).map((l) => l.split(' ').slice(1).map(Number));
   await waitFor(async () => (await ticks()).length > 5, 10_000);
+  return { id, ticks };
+}
+/** Whether redis counted each tick once: its count and the tick's number always the same distance apart. */
+const countedOnce = (all: number[][]) => all.every(([i, counted]) => counted - i === all[0][1] - all[0][0]);
+
+t.test('a holder slow to end a tunnel (its manager stopped 8 s) delays the move; one slower than the job waits (20 s) makes it give the move up; the connection is kept', async (t) => {
+  const { id, ticks } = await tickingJob('slow-holder');
   const log = join(paths(c.dir).hostState('h1'), 'agent.log');
   const detaches = () => readFileSync(log, 'utf8').split('\n').filter((l) => l.includes('"op":"net-detach"') && l.includes('detaching')).length;
   const before = detaches();
@@ -178,7 +188,7 @@ for i in range(10**9):
   const all = await ticks();
   const j = await jobOf(id);
   t.same([j.state, j.host], ['running', 'h3'], 'the job runs on h3');
-  t.ok(all.every(([i, counted]) => counted - i === all[0][1] - all[0][0]), `redis counted every tick once, over the same connection (${all.length} ticks)`);
+  t.ok(countedOnce(all), `redis counted every tick once, over the same connection (${all.length} ticks)`);
 
   // Longer than the job's init waits for its tunnels (20 s): the init keeps the tunnel and the move is given up.
   process.kill(h2, 'SIGSTOP');
@@ -194,7 +204,7 @@ for i in range(10**9):
   await waitFor(async () => (await ticks()).length > k + 20, 30_000); // on through h2's late pause, which makes the init ask for its tunnel again
   const after = await ticks();
   t.same([(await jobOf(id)).state, (await jobOf(id)).host], ['running', 'h3'], 'the job runs on h3 still');
-  t.ok(after.every(([i, counted]) => counted - i === after[0][1] - after[0][0]), `redis counted every tick once, over the same connection (${after.length} ticks)`);
+  t.ok(countedOnce(after), `redis counted every tick once, over the same connection (${after.length} ticks)`);
   await c.pj(['kill', '-s', 'KILL', id]);
 });
 
@@ -202,15 +212,7 @@ for i in range(10**9):
 const holderPid = (h: string) => Number([...readFileSync(join(paths(c.dir).hostState(h), 'holder.log'), 'utf8').matchAll(/\(pid (\d+)\)/g)].at(-1)![1]);
 
 t.test('the route holder\'s agent killed: the job\'s connection through it lives on; the restarted agent takes the holder over and the job moves with it', async (t) => {
-  const id = await run(['python3', '-c', `import socket, time
-redis = socket.create_connection(('${SERVER}', 6379))
-replies = redis.makefile('rb')
-for i in range(10**9):
-    redis.sendall(b'INCR agent-killed\\r\\n')
-    print('tick', i, int(replies.readline()[1:]), flush=True)
-    time.sleep(0.05)`]);
-  const ticks = async () => (await logs(id)).split('\n').filter((l) => l.startsWith('tick ')).map((l) => l.split(' ').slice(1).map(Number));
-  await waitFor(async () => (await ticks()).length > 5, 10_000);
+  const { id, ticks } = await tickingJob('agent-killed');
   const holder = holderPid('h2');
   t.equal((await c.pj(['cluster', 'stop', 'h2', '--signal', 'KILL'])).code, 0, 'h2\'s agent killed');
   const n = (await ticks()).length;
@@ -227,7 +229,7 @@ for i in range(10**9):
   await waitFor(async () => (await ticks()).length > m + 10, 30_000);
   const all = await ticks();
   t.same([(await jobOf(id)).host, (await jobOf(id)).state], ['h3', 'running'], 'the job runs on h3');
-  t.ok(all.every(([i, counted]) => counted - i === all[0][1] - all[0][0]), `redis counted every tick once, over the same connection (${all.length} ticks)`);
+  t.ok(countedOnce(all), `redis counted every tick once, over the same connection (${all.length} ticks)`);
   await c.pj(['kill', '-s', 'KILL', id]);
 });
 
