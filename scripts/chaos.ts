@@ -8,7 +8,7 @@
 // (stopped for a few seconds), link (a host's link cut for a few seconds), criu (a CRIU process
 // killed while it works), fill-state (h3's jobs folder, a 64 MiB disk of its own, filled for a few seconds).
 import { spawn, spawnSync } from 'node:child_process';
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { appendFileSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { helperProgram, pjCli, repoRoot } from '../common/repo-root.js';
@@ -116,6 +116,17 @@ async function inject(f: Fault): Promise<void> {
   survived[f] = (survived[f] ?? 0) + 1;
 }
 
+/** Copies each host's agent and holder logs to a folder of their own under /var/tmp: its path. */
+function keepLogs(): string {
+  const to = mkdtempSync(join('/var/tmp', `pj-chaos-${seed}-`));
+  for (const h of cluster().hosts) {
+    for (const name of ['agent.log', 'holder.log']) {
+      try { copyFileSync(join(paths(dir).hostState(h.name), name), join(to, `${h.name}-${name}`)); } catch { /* not written */ }
+    }
+  }
+  return to;
+}
+
 async function mover(jobs: string[], going: () => boolean): Promise<void> {
   const modes = ['hybrid', 'stop-copy', 'pre-copy', 'post-copy'];
   while (going()) {
@@ -220,6 +231,8 @@ async function main(): Promise<void> {
     if (a.rss > 1024) violate('agents', `${a.name}'s agent holds ${Math.round(a.rss)} MiB`);
   }
   redis.kill('SIGKILL');
+  // A run with violations keeps its hosts' logs (the cluster's folder goes with it).
+  const kept = violations.length ? keepLogs() : undefined;
   await pj(['cluster', 'down']);
   const present = new Set(spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').map((l) => l.split(' ')[0]));
   const left = start.netns.filter((ns) => present.has(ns));
@@ -228,13 +241,14 @@ async function main(): Promise<void> {
   const webClient = clientOut.replace(/^answered \d+\n/gm, '').trim(); // its failures and summary
   const report = {
     seed, ...(count ? { count } : { minutes }), faults: survived, moves, violations, counterLines: rows.length, sqliteRows: inDb, redis: counted,
-    web: webClient, agents: agentsNow, agentFdsAtStart: start.agents,
+    web: webClient, agents: agentsNow, agentFdsAtStart: start.agents, ...(kept ? { logs: kept } : {}),
   };
   if (json) console.log(JSON.stringify(report));
   else {
     say(`seed ${seed}: ${Object.entries(survived).map(([k, v]) => `${v} ${k}`).join(', ') || 'no'} faults survived; ${moves.made} moves made, ${moves.refused} refused (${Object.entries(moves.why).map(([k, v]) => `${v} ${k}`).join(", ")})`);
     say(`counter ${rows.length} lines, sqlite ${inDb} rows, redis ${counted}, web client: ${webClient}`);
     for (const v of violations) say(`VIOLATION (${v.kind}): ${v.what}`);
+    if (kept) say(`the hosts' logs are kept in ${kept}`);
     say(`${violations.length === 0 ? 'no violation' : `${violations.length} violations (replay with --seed ${seed})`}`);
   }
   mkdirSync(join(repoRoot(), 'bench', 'results'), { recursive: true });
