@@ -70,7 +70,15 @@ export class Migrator {
     }) {
     this.hostUp = o.hostUp;
     this.incoming = new MovesIn(jobs, mesh, workDir, o.marksDir, store, ledger, metrics);
-    jobs.stillFetching = async (rec) => Boolean(await this.mesh.call(rec.host, 'job', { op: 'fetching', id: rec.id }, 2000).catch(() => false));
+    // A destination that does not answer now (busy, restarting, its link down a while) may still need
+    // the frozen copy's pages: kept until it says it is done, or its host is gone.
+    jobs.stillFetching = async (rec) => {
+      try {
+        return Boolean(await this.mesh.call(rec.host, 'job', { op: 'fetching', id: rec.id }, 2000));
+      } catch {
+        return (await this.hostUp(rec.host).catch(() => undefined)) !== false;
+      }
+    };
   }
 
   progress(id: string): MoveProgress | undefined {
