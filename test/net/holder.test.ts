@@ -2,8 +2,8 @@
 // manager drives it (net-layer/holder.ts, outside.ts), with real sockets on
 // loopback: a connection adopted, reached by a framed tunnel with a one-time
 // ticket, paused for a detach, handed out directly, closed; a second manager
-// taking the holder over; bad input; and the holder ending its connections on
-// SHUTDOWN only.
+// taking the holder over; bad input; the holder ending its connections on
+// SHUTDOWN only; a dead holder replaced.
 import t from 'tap';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -25,7 +25,7 @@ const outside = new OutsideConnections(first, '127.0.0.1');
 await first.open();
 const holderPid = Number(/\(pid (\d+)\)/.exec(readFileSync(logFile, 'utf8'))![1]);
 t.teardown(() => {
-  try { process.kill(holderPid, 'SIGKILL'); } catch { /* ended */ }
+  for (const [, pid] of readFileSync(logFile, 'utf8').matchAll(/\(pid (\d+)\)/g)) try { process.kill(Number(pid), 'SIGKILL'); } catch { /* ended */ }
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -164,5 +164,21 @@ t.test('a second manager takes the holder over with its connections; only SHUTDO
   await waitFor(async () => { try { process.kill(holderPid, 0); return false; } catch { return true; } }, 5000, 20);
   t.pass('SHUTDOWN ends the tunnel and the holder');
   pair.far.destroy();
+  pair.close();
+});
+
+t.test('a holder that died is started again by the next request; what it held is gone, and said so', async (t) => {
+  const again = link();
+  const againOutside = new OutsideConnections(again, '127.0.0.1');
+  const pair = await connectedPair();
+  const key = await againOutside.adopt(pair.fd, 'j4', 'test:4'); // a new holder: the last one ended above
+  const pid = Number([...readFileSync(logFile, 'utf8').matchAll(/\(pid (\d+)\)/g)].at(-1)![1]);
+  t.not(pid, holderPid, 'a new holder was started');
+  process.kill(pid, 'SIGKILL');
+  await new Promise((r) => pair.far.once('end', r).resume());
+  t.pass('the connection it held ended with it');
+  await t.rejects(againOutside.ticket(key), /no connection \d+ here/, 'its key is unknown to the next holder');
+  t.same(await againOutside.stats(), { connections: 0, tunnels: 0 }, 'which serves on');
+  againOutside.closeAll();
   pair.close();
 });
