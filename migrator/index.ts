@@ -109,6 +109,7 @@ export function startMigrator(o: MigratorOptions): MigratorLayer {
       case 'pages': return migrator.pages(a as { key: string; id: number; addrs: Buffer });
       case 'manifest': return migrator.manifest(String(a.key));
       case 'fetching': return migrator.incoming.fetching(String(a.id));
+      case 'lost': return migrator.incoming.lost(String(a.id));
       case 'have': return migrator.incoming.have(String(a.key), a.hashes as Buffer);
       case 'put-pages': return migrator.incoming.putPages(String(a.key), a.hashes as Buffer, ctx.attachment ?? []);
       case 'stored-pages': return migrator.storedPages(a.hashes as Buffer);

@@ -51,6 +51,8 @@ export class JobManager {
    * source's manager restarted): such a copy is kept until it does not. Set by the migrator.
    */
   stillFetching: (rec: JobRecord) => Promise<boolean> = async () => false;
+  /** Whether the host the table places the job on lost it in a lazy move (wired by the migrator). */
+  lostThere: (rec: JobRecord) => Promise<boolean> = async () => false;
   /** Jobs get a network namespace of their own, relayed by the net-layer, when it is there. */
   net: JobNetwork | undefined;
   /** Gives up the POSIX locks these threads hold on /pj files (the fs-layer's; wired by the manager). */
@@ -230,6 +232,21 @@ export class JobManager {
     await dropJobNetworkLocks(initPid);
   }
 
+  /**
+   * A move's frozen copy here whose destination lost the job (both managers died during the lazy
+   * phase, so the move's own take-back died with this one): the job runs here again from it.
+   */
+  async #takeBack(id: string, pid: number, lostAt: JobRecord): Promise<void> {
+    const now = await this.table.get<JobRecord>(id);
+    if (!now || now.value.host !== lostAt.host || now.value.pid !== lostAt.pid) return;
+    const back: JobRecord = { ...now.value, host: this.self, pid, pidStart: startTime(pid) ?? 0, state: 'running', takenBackFrom: lostAt.host,
+      moveReason: `taken back: ${lostAt.host} lost it before every page arrived`, movedAt: new Date().toISOString() };
+    if (!(await this.table.compareAndSwap(id, now.modRevision, back))) return;
+    this.log.error({ op: 'job-reconcile', job: id, pid, from: lostAt.host }, 'took the job back from the frozen copy here: its destination lost it in a move whose manager died');
+    await this.#releaseFromCriu(id, pid);
+    await this.resumeHere(pid, back.stopped);
+  }
+
   /** The job whose PID namespace is `ns`, if it runs here. */
   async byNamespace(ns: number, records: JobRecord[]): Promise<JobRecord | undefined> {
     for (const r of records) {
@@ -302,6 +319,8 @@ export class JobManager {
           await this.resumeHere(pid, rec.stopped);
         } else if (!mine && stopped && (await this.stillFetching(rec))) {
           continue;
+        } else if (!mine && stopped && (await this.lostThere(rec))) {
+          await this.#takeBack(id, pid, rec);
         } else if (!mine && stopped) {
           this.log.warn({ op: 'job-reconcile', job: id, pid, host: rec.host }, 'ending a stopped copy: the job table says it runs elsewhere');
           await this.signalJob(pid, 'SIGKILL');

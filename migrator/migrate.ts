@@ -72,6 +72,7 @@ export class Migrator {
     this.incoming = new MovesIn(jobs, mesh, workDir, o.marksDir, store, ledger, metrics);
     // A destination that does not answer now (busy, restarting, its link down a while) may still need
     // the frozen copy's pages: kept until it says it is done, or its host is gone.
+    jobs.lostThere = async (rec) => Boolean(await this.mesh.call(rec.host, 'job', { op: 'lost', id: rec.id }, 2000).catch(() => false));
     jobs.stillFetching = async (rec) => {
       try {
         return Boolean(await this.mesh.call(rec.host, 'job', { op: 'fetching', id: rec.id }, 2000));

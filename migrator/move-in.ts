@@ -303,6 +303,11 @@ export class MovesIn {
   }
 
   /** Whether a lazy move of job `id` into this host still fetches pages. */
+  /** Whether a move of job `id` into this host was lost with the last manager (its copy here ended), the source not having taken it back yet. */
+  lost(id: string): boolean {
+    return [...this.#lost.values()].includes(id);
+  }
+
   fetching(id: string): boolean {
     return [...this.#incoming.values()].some((inc) => inc.id === id && inc.fill);
   }

@@ -1,8 +1,8 @@
 // A move never loses a job: the destination's manager, or the whole
-// destination host (manager and job), dies during the lazy phase of a 1 GiB
-// hybrid move, at the commit or once pages are coming. Afterwards exactly one
-// copy runs (the destination's, or the source's frozen copy taken back) and
-// its memory is intact.
+// destination host (manager and job), or both the source's and the
+// destination's managers die during the lazy phase of a 1 GiB move, at the
+// commit or once pages are coming. Afterwards exactly one copy runs (the
+// destination's, or the source's frozen copy taken back) and its memory is intact.
 import t, { type Test } from 'tap';
 import { helperProgram } from '../../common/repo-root.js';
 import { deviceAt } from '../../migrator/job-mounts.js';
@@ -30,7 +30,7 @@ async function onH3(id: string): Promise<Array<{ pid: number }>> {
   return copies(id).filter((x) => deviceAt(x.pid, '/pj') === h3);
 }
 
-async function crash(t: Test, what: 'manager' | 'host', when: 'at the commit' | 'once pages come'): Promise<void> {
+async function crash(t: Test, what: 'manager' | 'host' | 'both managers', when: 'at the commit' | 'once pages come'): Promise<void> {
   const r = await c.pj(['run', '--on', 'h1', '--policy', 'pin', '--', 'python3', helperProgram('memory-job.py'), '1024']);
   const id = r.stdout.trim();
   await waitFor(async () => /main ready/.test((await lines(id)).join('\n')) && /child ready/.test((await lines(id)).join('\n')), 120_000, 200);
@@ -44,15 +44,19 @@ async function crash(t: Test, what: 'manager' | 'host', when: 'at the commit' | 
   if (ended !== undefined && (await jobOf(id)).host !== 'h3') throw new Error(`the move did not commit: ${ended}`);
   if (when === 'once pages come') await waitFor(async () => (await fetchedFromH1()) > fetchedBefore + 64 * MIB, 60_000, 20);
   t.equal((await c.pj(['cluster', 'stop', 'h3', '--signal', 'KILL'])).code, 0, `h3's manager killed ${when}`);
+  if (what === 'both managers') t.equal((await c.pj(['cluster', 'stop', 'h1', '--signal', 'KILL'])).code, 0, 'and h1\'s, the source\'s, with the move\'s own take-back');
   if (what === 'host') for (const x of await onH3(id)) process.kill(x.pid, 'SIGKILL'); // the copy h3 restored: its PID namespace goes with it
   else t.equal((await c.pj(['cluster', 'start', 'h3'])).code, 0, 'h3\'s manager started again');
+  if (what === 'both managers') t.equal((await c.pj(['cluster', 'start', 'h1'])).code, 0, 'h1\'s manager started again');
 
   const moved = await moving;
-  t.ok(moved.code === 0 || /runs on h1 again, from its frozen copy/.test(moved.stderr), `pj mv said what became of the job: ${moved.code === 0 ? 'moved' : moved.stderr.trim()}`);
+  if (what === 'both managers') t.not(moved.code, 0, `pj mv lost its source's manager: ${moved.stderr.trim()}`);
+  else t.ok(moved.code === 0 || /runs on h1 again, from its frozen copy/.test(moved.stderr), `pj mv said what became of the job: ${moved.code === 0 ? 'moved' : moved.stderr.trim()}`);
   await waitFor(async () => copies(id).length === 1 && runningCopies(id).length === 1, 60_000, 200);
   const job = await jobOf(id);
   t.equal(job.state, 'running', `the job runs, on ${job.host}${job.moveReason ? ` (${job.moveReason})` : ''}`);
   if (moved.code !== 0) t.same([job.host, job.takenBackFrom], ['h1', 'h3'], 'taken back to h1, and pj ps says from where');
+  if (what === 'both managers') t.match(job.moveReason ?? '', /taken back: h3 lost it/, 'by h1\'s new manager');
   t.same(await memorySums(id), first, 'its memory is intact');
   t.equal(copies(id).length, 1, 'exactly one copy');
   await c.pj(['kill', '-s', 'KILL', id]);
@@ -62,3 +66,4 @@ async function crash(t: Test, what: 'manager' | 'host', when: 'at the commit' | 
 t.test('the destination\'s manager dies at the commit', (t) => crash(t, 'manager', 'at the commit'));
 t.test('the destination\'s manager dies once pages come', (t) => crash(t, 'manager', 'once pages come'));
 t.test('the whole destination host dies once pages come', (t) => crash(t, 'host', 'once pages come'));
+t.test('both managers, the source\'s and the destination\'s, die once pages come', (t) => crash(t, 'both managers', 'once pages come'));
