@@ -70,16 +70,9 @@ export class Migrator {
     }) {
     this.hostUp = o.hostUp;
     this.incoming = new MovesIn(jobs, mesh, workDir, o.marksDir, store, ledger, metrics);
-    // A destination that does not answer now (busy, restarting, its link down a while) may still need
-    // the frozen copy's pages: kept until it says it is done, or its host is gone.
+    // For a restarted source's reconciliation, about a frozen copy of a job the table places elsewhere.
     jobs.lostThere = async (rec) => Boolean(await this.mesh.call(rec.host, 'job', { op: 'lost', id: rec.id }, 2000).catch(() => false));
-    jobs.stillFetching = async (rec) => {
-      try {
-        return Boolean(await this.mesh.call(rec.host, 'job', { op: 'fetching', id: rec.id }, 2000));
-      } catch {
-        return (await this.hostUp(rec.host).catch(() => undefined)) !== false;
-      }
-    };
+    jobs.stillFetching = async (rec) => Boolean(await this.mesh.call(rec.host, 'job', { op: 'fetching', id: rec.id }, 2000).catch(() => false));
   }
 
   progress(id: string): MoveProgress | undefined {
