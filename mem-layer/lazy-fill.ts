@@ -98,6 +98,24 @@ export class LazyFill {
 
   get pagesTotal(): number { return this.#total; }
 
+  /**
+   * `allLocal`, or a failure once no page was installed for `stallMs` while some are missing: before
+   * a commit, a move gives up rather than wait on a fill that no longer moves.
+   */
+  allLocalUnlessStalled(stallMs: number): Promise<void> {
+    let installed = -1;
+    let since = Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    const stalled = new Promise<never>((_, reject) => {
+      timer = setInterval(() => {
+        const now = this.#pager.stats().installed;
+        if (now !== installed) [installed, since] = [now, Date.now()];
+        else if (Date.now() - since >= stallMs) reject(new PjError(codes.MIGRATION_ABORTED, `no page arrived for ${stallMs / 1000} s (${this.#total - now} of ${this.#total} missing)`));
+      }, 250);
+    });
+    return Promise.race([this.allLocal, stalled]).finally(() => clearInterval(timer));
+  }
+
   /** What the pager did: pages installed, faults and their service times by where the page was. */
   stats() { return this.#pager.stats(); }
 

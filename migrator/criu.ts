@@ -31,27 +31,53 @@ export class CriuError extends Error {
   }
 }
 
-function criu(args: string[], dir: string, log: string, action: string): Promise<void> {
+/** Runs CRIU; one that has not ended after `deadlineMs` is killed with what it restored so far, and fails. */
+function criu(args: string[], dir: string, log: string, action: string, deadlineMs?: number): Promise<void> {
   return new Promise((resolve, reject) => {
     // Our descriptors stay ours: CRIU would otherwise see and report them.
     const p = spawn('pj-criu', [...args, '-D', dir, '-o', log], { stdio: 'ignore' });
+    let late = false;
+    const timer = deadlineMs === undefined ? undefined : setTimeout(() => {
+      late = true;
+      // The tasks it forked first (a job's init, whose end ends its PID namespace) go with it.
+      for (const pid of [...childrenOf(p.pid), p.pid]) {
+        try { if (pid) process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+      }
+    }, deadlineMs);
     p.on('error', (e) => reject(new CriuError(action, `cannot run pj-criu (${e.message}); run scripts/setup`)));
     p.on('exit', (code, signal) => {
-      if (code === 0) return resolve();
-      reject(new CriuError(action, logTail(join(dir, log)) || `exit ${code ?? signal}`));
+      clearTimeout(timer);
+      if (code === 0 && !late) return resolve();
+      const tail = logTail(join(dir, log), late ? 1 : 3, !late);
+      reject(new CriuError(action, late ? `did not end within ${deadlineMs! / 1000} s and was killed (its log ends: ${tail || 'nothing'})` : tail || `exit ${code ?? signal}`));
     });
   });
 }
 
-/** The last error lines of a CRIU log, which say why it failed. */
-function logTail(path: string): string {
+/** The processes `pid` forked, as the kernel lists them; none once it is gone. */
+function childrenOf(pid: number | undefined): number[] {
   try {
-    const lines = readFileSync(path, 'utf8').split('\n').filter((l) => /Error|error|fail/i.test(l) && !/RLIMIT_NOFILE/.test(l));
-    return lines.slice(-3).map((l) => l.replace(/^\(\d+\.\d+\)\s*/, '')).join('; ');
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** The last error lines of a CRIU log, which say why it failed (or its last lines, which say where it was). */
+function logTail(path: string, count = 3, errorsOnly = true): string {
+  try {
+    const lines = readFileSync(path, 'utf8').split('\n').filter((l) => l && (!errorsOnly || /Error|error|fail/i.test(l)) && !/RLIMIT_NOFILE/.test(l));
+    return lines.slice(-count).map((l) => l.replace(/^\(\d+\.\d+\)\s*/, '')).join('; ');
   } catch {
     return '';
   }
 }
+
+/**
+ * How long a restore may take before it is given up (the source, which waits a minute for it, then
+ * aborts the move): a restore stuck in the kernel or on a file must not hold the job frozen longer.
+ */
+export const RESTORE_DEADLINE_MS = 45_000;
 
 /** Freezes the job and writes its images to `dir`; the job is left stopped. A failed dump leaves it running. */
 export const dump = (initPid: number, dir: string, mounts: string[]): Promise<void> =>
@@ -62,10 +88,10 @@ export const dump = (initPid: number, dir: string, mounts: string[]): Promise<vo
  * `lazy`: the pages a lazy dump left out are asked of whoever listens on lazy-pages.socket in `dir`.
  * `mounts`: the dump's external mounts; the job's mount namespace is built on this host's root.
  */
-export async function restore(dir: string, lazy: boolean, mounts: string[]): Promise<number> {
+export async function restore(dir: string, lazy: boolean, mounts: string[], deadlineMs = RESTORE_DEADLINE_MS): Promise<number> {
   const pidfile = join(dir, 'restored.pid');
   const hook = join(repoRoot(), 'scripts', 'criu-restore-hook');
-  await criu(['restore', '-d', '--pidfile', pidfile, '--action-script', hook, ...(lazy ? ['--lazy-pages'] : []), '--root', '/', ...external(mounts), ...COMMON], dir, 'restore.log', 'restore');
+  await criu(['restore', '-d', '--pidfile', pidfile, '--action-script', hook, ...(lazy ? ['--lazy-pages'] : []), '--root', '/', ...external(mounts), ...COMMON], dir, 'restore.log', 'restore', deadlineMs);
   return Number(readFileSync(pidfile, 'utf8').trim());
 }
 

@@ -16,7 +16,7 @@ import { initBinary } from './init-binary.js';
 import { dropJobNetworkLocks } from './criu.js';
 import { alive, signalAll, startTime, stateOf, type JobUsage } from './job-processes.js';
 import type { ProcReader } from './proc-reader.js';
-import { JOBS_EXPORT, jobDir, newJobId, type JobRecord } from './jobs.js';
+import { JOBS_EXPORT, jobDir, newJobId, takenBack, type JobRecord } from './jobs.js';
 import { POLICIES, type Policy } from './policy.js';
 
 export interface RunRequest { name?: string; cmd: string[]; cwd: string; env: Record<string, string>; publish?: JobRecord['publish']; policy?: Policy; budget?: number }
@@ -239,8 +239,7 @@ export class JobManager {
   async #takeBack(id: string, pid: number, lostAt: JobRecord): Promise<void> {
     const now = await this.table.get<JobRecord>(id);
     if (!now || now.value.host !== lostAt.host || now.value.pid !== lostAt.pid) return;
-    const back: JobRecord = { ...now.value, host: this.self, pid, pidStart: startTime(pid) ?? 0, state: 'running', takenBackFrom: lostAt.host,
-      moveReason: `taken back: ${lostAt.host} lost it before every page arrived`, movedAt: new Date().toISOString() };
+    const back = takenBack(now.value, lostAt.host, { host: this.self, pid, pidStart: startTime(pid) ?? 0 });
     if (!(await this.table.compareAndSwap(id, now.modRevision, back))) return;
     this.log.error({ op: 'job-reconcile', job: id, pid, from: lostAt.host }, 'took the job back from the frozen copy here: its destination lost it in a move whose manager died');
     await this.#releaseFromCriu(id, pid);

@@ -46,6 +46,11 @@ export interface JobRecord {
   exit?: string;
 }
 
+/** The record of a job running again from its frozen copy (fields of `copy` override), since `from` lost it before every page arrived. */
+export function takenBack(rec: JobRecord, from: string, copy: Partial<JobRecord> = {}): JobRecord {
+  return { ...rec, ...copy, state: 'running', takenBackFrom: from, moveReason: `taken back: ${from} lost it before every page arrived`, movedAt: new Date().toISOString() };
+}
+
 /** A short id that never looks like a pid (pj-mv takes both). */
 export const newJobId = (): string => `j${randomBytes(3).toString('hex')}`;
 

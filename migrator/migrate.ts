@@ -29,7 +29,7 @@ import { closePageServer, dropNetworkLocks, dump, dumpLazy } from './criu.js';
 import { imageStream } from './image-transfer.js';
 import type { JobManager } from './job-manager.js';
 import { alive, stateOf } from './job-processes.js';
-import type { JobRecord } from './jobs.js';
+import { takenBack, type JobRecord } from './jobs.js';
 import type { TrafficLedger } from './ledger.js';
 import { inspectJob } from './migratable.js';
 import type { MoveCosts } from './move-costs.js';
@@ -283,8 +283,7 @@ export class Migrator {
     for (;;) {
       const now = await this.jobs.table.get<JobRecord>(rec.id).catch(() => undefined);
       if (!now || now.value.host !== to || now.value.pid !== newPid) return false;
-      const back: JobRecord = { ...rec, state: 'running', takenBackFrom: to, moveReason: `taken back: ${to} lost it before every page arrived`, movedAt: new Date().toISOString() };
-      if (await this.jobs.table.compareAndSwap(rec.id, now.modRevision, back).catch(() => false)) return true;
+      if (await this.jobs.table.compareAndSwap(rec.id, now.modRevision, takenBack(rec, to)).catch(() => false)) return true;
     }
   }
 
@@ -382,8 +381,10 @@ export class Migrator {
 
 
 function abort(e: unknown, rec: JobRecord): PjError {
-  if (e instanceof PjError && (e.code === codes.MIGRATION_ABORTED || e.code === codes.NOT_MIGRATABLE || e.code === codes.JOB_BUSY)) return e;
-  return new PjError(codes.MIGRATION_ABORTED, `job ${rec.id} stays on ${rec.host}: ${(e as Error).message}`, { cause: e });
+  if (e instanceof PjError && (e.code === codes.NOT_MIGRATABLE || e.code === codes.JOB_BUSY)) return e;
+  const stays = `job ${rec.id} stays on ${rec.host}`;
+  if (e instanceof PjError && e.code === codes.MIGRATION_ABORTED && e.message.startsWith(stays)) return e;
+  return new PjError(codes.MIGRATION_ABORTED, `${stays}: ${(e as Error).message}`, { cause: e });
 }
 
 /** A TCP port free on this host's loopback now (for CRIU's page server). */

@@ -29,6 +29,10 @@ const INCOMING_IDLE_MS = 60_000;
 const LOST_KEPT_MS = 10 * 60_000;
 const LOST_CHECK_MS = 2000;
 const RESTORED_IDLE_MS = 3_000;
+/** The restore deadline when a test makes restores hang (PJ_FAULT=restore-hangs): the real one is 45 s. */
+const HUNG_RESTORE_DEADLINE_MS = 3_000;
+/** Pre-copy, before its commit: how long the last pages may not move before the move is given up. */
+const PRECOPY_STALL_MS = 30_000;
 
 /** A move into this host: `revision` is the job record's, which the source's commit is conditioned on. */
 interface Incoming {
@@ -160,11 +164,11 @@ export class MovesIn {
     try {
       // Lazy modes: the pager listens before CRIU's restore looks for it.
       if (inc.mode !== 'stop-copy') inc.fill = new LazyFill(inc.dir, this.#sources(key, inc), this.store, this.jobs.log);
-      inc.pid = await restore(inc.dir, inc.mode !== 'stop-copy', inc.mounts);
+      inc.pid = await restore(inc.dir, inc.mode !== 'stop-copy', inc.mounts, faultActive('restore-hangs') ? HUNG_RESTORE_DEADLINE_MS : undefined);
       if (inc.fill) writeFileSync(join(this.marks, key), JSON.stringify({ id: inc.id, pid: inc.pid }));
       // Pages go in from now on (the task stays stopped until the resume); pre-copy waits for all of them.
       inc.fill?.startBackground();
-      if (inc.mode === 'pre-copy') await inc.fill!.allLocal;
+      if (inc.mode === 'pre-copy') await inc.fill!.allLocalUnlessStalled(PRECOPY_STALL_MS);
       this.#touch(key, RESTORED_IDLE_MS);
     } catch (e) {
       inc.fill?.stop();

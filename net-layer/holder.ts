@@ -13,6 +13,8 @@ import { loadBinding as native } from '../native/loader.js';
 
 export const Hold = { Adopt: 1, Ticket: 2, Dup: 3, Pause: 4, Close: 5, Orphan: 6, Stats: 7, Shutdown: 8, Hello: 20, Answer: 21 } as const;
 export const HOLD_RESET = 1;
+/** A tunnel ticket's length (hold-msg.h's PJ_HOLD_TOKEN). */
+export const HOLD_TOKEN_BYTES = 16;
 const SIZE = 176;
 const START_MS = 10_000;
 
@@ -34,7 +36,7 @@ export function decodeHold(b: Buffer): HoldMsg | undefined {
   if (b.length !== SIZE) return undefined;
   return {
     type: b.readUInt32LE(0), req: b.readUInt32LE(4), err: b.readInt32LE(8), flags: b.readUInt32LE(12), key: b.readBigUInt64LE(16),
-    port: b.readUInt16LE(24), token: Buffer.from(b.subarray(32, 48)), job: text(b.subarray(48, 80)), target: text(b.subarray(80, SIZE)),
+    port: b.readUInt16LE(24), token: Buffer.from(b.subarray(32, 32 + HOLD_TOKEN_BYTES)), job: text(b.subarray(48, 80)), target: text(b.subarray(80, SIZE)),
   };
 }
 
@@ -46,7 +48,7 @@ export function encodeHold(m: Partial<HoldMsg> & { type: number }): Buffer {
   b.writeUInt32LE(m.flags ?? 0, 12);
   b.writeBigUInt64LE(m.key ?? 0n, 16);
   b.writeUInt16LE(m.port ?? 0, 24);
-  m.token?.copy(b, 32, 0, 16);
+  m.token?.copy(b, 32, 0, HOLD_TOKEN_BYTES);
   b.write(m.job ?? '', 48, 31, 'utf8');
   b.write(m.target ?? '', 80, 95, 'utf8');
   return b;

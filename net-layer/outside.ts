@@ -10,14 +10,13 @@ import { constants as os } from 'node:os';
 import { loadBinding as native } from '../native/loader.js';
 import { PjError, codes } from '../common/errors.js';
 import { resolveHere } from './dns.js';
-import { Hold, HOLD_RESET, type HolderLink } from './holder.js';
+import { Hold, HOLD_RESET, HOLD_TOKEN_BYTES, type HolderLink } from './holder.js';
 
 /** How long a connect from this host, or a tunnel to another, may take. */
 export const CONNECT_TIMEOUT_MS = 5000;
 /** How long a connection may stay busy with a tunnel that is ending (longer than a job's init waits for it: relay.c's DRAIN_MS). */
 const BUSY_MS = 35_000;
 const ASK_MS = 5000;
-const TOKEN_BYTES = 16;
 
 export interface Ticket { address: string; port: number; token: string }
 
@@ -51,7 +50,7 @@ export class OutsideConnections {
 
   /** A one-time ticket with which a host's manager opens a tunnel to this connection (once no other tunnel uses it). */
   async ticket(key: bigint): Promise<Ticket> {
-    const token = randomBytes(TOKEN_BYTES);
+    const token = randomBytes(HOLD_TOKEN_BYTES);
     await this.#ask(Hold.Ticket, key, BUSY_MS, token);
     return { address: this.address, port: this.holder.port, token: token.toString('hex') };
   }

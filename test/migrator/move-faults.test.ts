@@ -145,6 +145,17 @@ t.test("faults: damaged images make the destination's CRIU fail; the job resumes
   await restartWith(t, 'h3');
 });
 
+t.test("faults: a restore that does not end is killed at its deadline; the job resumes on the source, no copy stays", async (t) => {
+  await restartWith(t, 'h3', 'restore-hangs');
+  const id = await run(['python3', helper('counter-job.py')]);
+  await waitFor(async () => (await lines(id)).length > 5, 10_000);
+  const r = await mv(id, 'h3');
+  t.match(r.stderr, /PJ_ERR_MIGRATION_ABORTED: job \w+ stays on h1: .*criu restore failed: did not end within 3 s and was killed/, r.stderr);
+  t.equal(spawnSync('pgrep', ['-fx', 'sleep 3600']).status, 1, "the restore's hook went with it");
+  await survives(t, 'h1', id);
+  await restartWith(t, 'h3');
+});
+
 t.test('faults: the link to the destination cut while stop-copy images stream', async (t) => {
   const id = await startMemoryJob(192);
   const incoming = join(migrationDir('h3', paths(c.dir).hostState('h3')), 'incoming');
