@@ -46,6 +46,8 @@ export class JobManager {
   #endings = new Map<string, string>();
   #timer: NodeJS.Timeout | undefined;
   #reconciling = false;
+  /** The inits of jobs running here that this manager asked to attach to it (those a manager before it left included). */
+  #attached = new Set<number>();
   /**
    * Whether the host a job moved to still fetches pages from a stopped copy here (a lazy move whose
    * source's manager restarted): such a copy is kept until it does not. Set by the migrator.
@@ -302,12 +304,19 @@ export class JobManager {
       let listed = await this.table.list<JobRecord>();
       if (await this.#checkOutput(listed)) listed = await this.table.list<JobRecord>();
       const records = new Map(listed.map((j) => [j.id, j]));
-      for (const { pid, dir } of await this.procs.run('localJobInits', this.mount)) {
+      const inits = await this.procs.run('localJobInits', this.mount);
+      this.#attached = new Set(inits.map((i) => i.pid).filter((pid) => this.#attached.has(pid)));
+      for (const { pid, dir } of inits) {
         const id = basename(dir);
         if (this.busy.has(id) || !records.get(id) || !dir.endsWith(`/${JOBS_EXPORT}/${id}`)) continue;
         const state = stateOf(pid);
         const stopped = state === 'T' || state === 't'; // 't': held by a CRIU whose manager is gone
-        if (!stopped && records.get(id)!.value.host === this.self) continue;
+        if (!stopped && records.get(id)!.value.host === this.self) {
+          // A job a dead manager left running here: its init asks this one for links (and takes inbound ones) again.
+          if (!this.#attached.has(pid)) this.net?.reattach(pid);
+          this.#attached.add(pid);
+          continue;
+        }
         // Acting on a copy: on what the table says now (a move may have committed since the list was read).
         const rec = (await this.table.get<JobRecord>(id))?.value;
         if (!rec || this.busy.has(id)) continue;

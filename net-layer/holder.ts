@@ -11,7 +11,7 @@ import { repoRoot } from '../common/repo-root.js';
 import type { Log } from '../common/log.js';
 import { loadBinding as native } from '../native/loader.js';
 
-export const Hold = { Adopt: 1, Ticket: 2, Dup: 3, Pause: 4, Close: 5, Orphan: 6, Stats: 7, Shutdown: 8, Hello: 20, Answer: 21 } as const;
+export const Hold = { Adopt: 1, Ticket: 2, Dup: 3, Pause: 4, Close: 5, Orphan: 6, Stats: 7, Shutdown: 8, Listen: 9, Listener: 10, Unlisten: 11, Hello: 20, Answer: 21 } as const;
 export const HOLD_RESET = 1;
 /** A tunnel ticket's length (hold-msg.h's PJ_HOLD_TOKEN). */
 export const HOLD_TOKEN_BYTES = 16;

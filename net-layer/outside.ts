@@ -70,6 +70,30 @@ export class OutsideConnections {
     for (const key of keys) this.holder.tell({ type: Hold.Orphan, key });
   }
 
+  /** The holder keeps a duplicate of a published port's listening socket (closed here): connections queue while no manager accepts. */
+  async keepListener(fd: number, port: number, job: string): Promise<void> {
+    try {
+      await this.holder.request({ type: Hold.Listen, port, job }, ASK_MS, [fd]);
+    } finally {
+      native().closeFd(fd);
+    }
+  }
+
+  /** The listening socket the holder kept for `port` (a manager before this one published it), if any. */
+  async keptListener(port: number): Promise<number | undefined> {
+    try {
+      return (await this.holder.request({ type: Hold.Listener, port }, ASK_MS)).fd;
+    } catch (e) {
+      if ((e as { errno?: number }).errno === os.errno.ENOENT) return undefined;
+      throw e;
+    }
+  }
+
+  /** `port` is no longer published here: the holder's listening socket goes too. */
+  unpublish(port: number): void {
+    this.holder.tell({ type: Hold.Unlisten, port });
+  }
+
   async stats(): Promise<{ connections: number; tunnels: number }> {
     const { m } = await this.holder.request({ type: Hold.Stats }, ASK_MS);
     return { connections: Number(m.key), tunnels: m.flags };

@@ -64,19 +64,41 @@ export class Publisher {
       if (wanted.get(port)?.id !== l.job) {
         l.server.close();
         this.#listeners.delete(port);
+        this.o.outside.unpublish(port);
       }
     }
-    for (const [port, j] of wanted) if (!this.#listeners.has(port)) this.#listen(port, j.id, j.jobPort);
+    for (const [port, j] of wanted) if (!this.#listeners.has(port)) void this.#listen(port, j.id, j.jobPort);
   }
 
-  #listen(port: number, job: string, jobPort: number): void {
+  /**
+   * Listens on `port` with the socket the holder kept (a manager before this one published the port:
+   * what clients connected meanwhile waits in its backlog), else with a new one the holder then keeps.
+   */
+  async #listen(port: number, job: string, jobPort: number): Promise<void> {
     const server = net.createServer({ pauseOnConnect: true }, (sock) => void this.#accepted(sock, job, jobPort));
     this.#listeners.set(port, { job, server });
     server.on('error', (e) => {
       this.o.log.error({ op: 'net-publish', job, port, err: e.message }, 'cannot publish the port');
       this.#listeners.delete(port);
     });
-    server.listen(port, this.o.address, () => this.o.log.info({ op: 'net-publish', job, port, jobPort }, 'port published'));
+    const kept = await this.o.outside.keptListener(port).catch((e: Error) => {
+      this.o.log.warn({ op: 'net-publish', port, err: e.message }, 'the connection holder did not say whether it kept the port\'s listening socket');
+      return undefined;
+    });
+    if (this.#listeners.get(port)?.server !== server) { // unpublished meanwhile
+      if (kept !== undefined) native().closeFd(kept);
+      return;
+    }
+    if (kept !== undefined) {
+      return void server.listen({ fd: kept }, () => this.o.log.info({ op: 'net-publish', job, port, jobPort }, 'port published again with the listening socket the holder kept'));
+    }
+    server.listen(port, this.o.address, () => {
+      this.o.log.info({ op: 'net-publish', job, port, jobPort }, 'port published');
+      const fd = native().dupFd((server as unknown as { _handle: { fd: number } })._handle.fd, {});
+      if (fd === undefined) return;
+      this.o.outside.keepListener(fd, port, job).catch((e: Error) =>
+        this.o.log.warn({ op: 'net-publish', job, port, err: e.message }, 'the connection holder did not keep the listening socket: connections wait for this manager only'));
+    });
   }
 
   async #accepted(sock: net.Socket, job: string, jobPort: number): Promise<void> {

@@ -1,6 +1,8 @@
 // The messages between a host's manager and its connection holder (pj-holder.c;
 // net-layer/holder.ts mirrors them): one per seqpacket; a descriptor rides along
-// with ADOPT, and with the answer to DUP.
+// with ADOPT and LISTEN, and with the answers to DUP and LISTENER. A listening
+// socket a new manager does not claim (LISTEN or LISTENER) within PJ_HOLD_ORPHAN_MS
+// of connecting is closed.
 #pragma once
 #include <stdint.h>
 
@@ -14,6 +16,10 @@ enum {
   PJ_HOLD_ORPHAN = 6,    // `key` is closed unless a job claims it (TICKET, DUP, PAUSE) within PJ_HOLD_ORPHAN_MS
   PJ_HOLD_STATS = 7,     // answered with key = connections held, flags = tunnels among them
   PJ_HOLD_SHUTDOWN = 8,  // close every connection and exit
+  PJ_HOLD_LISTEN = 9,    // keep this listening socket (descriptor) of published `port` of `job`, so that
+                         // connections queue in its backlog while no manager accepts them
+  PJ_HOLD_LISTENER = 10, // a duplicate of the listening socket kept for `port`, in the answer (ENOENT: none)
+  PJ_HOLD_UNLISTEN = 11, // `port` is not published here any more: its listening socket is closed
   // holder -> manager
   PJ_HOLD_HELLO = 20,   // first on every manager connection: `port` is the tunnel listener's
   PJ_HOLD_ANSWER = 21,  // to request `req`: err 0 or an errno

@@ -71,11 +71,15 @@ struct conn {
   int dead;
 };
 
+// A published port's listening socket: never accepted here, only kept open.
+struct listener { struct listener* next; uint16_t port; int fd; char job[32]; int64_t unclaimed_until; /* 0: claimed */ };
+
 struct pending { struct pending* next; int fd; uint8_t token[PJ_HOLD_TOKEN]; int got; int64_t deadline; int dead; };
 struct ticket { struct ticket* next; uint8_t token[PJ_HOLD_TOKEN]; uint64_t key; int64_t expires; };
 
 static int ep, agents_listener, tunnel_listener, agent = -1;
 static struct conn* conns;
+static struct listener* listeners;
 static struct pending* pendings;
 static struct ticket* tickets;
 static uint64_t next_key;
@@ -305,6 +309,50 @@ static void answer_waiters(struct conn* c) {
   }
 }
 
+// ---- published ports' listening sockets
+
+static struct listener** listener_at(uint16_t port) {
+  struct listener** l = &listeners;
+  while (*l && (*l)->port != port) l = &(*l)->next;
+  return l;
+}
+
+static void listener_close(struct listener** at, const char* why) {
+  struct listener* l = *at;
+  say("closing the listening socket of port %u (job %s): %s", l->port, l->job, why);
+  close(l->fd);
+  *at = l->next;
+  free(l);
+}
+
+static void on_listen_request(struct pj_hold_msg* m, int fd) {
+  struct listener** at = listener_at(m->port);
+  if (m->type == PJ_HOLD_LISTEN) {
+    if (fd < 0) return answer(m->req, EBADF, 0, 0, -1);
+    if (*at) { close((*at)->fd); (*at)->fd = fd; }
+    else {
+      struct listener* l = calloc(1, sizeof *l);
+      if (!l) { close(fd); return answer(m->req, ENOMEM, 0, 0, -1); }
+      l->port = m->port;
+      l->fd = fd;
+      *at = l;  // at the list's end
+    }
+    memcpy((*at)->job, m->job, sizeof (*at)->job - 1);
+    (*at)->unclaimed_until = 0;
+    return answer(m->req, 0, 0, 0, -1);
+  }
+  if (fd >= 0) close(fd);
+  if (!*at) return answer(m->req, ENOENT, 0, 0, -1);
+  if (m->type == PJ_HOLD_UNLISTEN) {
+    listener_close(at, "no longer published here");
+    return answer(m->req, 0, 0, 0, -1);
+  }
+  (*at)->unclaimed_until = 0;
+  int d = fcntl((*at)->fd, F_DUPFD_CLOEXEC, 3);
+  answer(m->req, d < 0 ? errno : 0, 0, 0, d);
+  if (d >= 0) close(d);
+}
+
 // ---- requests
 
 static void on_request(struct pj_hold_msg* m, int fd) {
@@ -320,6 +368,7 @@ static void on_request(struct pj_hold_msg* m, int fd) {
     conns = c;
     return answer(m->req, 0, c->key, 0, -1);
   }
+  if (m->type == PJ_HOLD_LISTEN || m->type == PJ_HOLD_LISTENER || m->type == PJ_HOLD_UNLISTEN) return on_listen_request(m, fd);
   if (fd >= 0) close(fd);
   if (m->type == PJ_HOLD_STATS) {
     uint64_t n = 0;
@@ -361,6 +410,7 @@ static void on_request(struct pj_hold_msg* m, int fd) {
 
 static void shutdown_all(void) {
   for (struct conn* c = conns; c; c = c->next) if (!c->dead) { free_tunnel(c); conn_free(c); }
+  while (listeners) listener_close(&listeners, "the manager asked the holder to end");
   say("the manager asked it to end: every connection closed");
   exit(0);
 }
@@ -374,6 +424,8 @@ static void on_agent_connect(void) {
     close(agent);
   }
   agent = fd;
+  // The listening sockets it still wants, it claims; the others are of jobs that ended meanwhile.
+  for (struct listener* l = listeners; l; l = l->next) l->unclaimed_until = now_ms() + PJ_HOLD_ORPHAN_MS;
   struct timeval tv = {2, 0};
   setsockopt(agent, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   struct epoll_event e = {.events = EPOLLIN, .data.u64 = TAG_AGENT};
@@ -499,6 +551,10 @@ static void sweep(void) {
       conn_free(c);
     }
     if (!c->dead) held++;
+  }
+  for (struct listener** l = &listeners; *l;) {
+    if ((*l)->unclaimed_until && (*l)->unclaimed_until <= now) listener_close(l, "the manager did not claim it");
+    else { held++; l = &(*l)->next; }
   }
   if (agent >= 0 || held) alone_since = 0;
   else if (!alone_since) alone_since = now;

@@ -147,6 +147,33 @@ t.test('a malformed request is logged and dropped; the holder serves on', async 
   t.same(await outside.stats(), { connections: 0, tunnels: 0 }, 'it still answers');
 });
 
+t.test("a published port's listening socket is kept: a client connects while no manager listens, and is accepted by the next; unpublished, it is closed", async (t) => {
+  const first = net.createServer();
+  await new Promise<void>((r) => first.listen(0, '127.0.0.1', r));
+  const port = (first.address() as net.AddressInfo).port;
+  await outside.keepListener(native().dupFd((first as unknown as { _handle: { fd: number } })._handle.fd, {})!, port, 'j5');
+  await new Promise((r) => first.close(r)); // its manager is gone
+  const client = net.connect(port, '127.0.0.1');
+  await new Promise((r) => client.once('connect', r));
+  client.write('waited');
+  t.pass('a client connects while nobody accepts');
+  const fd = await outside.keptListener(port);
+  t.type(fd, 'number', 'the next manager gets the listening socket back');
+  const next = net.createServer();
+  const accepted = new Promise<net.Socket>((r) => next.once('connection', r));
+  next.listen({ fd });
+  const sock = await accepted;
+  const got = await new Promise<string>((r) => sock.once('data', (d) => r(d.toString())));
+  t.equal(got, 'waited', 'and accepts the waiting client, bytes and all');
+  sock.destroy();
+  client.destroy();
+  outside.unpublish(port);
+  await new Promise((r) => next.close(r));
+  t.equal(await outside.keptListener(port), undefined, 'unpublished: the holder keeps nothing for the port');
+  const refused = await new Promise<string>((r) => net.connect(port, '127.0.0.1').once('error', (e: NodeJS.ErrnoException) => r(e.code ?? '')).once('connect', () => r('connected')));
+  t.equal(refused, 'ECONNREFUSED', 'and the port is closed');
+});
+
 t.test('a second manager takes the holder over with its connections; only SHUTDOWN ends them', async (t) => {
   const pair = await connectedPair();
   const key = await outside.adopt(pair.fd, 'j3', 'test:3');

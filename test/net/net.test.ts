@@ -110,6 +110,24 @@ t.test('a client on h3 keeps using a published port while the job moves h1 -> h2
   await c.pj(['kill', '-s', 'KILL', id]);
 });
 
+t.test("a published port's agent killed: clients that connect meanwhile wait in the holder's listening socket and are answered by the next agent", async (t) => {
+  const id = await run(['python3', helper('net-job.py'), 'serve', '9000'], 'h1', ['--publish', '9500:9000']);
+  const h1 = c.file().hosts.find((h) => h.name === 'h1')!.address;
+  await waitFor(async () => /^ok [1-9]/.test(await client('h3', ['fresh', h1, '9500', '0.2']).result), 10_000, 200);
+  const using = client('h3', ['fresh', h1, '9500', '6']);
+  await using.answered(10);
+  t.equal((await c.pj(['cluster', 'stop', 'h1', '--signal', 'KILL'])).code, 0, "h1's agent killed");
+  // The client's next connection is in the port's accept queue, with no one to take it.
+  const queued = async () => Number(/LISTEN\s+(\d+)/.exec((await c.exec('h1', ['ss', '-Hltn', 'sport = :9500'])).stdout)?.[1] ?? 0);
+  await waitFor(async () => (await queued()) > 0, 10_000, 50);
+  t.pass('a client connected while h1 has no agent');
+  t.equal((await c.pj(['cluster', 'start', 'h1'])).code, 0, "h1's agent started again");
+  t.match(readFileSync(join(paths(c.dir).hostState('h1'), 'agent.log'), 'utf8'), /port published again with the listening socket the holder kept/, 'the new agent listens with the socket the holder kept');
+  const out = await using.result;
+  t.match(out, /^ok (\d+) failures 0\n$/, `every connection was answered: ${out}`);
+  await c.pj(['kill', '-s', 'KILL', id]);
+});
+
 t.test('--publish-on all opens the port on every host; a client of each host reaches the job, also after it moves', async (t) => {
   const id = await run(['python3', helper('net-job.py'), 'serve', '9000'], 'h1', ['--publish', '9400:9000', '--publish-on', 'all']);
   const answered = async (host: string) => /^ok 1 failures 0\n$/.test(await client('h1', ['burst', c.file().hosts.find((h) => h.name === host)!.address, '9400', '1']).result);
