@@ -204,7 +204,9 @@ async function main(): Promise<void> {
   for (const id of jobs) {
     const j = ps.find((x) => x.id === id);
     if (!j || j.state !== 'running') {
-      const why = (await pj(['logs', id])).stderr.trim().split('\n').slice(-2).join(' / ');
+      // Its last words: the error lines its program printed (the SQLite writer names the failed operation), else the last lines.
+      const err = (await pj(['logs', id])).stderr.trim().split('\n');
+      const why = [...new Set([...err.filter((l) => /error/i.test(l)).slice(-3), ...err.slice(-2)])].join(' / ');
       violate('jobs', `job ${id} (${names[id]}) is not running: ${j ? `${j.state} ${j.exit ?? ''}` : 'gone from the table'}: ${why}`);
       continue;
     }
