@@ -4,6 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { PjError, codes } from '../common/errors.js';
+import { faultActive } from '../common/fault.js';
 import { createLog } from '../common/log.js';
 import { Metrics } from '../common/metrics.js';
 import { VERSION } from '../common/version.js';
@@ -123,6 +124,8 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     net: { socketPath: join(dirname(opts.controlSocket), 'net.sock'), detach: (pid) => net.detach(pid), reattach: (pid) => net.reattach(pid) },
     dropFileLocks: (tids) => fsLayer.dropLocks(tids), mountState: () => fsLayer.health.state });
   record.capabilities.migration = fsLayer.mounted;
+  // A test's fault: a start that takes a while here, where sources may already ask about their moves.
+  if (faultActive('slow-start')) await new Promise((r) => setTimeout(r, 3000));
   await state.register(record);
   migrator.start();
 

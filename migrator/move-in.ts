@@ -63,12 +63,23 @@ export class MovesIn {
   #incoming = new Map<string, Incoming>();
   /** Lazy moves lost with the last manager (key: job id), until the source took the job back. */
   #lost = new Map<string, string>();
+  /** The copies of those moves, until recoverLostMoves ends them. */
+  #lostCopies = new Map<string, { id: string; pid: number }>();
   /** Lazy moves into this host that have every page, until the source asks (allLocal). */
   #landed = new Map<string, Landed>();
 
   constructor(private readonly jobs: JobManager, private readonly mesh: Mesh, private readonly workDir: string, private readonly marks: string,
     private readonly store: PageStore, private readonly ledger: TrafficLedger, private readonly metrics: Metrics) {
     mkdirSync(marks, { recursive: true });
+    // Known before this manager answers any source: a status asked of a lost move must never say 'done'.
+    for (const key of readdirSync(marks)) {
+      try {
+        const mark = JSON.parse(readFileSync(join(marks, key), 'utf8')) as { id: string; pid: number };
+        this.#lost.set(key, mark.id);
+        this.#lostCopies.set(key, mark);
+        jobs.busy.add(mark.id);
+      } catch { /* a mark half written: its restore never finished */ }
+    }
   }
 
   /**
@@ -78,15 +89,8 @@ export class MovesIn {
    * host does not record it as exited meanwhile.
    */
   async recoverLostMoves(): Promise<void> {
-    for (const key of readdirSync(this.marks)) {
-      let mark: { id: string; pid: number };
-      try {
-        mark = JSON.parse(readFileSync(join(this.marks, key), 'utf8')) as { id: string; pid: number };
-      } catch {
-        continue;
-      }
-      this.jobs.busy.add(mark.id);
-      this.#lost.set(key, mark.id);
+    for (const [key, mark] of this.#lostCopies) {
+      this.#lostCopies.delete(key);
       if (isCopyOf(mark.pid, mark.id)) await this.jobs.signalJob(mark.pid, 'SIGKILL').catch(() => {});
       this.jobs.log.error({ op: 'job-move-in', job: mark.id, key }, 'a move into this host lost its pages with the last manager: its copy here is ended, the source takes the job back');
       void this.#untilPlacedElsewhere(key, mark);
