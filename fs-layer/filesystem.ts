@@ -2,6 +2,7 @@
 // is decided here; the real work runs in the owner's ExportServer, directly
 // when the owner is this host, over the mesh otherwise. Local files are opened
 // with kernel passthrough, so their reads, writes and mmap never reach us.
+import { crashPoint } from '../common/fault.js';
 import { errnoError } from '../common/errors.js';
 import type { Log } from '../common/log.js';
 import type { Counter, Metrics } from '../common/metrics.js';
@@ -102,7 +103,8 @@ export class PjFilesystem {
     const node = NOT_TRAFFIC.has(h.opcode) ? undefined : this.nodes.peek(h.nodeid);
     let reply: Buffer[] | null = null;
     try {
-      reply = await this.#serve(req);
+      reply = await this.#serve(req).catch((e: NodeJS.ErrnoException) => this.#doneBeforeResend(req, e));
+      if (h.opcode === Op.MKDIR) crashPoint('agent-after-change'); // made, never answered: the kernel sends it again to the next agent
       return reply;
     } finally {
       this.#flushJournal();
@@ -115,6 +117,24 @@ export class PjFilesystem {
       }
     }
   };
+
+  /**
+   * A change the kernel sends again (FUSE_NOTIFY_RESEND: the last agent read it and died) may have
+   * been made by that agent: the EEXIST or ENOENT it meets now is that first try's success (as an NFS
+   * client takes it). Other failures stay failures.
+   */
+  async #doneBeforeResend({ header: h, body }: FuseRequest, e: NodeJS.ErrnoException): Promise<Buffer[]> {
+    if (!(h.unique & RESENT)) throw e;
+    const made = { [Op.MKDIR]: 8, [Op.MKNOD]: 16, [Op.LINK]: 8, [Op.SYMLINK]: 0 }[h.opcode];
+    if (made !== undefined && e.code === 'EEXIST') return this.#lookup(this.nodes.get(h.nodeid), cStrings(body.subarray(made), 1)[0]);
+    if ((h.opcode === Op.UNLINK || h.opcode === Op.RMDIR) && e.code === 'ENOENT') return [];
+    if ((h.opcode === Op.RENAME || h.opcode === Op.RENAME2) && e.code === 'ENOENT') {
+      const { n, rel } = this.#child(this.nodes.get(body.readBigUInt64LE(0)), cStrings(body.subarray(h.opcode === Op.RENAME2 ? 16 : 8), 2)[1]);
+      await this.#o.backend(n.host).lstat(n.exp, rel).catch(() => { throw e; }); // renamed: the new name is there
+      return [];
+    }
+    throw e;
+  }
 
   async #serve({ header: h, body }: FuseRequest): Promise<Buffer[] | null> {
     switch (h.opcode) {

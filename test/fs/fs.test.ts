@@ -204,6 +204,18 @@ t.test("an owner that dies having made a change, before it answered: the caller'
   t.equal((await sh('h2', 'test -e /srv/data/again/f')).code, 1, "and h2's disk shows the file gone");
 });
 
+t.test("an agent that dies after its change was made, before it answered: the kernel sends it again to the next agent, which answers it done", async (t) => {
+  await sh('h2', 'mkdir -p /srv/data/again');
+  await c.pj(['cluster', 'stop', 'h1']);
+  t.equal((await c.pj(['cluster', 'start', 'h1'], { env: { PJ_FAULT: 'agent-after-change' } })).code, 0, "h1's agent started with a crash after its next mkdir");
+  const caller = c.start('h1', ['sh', '-c', 'mkdir /pj/h2/data/again/resent && echo done'], { timeoutMs: 60_000 });
+  await waitFor(async () => { try { process.kill(agentPid('h1'), 0); return false; } catch { return true; } }, 30_000, 20);
+  t.equal((await c.pj(['cluster', 'start', 'h1'])).code, 0, "h1's agent died with the mkdir made on h2; started again");
+  const r = await caller.result;
+  t.equal(r.stdout.trim(), 'done', `mkdir succeeds: ${r.stderr.trim()}`);
+  t.equal((await sh('h2', 'test -d /srv/data/again/resent')).code, 0, 'the directory is there, made once');
+});
+
 t.test('fsx: 10,000 random reads, writes, truncates, mmaps and fsyncs match a local reference file', async (t) => {
   const seed = Number(process.env.PJ_FSX_SEED ?? Math.floor(Math.random() * 1e9));
   t.comment(`fsx seed ${seed} (repeat with PJ_FSX_SEED=${seed})`);
