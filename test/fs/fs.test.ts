@@ -1,7 +1,7 @@
 // /pj on a real cluster: POSIX behaviour on a local and a remote path (checked
 // against the machine's own disk), real programs through /pj, confinement of
 // the owner's exports, and a remote owner that stops answering or dies.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -191,27 +191,30 @@ except OSError as e:
   t.pass('after the owner restarts, the next read works without a remount');
 });
 
+/**
+ * Runs `cmd` on h1 while `host`'s agent is armed to die at `fault` (common/fault.ts), and starts that
+ * agent again once it died: the command's output.
+ */
+async function throughCrash(t: Test, host: string, fault: string, cmd: string): Promise<{ stdout: string; stderr: string }> {
+  await c.pj(['cluster', 'stop', host]);
+  t.equal((await c.pj(['cluster', 'start', host], { env: { PJ_FAULT: fault } })).code, 0, `${host}'s agent started with PJ_FAULT=${fault}`);
+  const caller = c.start('h1', ['sh', '-c', `${cmd} && echo done`], { timeoutMs: 60_000 });
+  await waitFor(async () => { try { process.kill(agentPid(host), 0); return false; } catch { return true; } }, 30_000, 20);
+  t.equal((await c.pj(['cluster', 'start', host])).code, 0, `${host}'s agent died at ${fault}; started again`);
+  return caller.result;
+}
+
 t.test("an owner that dies having made a change, before it answered: the caller's rm is asked again and succeeds", async (t) => {
   // The other changes, and an owner that did not restart, are in changes-once.test.ts.
   await sh('h2', 'mkdir -p /srv/data/again && touch /srv/data/again/f');
-  await c.pj(['cluster', 'stop', 'h2']);
-  t.equal((await c.pj(['cluster', 'start', 'h2'], { env: { PJ_FAULT: 'owner-after-change' } })).code, 0, "h2's agent started with a crash after its next remote change");
-  const caller = c.start('h1', ['sh', '-c', 'rm /pj/h2/data/again/f && echo done'], { timeoutMs: 60_000 });
-  await waitFor(async () => { try { process.kill(agentPid('h2'), 0); return false; } catch { return true; } }, 30_000, 20);
-  t.equal((await c.pj(['cluster', 'start', 'h2'])).code, 0, "h2's agent died having made it; started again");
-  const r = await caller.result;
+  const r = await throughCrash(t, 'h2', 'owner-after-change', 'rm /pj/h2/data/again/f');
   t.equal(r.stdout.trim(), 'done', `rm succeeds: ${r.stderr.trim()}`);
   t.equal((await sh('h2', 'test -e /srv/data/again/f')).code, 1, "and h2's disk shows the file gone");
 });
 
 t.test("an agent that dies after its change was made, before it answered: the kernel sends it again to the next agent, which answers it done", async (t) => {
   await sh('h2', 'mkdir -p /srv/data/again');
-  await c.pj(['cluster', 'stop', 'h1']);
-  t.equal((await c.pj(['cluster', 'start', 'h1'], { env: { PJ_FAULT: 'agent-after-change' } })).code, 0, "h1's agent started with a crash after its next mkdir");
-  const caller = c.start('h1', ['sh', '-c', 'mkdir /pj/h2/data/again/resent && echo done'], { timeoutMs: 60_000 });
-  await waitFor(async () => { try { process.kill(agentPid('h1'), 0); return false; } catch { return true; } }, 30_000, 20);
-  t.equal((await c.pj(['cluster', 'start', 'h1'])).code, 0, "h1's agent died with the mkdir made on h2; started again");
-  const r = await caller.result;
+  const r = await throughCrash(t, 'h1', 'agent-after-change', 'mkdir /pj/h2/data/again/resent');
   t.equal(r.stdout.trim(), 'done', `mkdir succeeds: ${r.stderr.trim()}`);
   t.equal((await sh('h2', 'test -d /srv/data/again/resent')).code, 0, 'the directory is there, made once');
 });

@@ -95,12 +95,18 @@ t.test('a job on h1 reaches servers that only h2 can reach, by address and by na
   t.ok(ledger.some((r) => r.layer === 'net' && r.target === 'h2' && r.bytes > 0), 'pj ledger counts the bytes against h2');
 });
 
-t.test('a client on h3 keeps using a published port while the job moves h1 -> h2 -> h3', async (t) => {
-  const id = await run(['python3', helper('net-job.py'), 'serve', '9000'], 'h1', ['--publish', '9100:9000']);
+/** A server job on h1 publishing `port`, and a client on h3 making a new connection to it every 50 ms for `seconds`, once it had 10 answers. */
+async function servedFromH3(port: number, seconds: number): Promise<{ id: string; using: Client }> {
+  const id = await run(['python3', helper('net-job.py'), 'serve', '9000'], 'h1', ['--publish', `${port}:9000`]);
   const h1 = c.file().hosts.find((h) => h.name === 'h1')!.address;
-  await waitFor(async () => /^ok [1-9]/.test(await client('h3', ['fresh', h1, '9100', '0.2']).result), 10_000, 200);
-  const using = client('h3', ['fresh', h1, '9100', '8']);
+  await waitFor(async () => /^ok [1-9]/.test(await client('h3', ['fresh', h1, String(port), '0.2']).result), 10_000, 200);
+  const using = client('h3', ['fresh', h1, String(port), String(seconds)]);
   await using.answered(10);
+  return { id, using };
+}
+
+t.test('a client on h3 keeps using a published port while the job moves h1 -> h2 -> h3', async (t) => {
+  const { id, using } = await servedFromH3(9100, 8);
   await mv(id, 'h2');
   await using.answered(20); // answered from h2 too, before the next move
   await mv(id, 'h3');
@@ -111,11 +117,7 @@ t.test('a client on h3 keeps using a published port while the job moves h1 -> h2
 });
 
 t.test("a published port's agent killed: clients that connect meanwhile wait in the holder's listening socket and are answered by the next agent", async (t) => {
-  const id = await run(['python3', helper('net-job.py'), 'serve', '9000'], 'h1', ['--publish', '9500:9000']);
-  const h1 = c.file().hosts.find((h) => h.name === 'h1')!.address;
-  await waitFor(async () => /^ok [1-9]/.test(await client('h3', ['fresh', h1, '9500', '0.2']).result), 10_000, 200);
-  const using = client('h3', ['fresh', h1, '9500', '6']);
-  await using.answered(10);
+  const { id, using } = await servedFromH3(9500, 6);
   t.equal((await c.pj(['cluster', 'stop', 'h1', '--signal', 'KILL'])).code, 0, "h1's agent killed");
   // The client's next connection is in the port's accept queue, with no one to take it.
   const queued = async () => Number(/LISTEN\s+(\d+)/.exec((await c.exec('h1', ['ss', '-Hltn', 'sport = :9500'])).stdout)?.[1] ?? 0);
