@@ -46,8 +46,10 @@ export class JobManager {
   #endings = new Map<string, string>();
   #timer: NodeJS.Timeout | undefined;
   #reconciling = false;
-  /** The inits of jobs running here that this manager asked to attach to it (those a manager before it left included). */
+  /** The inits of jobs a manager before this one left running here, once this one asked them to attach to it. */
   #attached = new Set<number>();
+  /** When this manager started (clock ticks since boot, as a process's start time): inits older than it were left by another. */
+  readonly #startedAt = startTime(process.pid) ?? 0;
   /**
    * Whether the host a job moved to still fetches pages from a stopped copy here (a lazy move whose
    * source's manager restarted): such a copy is kept until it does not. Set by the migrator.
@@ -313,8 +315,11 @@ export class JobManager {
         const stopped = state === 'T' || state === 't'; // 't': held by a CRIU whose manager is gone
         if (!stopped && records.get(id)!.value.host === this.self) {
           // A job a dead manager left running here: its init asks this one for links (and takes inbound ones) again.
-          if (!this.#attached.has(pid)) this.net?.reattach(pid);
-          this.#attached.add(pid);
+          // Only those: a new init ignores the signal only once its relay runs.
+          if (!this.#attached.has(pid) && (startTime(pid) ?? Infinity) < this.#startedAt) {
+            this.#attached.add(pid);
+            this.net?.reattach(pid);
+          }
           continue;
         }
         // Acting on a copy: on what the table says now (a move may have committed since the list was read).
