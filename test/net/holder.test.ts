@@ -204,6 +204,8 @@ t.test('a holder that died is started again by the next request; what it held is
   process.kill(pid, 'SIGKILL');
   await new Promise((r) => pair.far.once('end', r).resume());
   t.pass('the connection it held ended with it');
+  // Gone whole (reaped): a request sent while it was still closing its descriptors would reach it and fail with it.
+  await waitFor(async () => { try { process.kill(pid, 0); return false; } catch { return true; } }, 5000, 10);
   await t.rejects(againOutside.ticket(key), /no connection \d+ here/, 'its key is unknown to the next holder');
   t.same(await againOutside.stats(), { connections: 0, tunnels: 0 }, 'which serves on');
   againOutside.closeAll();
