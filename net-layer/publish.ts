@@ -20,6 +20,9 @@ export interface PublishingJob { id: string; host: string; pid: number; origin: 
 const SYNC_MS = 1000;
 const DELIVER_DEADLINE_MS = 15_000;
 
+/** The descriptor under a Node socket or server (its handle's). */
+const fdOf = (s: net.Socket | net.Server): number => (s as unknown as { _handle: { fd: number } })._handle.fd;
+
 /** Parses PORT[:JOBPORT]. */
 export function parsePublish(spec: string, everywhere: boolean): PublishedPort {
   const m = /^(\d+)(?::(\d+))?$/.exec(spec);
@@ -94,7 +97,7 @@ export class Publisher {
     }
     server.listen(port, this.o.address, () => {
       this.o.log.info({ op: 'net-publish', job, port, jobPort }, 'port published');
-      const fd = native().dupFd((server as unknown as { _handle: { fd: number } })._handle.fd, {});
+      const fd = native().dupFd(fdOf(server), {});
       if (fd === undefined) return;
       this.o.outside.keepListener(fd, port, job).catch((e: Error) =>
         this.o.log.warn({ op: 'net-publish', job, port, err: e.message }, 'the connection holder did not keep the listening socket: connections wait for this manager only'));
@@ -103,7 +106,7 @@ export class Publisher {
 
   async #accepted(sock: net.Socket, job: string, jobPort: number): Promise<void> {
     // The socket is paused from the start (nothing read): its descriptor becomes a connection held here.
-    const fd = native().dupFd((sock as unknown as { _handle: { fd: number } })._handle.fd, {});
+    const fd = native().dupFd(fdOf(sock), {});
     sock.destroy();
     if (fd === undefined) return;
     let key: bigint;
