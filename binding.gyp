@@ -28,6 +28,11 @@
     "sources": ["native/holder/pj-holder.c"],
     "cflags": ["-O2", "-Wall", "-Wextra"]
   }, {
+    "target_name": "pj-pager-keeper",
+    "type": "executable",
+    "sources": ["native/pager-keeper/pj-pager-keeper.c"],
+    "cflags": ["-O2", "-Wall", "-Wextra"]
+  }, {
     "target_name": "pj-rearm-timers",
     "type": "executable",
     "sources": ["native/restore/rearm-timers.c"],

@@ -8,7 +8,8 @@
 // moving the task's mappings into place), a few batches in flight, the pages
 // no other host holds first: the sooner the source is not their only holder,
 // the less its loss costs. Each page is asked for once. `allLocal` settles
-// when every page is here.
+// when every page is here. The job's userfaultfds are kept by a keeper of their
+// own too (pager-keeper.ts): when this agent dies, the next one adopts them.
 import { join } from 'node:path';
 import { PjError, codes } from '../common/errors.js';
 import type { Log } from '../common/log.js';
@@ -17,6 +18,7 @@ import type { TaskManifest } from './manifest.js';
 import { HASH_BYTES, PAGE } from './page-scan.js';
 import type { PageStore } from './page-store.js';
 import { Pager } from './pager.js';
+import { startPagerKeeper } from './pager-keeper.js';
 
 const BATCH_PAGES = 128;
 const IN_FLIGHT = 2;
@@ -63,12 +65,19 @@ export class LazyFill {
   pagesFetched = 0;
   bytesFetched = 0;
 
-  constructor(readonly dir: string, private readonly sources: PageSources, private readonly store: PageStore | undefined, private readonly log: Log) {
+  /** `adopt`: the restore was a dead agent's; its tasks come from their keeper. */
+  constructor(readonly dir: string, private readonly sources: PageSources, private readonly store: PageStore | undefined, private readonly log: Log, adopt = false) {
     this.#ranges = new Map(dumpedTasks(dir).map((id) => [id, lazyRanges(dir, id)]));
     this.#total = [...this.#ranges.values()].flat().reduce((n, r) => n + r.pages, 0);
     this.allLocal = new Promise((resolve, reject) => (this.#settle = { resolve, reject }));
     this.allLocal.catch(() => {}); // observed by whoever waits for it
-    this.#pager = new Pager(join(dir, 'lazy-pages.socket'));
+    const keeper = join(dir, 'pager-keeper.socket');
+    if (adopt) this.#pager = Pager.adopt(keeper);
+    else {
+      startPagerKeeper(keeper, log);
+      this.#pager = Pager.listen(join(dir, 'lazy-pages.socket'), keeper);
+    }
+    this.#pager.on('keeperLost', () => this.log.warn({ op: 'lazy-fill', dir }, 'the pager\'s keeper does not answer: the job would not outlive this agent'));
     this.#pager.on('task', (id) => {
       for (const r of this.#ranges.get(id) ?? []) {
         for (let p = 0; p < r.pages; p += BATCH_PAGES) {

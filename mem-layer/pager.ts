@@ -3,6 +3,8 @@
 // restored task's userfaultfd, and installs the pages it is given, serving
 // faults first. A fault on a page it was not given is reported, so that the
 // page can be fetched (from this host's store, or from another host) and supplied.
+// With a keeper (pager-keeper.ts), the userfaultfds outlive this process, and
+// the next agent's pager adopts them.
 import { EventEmitter } from 'node:events';
 import type { PagerStats } from '../native/binding.js';
 import { call, loadBinding } from '../native/loader.js';
@@ -16,22 +18,39 @@ export interface PagerEvents {
   gone: [pid: number];
   /** A page given by its place in the store did not match its hash there: fetch it elsewhere. */
   storeMiss: [pid: number, addr: number];
+  /** The keeper does not answer: the job no longer outlives this pager. */
+  keeperLost: [];
 }
+
+type OnEvent = (kind: number, pid: number, addr: number) => void;
 
 export class Pager extends EventEmitter<PagerEvents> {
   readonly #handle: number;
   #stopped = false;
   #last: PagerStats | undefined;
 
-  /** Listens on `socketPath` (lazy-pages.socket in the images folder, for CRIU); `cpu`: the one CPU its thread runs on. */
-  constructor(readonly socketPath: string, cpu = -1) {
+  /**
+   * Listens on `socketPath` (lazy-pages.socket in the images folder, for CRIU); `keeperPath`: where the
+   * job's keeper listens ('' for none); `cpu`: the one CPU its thread runs on.
+   */
+  static listen(socketPath: string, keeperPath = '', cpu = -1): Pager {
+    return new Pager((onEvent) => call((ctx) => loadBinding().pagerStart(socketPath, onEvent, ctx, cpu, keeperPath), socketPath), socketPath);
+  }
+
+  /** The pager for the tasks the keeper at `keeperPath` holds: a 'task' event for each comes at once. */
+  static adopt(keeperPath: string, cpu = -1): Pager {
+    return new Pager((onEvent) => call((ctx) => loadBinding().pagerAdopt(keeperPath, onEvent, ctx, cpu), keeperPath), '');
+  }
+
+  private constructor(start: (onEvent: OnEvent) => number, readonly socketPath: string) {
     super();
-    this.#handle = call((ctx) => loadBinding().pagerStart(socketPath, (kind, pid, addr) => {
+    this.#handle = start((kind, pid, addr) => {
       if (kind === 0) this.emit('task', pid);
       else if (kind === 1) this.emit('fault', pid, addr);
       else if (kind === 2) this.emit('gone', pid);
-      else this.emit('storeMiss', pid, addr);
-    }, ctx, cpu), socketPath);
+      else if (kind === 3) this.emit('storeMiss', pid, addr);
+      else this.emit('keeperLost');
+    });
   }
 
   /**
@@ -59,7 +78,10 @@ export class Pager extends EventEmitter<PagerEvents> {
     return this.#last!;
   }
 
-  /** Ends the thread and closes the userfaultfds: a task faulting on a page never supplied then gets SIGBUS. */
+  /**
+   * Ends the thread and closes the userfaultfds (the keeper's too): a task faulting on a page never
+   * supplied then reads zeros. Only once every page is there, or the task is ended.
+   */
   stop(): void {
     if (this.#stopped) return;
     this.stats();

@@ -55,8 +55,15 @@ export interface NativeBinding {
   readPagesAsync(pid: number, addrs: Buffer): Promise<Buffer | Required<SyscallContext>>;
   /** XXH3-128 of each 4 KiB page of `data`, 16 bytes each. */
   hashPages(data: Buffer): Buffer;
-  /** Listens on `socketPath` as CRIU's lazy-pages daemon does and starts the pager thread; events: 0 task arrived, 1 fault on a page not supplied, 2 task gone. */
-  pagerStart(socketPath: string, onEvent: (kind: number, pid: number, addr: number) => void, ctx: SyscallContext, cpu: number): number | undefined;
+  /** A listening unix seqpacket socket at `path`, for a pager keeper (pj-pager-keeper's descriptor 3). */
+  pagerKeeperListen(path: string, ctx: SyscallContext): number | undefined;
+  /**
+   * Listens on `socketPath` as CRIU's lazy-pages daemon does and starts the pager thread, which tells the keeper at `keeperPath`
+   * ('' for none) of every task; events: 0 task arrived, 1 fault on a page not supplied, 2 task gone, 3 stored page damaged, 4 keeper lost.
+   */
+  pagerStart(socketPath: string, onEvent: (kind: number, pid: number, addr: number) => void, ctx: SyscallContext, cpu: number, keeperPath: string): number | undefined;
+  /** A pager for the tasks the keeper at `keeperPath` holds (a dead agent's pager's): a task event for each at once. */
+  pagerAdopt(keeperPath: string, onEvent: (kind: number, pid: number, addr: number) => void, ctx: SyscallContext, cpu: number): number | undefined;
   /** Pages for a task (addresses u64 LE, 4 KiB of data each), installed by the pager's thread (in the background, or only when faulted). */
   pagerSupply(handle: number, pid: number, addrs: Buffer, data: Buffer, background: boolean, remote: boolean): true;
   pagerSupplyStored(handle: number, pid: number, addrs: Buffer, fds: Buffer, offsets: Buffer, hashes: Buffer): boolean;

@@ -12,6 +12,10 @@
 // events: a child it forks gets a userfaultfd of its own (served like its
 // parent, with the same pages), memory it moves with mremap is followed, and
 // memory it unmaps or drops (MADV_DONTNEED) gets nothing of the image any more.
+// Each userfaultfd and each change to a task's memory is told to the job's
+// keeper (native/pager-keeper): when this agent dies the job waits for its
+// pages instead of reading zeros, and the next agent's pager adopts the tasks
+// from the keeper and serves on (a page already there is not filled again).
 // See userfaultfd(2), ioctl_userfaultfd(2), criu/uffd.c.
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
@@ -36,6 +40,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "../pager-keeper/keep-msg.h"
 #include "error-context.h"
 #include "page-hash.h"
 #include "unix-listen.h"
@@ -70,6 +75,7 @@ constexpr uint64_t kDropped = ~0ull;
 struct Change { uint64_t from, len, to; };
 
 struct Task {
+  uint32_t id;  // as the keeper knows it
   int pid;  // as CRIU restored it; a task forked since has its ancestor's (JavaScript supplies them alike)
   int uffd;
   // Supplied, not yet installed, by where the page is now; the pages `held` are installed only
@@ -106,14 +112,117 @@ uint64_t Original(const Task& t, uint64_t addr) {
   return addr;
 }
 
-// kind: 0 task arrived, 1 fault on a page not supplied, 2 task gone, 3 a stored page did not match its hash
+// kind: 0 task arrived, 1 fault on a page not supplied, 2 task gone, 3 a stored page did not match its hash,
+// 4 the keeper does not answer (the job is no longer safe from this agent's death)
 struct Event { int kind; int pid; uint64_t addr; };
-enum { kTask = 0, kFault = 1, kGone = 2, kStoreMiss = 3 };
+enum { kTask = 0, kFault = 1, kGone = 2, kStoreMiss = 3, kKeeperLost = 4 };
+
+// One message to or from the keeper (keep-msg.h), with a descriptor or -1.
+bool SendKeep(int sock, const pj_keep_msg& m, int fd) {
+  iovec iov{const_cast<pj_keep_msg*>(&m), sizeof m};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr h{};
+  h.msg_iov = &iov;
+  h.msg_iovlen = 1;
+  if (fd >= 0) {
+    h.msg_control = control;
+    h.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&h);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  }
+  return sendmsg(sock, &h, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof m);
+}
+
+ssize_t RecvKeep(int sock, pj_keep_msg& m, int& fd) {
+  iovec iov{&m, sizeof m};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  msghdr h{};
+  h.msg_iov = &iov;
+  h.msg_iovlen = 1;
+  h.msg_control = control;
+  h.msg_controllen = sizeof control;
+  ssize_t n = recvmsg(sock, &h, MSG_CMSG_CLOEXEC);
+  fd = -1;
+  cmsghdr* c = CMSG_FIRSTHDR(&h);
+  if (n > 0 && c && c->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  return n;
+}
+
+// Connected to the keeper listening at `path` (seqpacket), or -1 with errno set.
+int ConnectKeeper(const std::string& path) {
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  if (path.size() >= sizeof sun.sun_path) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  memcpy(sun.sun_path, path.c_str(), path.size() + 1);
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
+// The tasks a keeper holds, with their changes (ADOPT); false with errno set when it does not answer in 5 s.
+bool AdoptFrom(int keeper, std::vector<std::unique_ptr<Task>>& out) {
+  timeval limit{5, 0};
+  setsockopt(keeper, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  pj_keep_msg ask{};
+  ask.type = PJ_KEEP_ADOPT;
+  if (!SendKeep(keeper, ask, -1)) return false;
+  for (;;) {
+    pj_keep_msg m;
+    int fd;
+    ssize_t n = RecvKeep(keeper, m, fd);
+    if (n != static_cast<ssize_t>(sizeof m)) {
+      if (fd >= 0) close(fd);
+      if (n >= 0) errno = EPROTO;
+      return false;
+    }
+    if (m.type == PJ_KEEP_END) break;
+    if (m.type == PJ_KEEP_TASK && fd >= 0) {
+      fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+      auto t = std::make_unique<Task>();
+      t->id = m.task;
+      t->pid = m.pid;
+      t->uffd = fd;
+      out.push_back(std::move(t));
+    } else if (m.type == PJ_KEEP_CHANGE && !out.empty() && out.back()->id == m.task) {
+      out.back()->changes.push_back({m.from, m.len, m.to == PJ_KEEP_DROPPED ? kDropped : m.to});
+    } else if (fd >= 0) {
+      close(fd);
+    }
+  }
+  timeval none{0, 0};
+  setsockopt(keeper, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
+  return true;
+}
 
 class Pager {
  public:
   // cpu >= 0: the thread runs on that CPU only (a fault is served fastest on the faulting task's CPU).
-  Pager(int listenFd, Napi::ThreadSafeFunction onEvent, int cpu) : listen_(listenFd), wake_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)), onEvent_(std::move(onEvent)) {
+  // listenFd: CRIU's lazy-pages socket (-1 when adopting); keeper: the connection to the job's
+  // keeper (-1: none); adopted: the tasks a keeper handed over, served as if they had just arrived.
+  Pager(int listenFd, int keeper, std::vector<std::unique_ptr<Task>> adopted, Napi::ThreadSafeFunction onEvent, int cpu)
+      : listen_(listenFd), keeper_(keeper), wake_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)), onEvent_(std::move(onEvent)) {
+    std::vector<int> pids;
+    for (auto& t : adopted) {
+      nextId_ = std::max(nextId_, t->id + 1);
+      // A fault the dead pager read and never answered waits still: it faults again, to us.
+      WakeAll(t.get());
+      if (std::find(pids.begin(), pids.end(), t->pid) == pids.end()) pids.push_back(t->pid);
+      int fd = t->uffd;
+      tasks_[fd] = std::move(t);
+    }
+    for (int pid : pids) Emit(kTask, pid, 0);
     thread_ = std::thread([this] { Run(); });
     if (cpu >= 0) {
       cpu_set_t set;
@@ -130,8 +239,16 @@ class Pager {
     onEvent_.Release();
     for (auto& [fd, t] : tasks_) close(fd);
     for (int c : clients_) close(c);
-    close(listen_);
+    if (keeper_ >= 0) close(keeper_);
+    if (listen_ >= 0) close(listen_);
     close(wake_);
+  }
+
+  // Every page is installed, or the copy is ended: the keeper lets the userfaultfds go. (Not on a
+  // mere destruction: at the agent's exit the keeper must go on holding them.)
+  void Finish() {
+    std::lock_guard<std::mutex> g(mu_);
+    Keep(PJ_KEEP_DONE, nullptr);
   }
 
   // Pages for a task and the tasks it forked (addresses in the images, u64 LE; data 4 KiB each);
@@ -225,6 +342,29 @@ class Pager {
   void Wake() {
     uint64_t one = 1;
     (void)!write(wake_, &one, sizeof one);
+  }
+
+  // Tells the keeper; once it does not answer, says so once and goes on without it.
+  void Keep(uint32_t type, const Task* t, uint32_t parent = 0, uint64_t from = 0, uint64_t len = 0, uint64_t to = 0, int fd = -1) {
+    if (keeper_ < 0) return;
+    pj_keep_msg m{};
+    m.type = type;
+    m.task = t ? t->id : 0;
+    m.pid = t ? t->pid : 0;
+    m.parent = parent;
+    m.from = from;
+    m.len = len;
+    m.to = to == kDropped ? PJ_KEEP_DROPPED : to;
+    if (SendKeep(keeper_, m, fd)) return;
+    close(keeper_);
+    keeper_ = -1;
+    if (type != PJ_KEEP_DONE) Emit(kKeeperLost, 0, 0);
+  }
+
+  // Wakes every thread of `t` waiting for a page (the range is the whole address space).
+  static void WakeAll(Task* t) {
+    uffdio_range r{1ull << 16, (1ull << 47) - (1ull << 16) - kPage};
+    ioctl(t->uffd, UFFDIO_WAKE, &r);
   }
 
   void Emit(int kind, int pid, uint64_t addr) {
@@ -329,6 +469,8 @@ class Pager {
     fcntl(uffd, F_SETFD, FD_CLOEXEC);
     auto child = std::make_unique<Task>(*parent);
     child->uffd = uffd;
+    child->id = nextId_++;
+    Keep(PJ_KEEP_FORK, child.get(), parent->id, 0, 0, 0, uffd);
     child->faulted.clear();
     child->installed = 0;
     tasks_[uffd] = std::move(child);
@@ -351,6 +493,7 @@ class Pager {
 
   // mremap moved [from, from + len) to `to`: what waits for that range waits there now.
   void Remap(Task* t, uint64_t from, uint64_t to, uint64_t len) {
+    Keep(PJ_KEEP_CHANGE, t, 0, from, len, to);
     auto shift = [&](auto& m) {
       auto a = m.lower_bound(from), b = m.lower_bound(from + len);
       std::vector<std::pair<uint64_t, typename std::decay_t<decltype(m)>::mapped_type>> out;
@@ -368,6 +511,7 @@ class Pager {
 
   // [start, end) was unmapped or its pages thrown away: nothing of the image goes there any more.
   void Drop(Task* t, uint64_t start, uint64_t end) {
+    Keep(PJ_KEEP_CHANGE, t, 0, start, end - start, kDropped);
     auto erase = [&](auto& m) {
       auto a = m.lower_bound(start), b = m.lower_bound(end);
       size_t n = static_cast<size_t>(std::distance(a, b));
@@ -431,6 +575,8 @@ class Pager {
       auto t = std::make_unique<Task>();
       t->pid = pid;
       t->uffd = uffd;
+      t->id = nextId_++;
+      Keep(PJ_KEEP_TASK, t.get(), 0, 0, 0, 0, uffd);
       for (auto& e : early_[pid]) Place(t.get(), e.addr, e.page, e.background);
       early_.erase(pid);
       tasks_[uffd] = std::move(t);
@@ -463,6 +609,7 @@ class Pager {
   // A task that ended (or exec'd); JavaScript hears of it when the last of its pid's tasks goes.
   void Forget(std::map<int, std::unique_ptr<Task>>::iterator it) {
     int pid = it->second->pid;
+    Keep(PJ_KEEP_GONE, it->second.get());
     close(it->first);
     tasks_.erase(it);
     if (Of(pid).empty()) Emit(kGone, pid, 0);
@@ -505,6 +652,8 @@ class Pager {
   }
 
   int listen_;
+  int keeper_;
+  uint32_t nextId_ = 1;
   int wake_;
   Napi::ThreadSafeFunction onEvent_;
   std::thread thread_;
@@ -538,19 +687,55 @@ Pager* PagerOf(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-// pagerStart(socketPath, onEvent(kind, pid, addr), ctx, cpu) -> handle: listens on socketPath (as
-// CRIU's lazy-pages daemon does) and starts the pager's thread. Events: 0 a task arrived,
-// 1 a fault on a page not supplied (fetch it, then pagerSupply), 2 a task is gone. cpu >= 0 pins its thread.
-Napi::Value PagerStart(const Napi::CallbackInfo& info) {
-  std::string path = info[0].As<Napi::String>().Utf8Value();
+// pagerKeeperListen(path, ctx) -> fd: the listening seqpacket socket a keeper (pj-pager-keeper) serves on.
+Napi::Value PagerKeeperListen(const Napi::CallbackInfo& info) {
   int err = 0;
   const char* syscall = "";
+  int fd = ListenUnix(info[0].As<Napi::String>().Utf8Value(), SOCK_SEQPACKET, 4, err, syscall);
+  if (fd < 0) return FailWith(info, 1, err, syscall);
+  return Napi::Number::New(info.Env(), fd);
+}
+
+// pagerStart(socketPath, onEvent(kind, pid, addr), ctx, cpu, keeperPath) -> handle: listens on socketPath
+// (as CRIU's lazy-pages daemon does) and starts the pager's thread, which tells the keeper at
+// keeperPath of every task ('' for none). Events: 0 a task arrived, 1 a fault on a page not supplied
+// (fetch it, then pagerSupply), 2 a task is gone, 3 a stored page did not match, 4 the keeper does not
+// answer. cpu >= 0 pins its thread.
+Napi::Value PagerStart(const Napi::CallbackInfo& info) {
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  std::string keeperPath = info[4].IsString() ? info[4].As<Napi::String>().Utf8Value() : "";
+  int err = 0;
+  const char* syscall = "";
+  int keeper = -1;
+  if (!keeperPath.empty() && (keeper = ConnectKeeper(keeperPath)) < 0) return FailWith(info, 2, errno, "connect");
   int fd = ListenUnix(path, SOCK_STREAM, 8, err, syscall);
-  if (fd < 0) return FailWith(info, 2, err, syscall);
+  if (fd < 0) {
+    if (keeper >= 0) close(keeper);
+    return FailWith(info, 2, err, syscall);
+  }
   auto tsfn = Napi::ThreadSafeFunction::New(info.Env(), info[1].As<Napi::Function>(), "pj-pager", 0, 1);
   int id = nextPager++;
-  int cpu = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Int32Value() : -1;
-  pagers[id] = std::make_unique<Pager>(fd, std::move(tsfn), cpu);
+  int cpu = info[3].IsNumber() ? info[3].As<Napi::Number>().Int32Value() : -1;
+  pagers[id] = std::make_unique<Pager>(fd, keeper, std::vector<std::unique_ptr<Task>>{}, std::move(tsfn), cpu);
+  return Napi::Number::New(info.Env(), id);
+}
+
+// pagerAdopt(keeperPath, onEvent, ctx, cpu) -> handle: a pager for the tasks the keeper at keeperPath
+// holds (a dead agent's pager's), with what it knows of their memory; events as pagerStart's, a
+// task event for each task at once.
+Napi::Value PagerAdopt(const Napi::CallbackInfo& info) {
+  int keeper = ConnectKeeper(info[0].As<Napi::String>().Utf8Value());
+  if (keeper < 0) return FailWith(info, 2, errno, "connect");
+  std::vector<std::unique_ptr<Task>> tasks;
+  if (!AdoptFrom(keeper, tasks)) {
+    int e = errno;
+    close(keeper);
+    return FailWith(info, 2, e, "recvmsg");
+  }
+  auto tsfn = Napi::ThreadSafeFunction::New(info.Env(), info[1].As<Napi::Function>(), "pj-pager", 0, 1);
+  int id = nextPager++;
+  int cpu = info[3].IsNumber() ? info[3].As<Napi::Number>().Int32Value() : -1;
+  pagers[id] = std::make_unique<Pager>(-1, keeper, std::move(tasks), std::move(tsfn), cpu);
   return Napi::Number::New(info.Env(), id);
 }
 
@@ -595,9 +780,10 @@ Napi::Value PagerStats(const Napi::CallbackInfo& info) {
   return p ? p->Stats(info.Env()) : info.Env().Undefined();
 }
 
-// pagerStop(handle): ends the thread and closes every userfaultfd.
+// pagerStop(handle): ends the thread and closes every userfaultfd; the keeper lets them go too.
 Napi::Value PagerStop(const Napi::CallbackInfo& info) {
   Pager* p = PagerOf(info);
+  if (p) p->Finish();
   if (p) pagers.erase(info[0].As<Napi::Number>().Int32Value());
   return info.Env().Undefined();
 }

@@ -1,10 +1,11 @@
 // The pager against a real userfaultfd, handed over the way CRIU's restore
 // hands one to its lazy-pages daemon (test/helpers/uffd-task.py): pages held
 // until faulted, pages installed in the background, and pages fetched on a
-// fault report; every page must hold what was supplied.
+// fault report; every page must hold what was supplied. A pager that dies (its
+// process SIGKILLed) leaves the task to its keeper, and the next pager adopts it.
 import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -12,18 +13,13 @@ import { repoRoot } from '../../common/repo-root.js';
 import { PAGE, hashPages } from '../../mem-layer/page-scan.js';
 import { PageStore } from '../../mem-layer/page-store.js';
 import { Pager } from '../../mem-layer/pager.js';
+import { pattern } from '../helpers/page-pattern.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pj-pager-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 const MIB = 16;
 const PAGES = (MIB << 20) / PAGE;
 
-/** Page i of the task's memory holds the byte i % 251. */
-function pattern(addr: number, pages: number[]): { addrs: BigUint64Array; data: Buffer } {
-  const data = Buffer.alloc(pages.length * PAGE);
-  pages.forEach((i, k) => data.fill(i % 251, k * PAGE, (k + 1) * PAGE));
-  return { addrs: BigUint64Array.from(pages.map((i) => BigInt(addr + i * PAGE))), data };
-}
 
 /** A task handed to `pager`; `go` has it touch every page and resolves with what it measured. */
 async function startTask(t: Test, pager: Pager, cpu?: number) {
@@ -43,7 +39,7 @@ async function startTask(t: Test, pager: Pager, cpu?: number) {
 const all = Array.from({ length: PAGES }, (_, i) => i);
 
 t.test('pages held until faulted: every first touch is a fault served from what was supplied', async (t) => {
-  const pager = new Pager(join(dir, 'held.socket'));
+  const pager = Pager.listen(join(dir, 'held.socket'));
   t.teardown(() => pager.stop());
   const task = await startTask(t, pager);
   const p = pattern(task.addr, all);
@@ -56,7 +52,7 @@ t.test('pages held until faulted: every first touch is a fault served from what 
 });
 
 t.test('pages supplied in the background are all installed, correctly', async (t) => {
-  const pager = new Pager(join(dir, 'background.socket'));
+  const pager = Pager.listen(join(dir, 'background.socket'));
   t.teardown(() => pager.stop());
   const task = await startTask(t, pager);
   const p = pattern(task.addr, all);
@@ -68,7 +64,7 @@ t.test('pages supplied in the background are all installed, correctly', async (t
 });
 
 t.test('a fault on a page not supplied is reported; the page supplied then lets the task go on', async (t) => {
-  const pager = new Pager(join(dir, 'fetch.socket'));
+  const pager = Pager.listen(join(dir, 'fetch.socket'));
   t.teardown(() => pager.stop());
   const task = await startTask(t, pager);
   const reported: number[] = [];
@@ -89,7 +85,7 @@ t.test('CPU placement: faults served with the pager on the task\'s CPU, on anoth
   const placements = [['same CPU', 0, 0], ['other CPU', 0, 1], ['unpinned', -1, undefined]] as const;
   const seen: string[] = [];
   for (const [name, pagerCpu, taskCpu] of placements) {
-    const pager = new Pager(join(dir, `cpu-${pagerCpu}-${taskCpu}.socket`), pagerCpu);
+    const pager = Pager.listen(join(dir, `cpu-${pagerCpu}-${taskCpu}.socket`), '', pagerCpu);
     const task = await startTask(t, pager, taskCpu);
     const p = pattern(task.addr, all);
     pager.supply(task.pid, p.addrs, p.data, false);
@@ -112,7 +108,7 @@ t.test('pages given by their place in the page store: the pager\'s thread reads 
   const fd = openSync(join(dir, 'store', readdirSync(join(dir, 'store'))[0]), 'r+');
   writeSync(fd, Buffer.alloc(16, 0xee), 0, 16, damaged * (PAGE + 16) + 16 + 100); // inside page 77's bytes
   closeSync(fd);
-  const pager = new Pager(join(dir, 'stored.socket'));
+  const pager = Pager.listen(join(dir, 'stored.socket'));
   t.teardown(() => pager.stop());
   const task = await startTask(t, pager);
   const misses: number[] = [];
@@ -130,4 +126,39 @@ t.test('pages given by their place in the page store: the pager\'s thread reads 
   t.same(misses, all.filter((i) => i % 251 === damaged), 'the damaged record was reported (for every page of that content: stored once), and the pages fetched instead');
   const s = pager.stats();
   t.same([s.installed, s.waiting], [PAGES, 0], `${s.faults} faults; served from the store p50 ${(s.localP50Ns / 1000).toFixed(1)} us`);
+});
+
+t.test('a pager killed with half the pages installed: the task waits in the keeper, and the next pager adopts it', async (t) => {
+  const socket = join(dir, 'dying.socket');
+  const keeper = join(dir, 'keeper.socket');
+  const pager = spawn(process.execPath, [join(repoRoot(), 'dist', 'test', 'helpers', 'dying-pager.js'), socket, keeper], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.teardown(() => { pager.kill('SIGKILL'); });
+  const said = createInterface({ input: pager.stdout })[Symbol.asyncIterator]();
+  // The task keeps no userfaultfd of its own, as CRIU's restored tasks: the pager's is the only one.
+  while (!existsSync(socket)) await new Promise((r) => setTimeout(r, 10));
+  const child = spawn('python3', [join(repoRoot(), 'test', 'helpers', 'uffd-task.py'), socket, String(MIB)], { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, UFFD_TASK_CLOSE: '1' } });
+  t.teardown(() => { child.kill('SIGKILL'); });
+  const task = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const { pid, addr } = JSON.parse((await task.next()).value) as { pid: number; addr: number };
+  pager.stdin.write(`${JSON.stringify({ pid, addr, pages: PAGES / 2 })}\n`);
+  t.equal((await said.next()).value, 'installed', 'the first pager installed half the pages');
+  const dropped = PAGES / 8;
+  child.stdin.write(`drop ${dropped}\n`);
+  t.equal((await task.next()).value, 'dropped', `the task dropped its first ${dropped} pages`);
+  t.equal((await said.next()).value, 'dropped', 'and the pager told the keeper');
+  const gone = new Promise((r) => pager.once('exit', r));
+  pager.kill('SIGKILL');
+  await gone;
+
+  // Without the keeper, the pages never installed would now read zero.
+  const next = Pager.adopt(keeper);
+  t.teardown(() => next.stop());
+  t.equal(await new Promise<number>((resolve) => next.once('task', resolve)), pid, 'the next pager adopted the task from the keeper');
+  const p = pattern(addr, all);
+  next.supply(pid, p.addrs, p.data);
+  child.stdin.write('go\n');
+  const r = JSON.parse((await task.next()).value) as { bad: number };
+  t.equal(r.bad, 0, `every page reads what it should: the ${dropped} dropped ones zero (not filled again), the rest the pattern`);
+  const s = next.stats();
+  t.same([s.installed, s.waiting], [PAGES, 0], 'every page counts as installed (those there already, too)');
 });
