@@ -2,7 +2,7 @@
 // that fills a restored job through userfaultfd, and the two sides of a
 // lazy move (pre-copy rounds, the frozen source's memory, the destination's fill).
 export { FrozenMemory } from './frozen-memory.js';
-export { LazyFill, type PageSources } from './lazy-fill.js';
+export { LazyFill, keeperSocket, type PageSources } from './lazy-fill.js';
 export { frozenManifest, type TaskManifest } from './manifest.js';
 export { precopy, type PrecopyResult, type StoreAt } from './precopy.js';
 export { PAGE, HASH_BYTES, hashAt, hashesAt, hashPages, memoryRanges, readPages, scanPages, type PageScan } from './page-scan.js';

@@ -30,6 +30,9 @@ const YIELD_PAGES = 2048;
 /** Hashes per question to the other holders. */
 const SOLE_QUERY = 65_536;
 
+/** Where the keeper of a lazy restore's userfaultfds listens: in its images folder. */
+export const keeperSocket = (dir: string): string => join(dir, 'pager-keeper.socket');
+
 /** Where the pages a store lacks come from. */
 export interface PageSources {
   /** The frozen source's manifest. */
@@ -71,7 +74,7 @@ export class LazyFill {
     this.#total = [...this.#ranges.values()].flat().reduce((n, r) => n + r.pages, 0);
     this.allLocal = new Promise((resolve, reject) => (this.#settle = { resolve, reject }));
     this.allLocal.catch(() => {}); // observed by whoever waits for it
-    const keeper = join(dir, 'pager-keeper.socket');
+    const keeper = keeperSocket(dir);
     if (adopt) this.#pager = Pager.adopt(keeper);
     else {
       startPagerKeeper(keeper, log);

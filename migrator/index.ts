@@ -1,7 +1,7 @@
 // The migrator's surface: jobs (run, ps, kill, logs, wait) and moving them
 // (pj mv), served to the CLI through this agent and to other agents over the
 // mesh; and the traffic ledger the layers record into.
-import { rmSync, statfsSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statfsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { PjError, codes } from '../common/errors.js';
@@ -16,6 +16,7 @@ import type { TrafficLedger } from './ledger.js';
 import type { ProcReader } from './proc-reader.js';
 import { drainHost } from './drain.js';
 import { Migrator } from './migrate.js';
+import { INCOMING } from './move-in.js';
 import { MoveCosts } from './move-costs.js';
 import type { Policy, PolicyTuning } from './policy.js';
 import { PolicyLoop, type JobView as PolicyView } from './policy-loop.js';
@@ -56,6 +57,11 @@ export function migrationDir(host: string, stateDir: string): string {
 }
 const TMPFS_MAGIC = 0x01021994;
 
+/** Empties the work dir but for the moves in, which a next manager may take over (MovesIn keeps those it adopts). */
+function clearWork(work: string): void {
+  for (const name of existsSync(work) ? readdirSync(work) : []) if (name !== INCOMING) rmSync(join(work, name), { recursive: true, force: true });
+}
+
 /** The page store's bound when the agent is given none. */
 export const DEFAULT_PAGE_STORE_BYTES = 2 * 1024 ** 3;
 
@@ -70,9 +76,10 @@ export function startMigrator(o: MigratorOptions): MigratorLayer {
   const jobs = new JobManager(o.self, o.mount, jobsPath(o.stateDir), o.state.jobs, o.log, o.procs);
   jobs.net = o.net;
   if (o.dropFileLocks) jobs.dropFileLocks = o.dropFileLocks;
-  // Images of moves a crash interrupted are of no use: reconciliation decides which copy runs.
+  // Images of moves a crash interrupted are of no use (reconciliation decides which copy runs), but
+  // those of lazy moves in, which the next pager takes over: MovesIn keeps what it adopts.
   const work = migrationDir(o.self, o.stateDir);
-  rmSync(work, { recursive: true, force: true });
+  clearWork(work);
   const store = new PageStore(join(o.stateDir, 'pages'), o.pageStoreBytes ?? DEFAULT_PAGE_STORE_BYTES);
   const costs = new MoveCosts();
   o.mesh.onCallDone((c) => costs.observeCall(c));
@@ -201,7 +208,7 @@ export function startMigrator(o: MigratorOptions): MigratorLayer {
       policy.stop();
       jobs.stop();
       store.close();
-      rmSync(work, { recursive: true, force: true });
+      clearWork(work);
     },
   };
 }

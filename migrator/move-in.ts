@@ -3,8 +3,10 @@
 // them left stopped (lazy modes: with a pager that fills the memory from the
 // store, the frozen source or another holder), resumes its copy once the
 // source committed, and ends it if the source gave up or went silent without
-// committing (fencing that commit off first).
-import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+// committing (fencing that commit off first). A lazy move whose manager died
+// before every page arrived is taken over by the next one: its pager adopts the
+// job's userfaultfds from their keeper (mem-layer/pager-keeper.ts).
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -13,7 +15,7 @@ import { crashPoint, faultActive } from '../common/fault.js';
 import type { Metrics } from '../common/metrics.js';
 import type { Mesh } from '../manager/mesh/mesh.js';
 import { pingPeer } from '../manager/mesh-diagnostics.js';
-import { HASH_BYTES, LazyFill, hashesAt, type PageSources, type PageStore, type TaskManifest } from '../mem-layer/index.js';
+import { HASH_BYTES, LazyFill, hashesAt, keeperSocket, type PageSources, type PageStore, type TaskManifest } from '../mem-layer/index.js';
 import { CriuError, dropNetworkLocks, restore } from './criu.js';
 import { receiveImages } from './image-transfer.js';
 import { isDirectory, type JobManager } from './job-manager.js';
@@ -23,6 +25,8 @@ import type { TrafficLedger } from './ledger.js';
 import { differingSystemFiles, type SystemFile } from './migratable.js';
 import { MODES, TRANSFER_IDLE_MS, type MoveMode, type MoveResult } from './move-types.js';
 
+/** The folder of the work dir that holds moves into this host, one per move key. */
+export const INCOMING = 'incoming';
 /** How long a destination keeps a move's state without hearing from the source; once restored, the commit is quick. */
 const INCOMING_IDLE_MS = 60_000;
 /** How long a move lost with the last manager is remembered: the source asks within a few seconds, and gives up after 5 minutes. */
@@ -50,6 +54,9 @@ interface Incoming {
   fetchedBeforeResume?: number;
 }
 
+/** What a lazy move in progress leaves in the marks folder, for the next manager to take it over. */
+type MoveMark = Pick<Incoming, 'id' | 'from' | 'dir' | 'revision' | 'mode' | 'holders' | 'stopped' | 'mounts'> & { pid: number };
+
 /**
  * What became of a move into this host: pages still coming ('filling'), every page here ('landed'),
  * over and forgotten ('done'), or lost with the last manager, whose pager died with it ('lost').
@@ -65,6 +72,8 @@ export class MovesIn {
   #lost = new Map<string, string>();
   /** The copies of those moves, until recoverLostMoves ends them. */
   #lostCopies = new Map<string, { id: string; pid: number }>();
+  /** Lazy moves of the last manager whose keeper may still hold the job, until recoverLostMoves takes them over. */
+  #orphans = new Map<string, MoveMark>();
   /** Lazy moves into this host that have every page, until the source asks (allLocal). */
   #landed = new Map<string, Landed>();
 
@@ -74,21 +83,45 @@ export class MovesIn {
     // Known before this manager answers any source: a status asked of a lost move must never say 'done'.
     for (const key of readdirSync(marks)) {
       try {
-        const mark = JSON.parse(readFileSync(join(marks, key), 'utf8')) as { id: string; pid: number };
-        this.#lost.set(key, mark.id);
-        this.#lostCopies.set(key, mark);
+        const mark = JSON.parse(readFileSync(join(marks, key), 'utf8')) as MoveMark;
+        if (mark.dir && existsSync(keeperSocket(mark.dir)) && isCopyOf(mark.pid, mark.id)) this.#orphans.set(key, mark);
+        else this.#lose(key, mark);
         jobs.busy.add(mark.id);
       } catch { /* a mark half written: its restore never finished */ }
     }
+    const incoming = join(workDir, INCOMING);
+    for (const key of existsSync(incoming) ? readdirSync(incoming) : []) if (!this.#orphans.has(key)) rmSync(join(incoming, key), { recursive: true, force: true });
+  }
+
+  #lose(key: string, mark: { id: string; pid: number }): void {
+    this.#lost.set(key, mark.id);
+    this.#lostCopies.set(key, mark);
   }
 
   /**
    * A lazy move is marked from the restore until every page is here. A mark found at start is a move
-   * whose pager died with the last manager: its copy here cannot get its pages, so it is ended, and
-   * the job is left to the source (which takes it back from its frozen copy: see migrate.ts); this
-   * host does not record it as exited meanwhile.
+   * whose pager died with the last manager. Its copy waits for its pages in the pager's keeper: a new
+   * pager adopts it, and the move goes on as if the source had gone silent (the copy resumes if the
+   * source committed, and ends if not). A copy that cannot be adopted (no keeper, its images gone)
+   * is ended, and the job is left to the source (which takes it back from its frozen copy: see
+   * migrate.ts); this host does not record it as exited meanwhile.
    */
   async recoverLostMoves(): Promise<void> {
+    for (const [key, mark] of this.#orphans) {
+      this.#orphans.delete(key);
+      const inc: Incoming = { ...mark, unpins: [] };
+      try {
+        inc.fill = new LazyFill(mark.dir, this.#sources(key, inc), this.store, this.jobs.log, true);
+      } catch (e) {
+        this.jobs.log.error({ op: 'job-move-in', job: mark.id, key, err: (e as Error).message }, 'could not adopt the pager\'s tasks from its keeper');
+        this.#lose(key, mark);
+        continue;
+      }
+      this.jobs.log.warn({ op: 'job-move-in', job: mark.id, key, from: mark.from }, 'adopted a move whose manager died before every page arrived: its pages come on');
+      this.#incoming.set(key, inc);
+      inc.fill.startBackground();
+      await this.abort(key);
+    }
     for (const [key, mark] of this.#lostCopies) {
       this.#lostCopies.delete(key);
       if (isCopyOf(mark.pid, mark.id)) await this.jobs.signalJob(mark.pid, 'SIGKILL').catch(() => {});
@@ -118,6 +151,7 @@ export class MovesIn {
 
   status(key: string): MoveInStatus {
     if (this.#lost.has(key)) return 'lost';
+    if (this.#orphans.has(key)) return 'filling';
     if (this.#landed.has(key)) return 'landed';
     return this.#incoming.has(key) ? 'filling' : 'done';
   }
@@ -132,7 +166,7 @@ export class MovesIn {
     if (differ.length) throw new PjError(codes.NOT_MIGRATABLE, `files the job maps differ on ${this.jobs.self}: ${differ.join('; ')}`);
     if (this.jobs.busy.has(a.id)) throw new PjError(codes.JOB_BUSY, `job ${a.id} is already moving here`);
     this.jobs.busy.add(a.id);
-    const inc: Incoming = { id: a.id, from, mode: a.mode, revision: String(a.revision), dir: join(this.workDir, 'incoming', a.key), holders: a.holders ?? [], unpins: [], stopped: a.stopped === true, mounts };
+    const inc: Incoming = { id: a.id, from, mode: a.mode, revision: String(a.revision), dir: join(this.workDir, INCOMING, a.key), holders: a.holders ?? [], unpins: [], stopped: a.stopped === true, mounts };
     this.#incoming.set(a.key, inc);
     this.#touch(a.key);
     void nearestFirst(this.mesh, inc.holders).then((h) => (inc.holders = h));
@@ -169,7 +203,7 @@ export class MovesIn {
       // Lazy modes: the pager listens before CRIU's restore looks for it.
       if (inc.mode !== 'stop-copy') inc.fill = new LazyFill(inc.dir, this.#sources(key, inc), this.store, this.jobs.log);
       inc.pid = await restore(inc.dir, inc.mode !== 'stop-copy', inc.mounts, faultActive('restore-hangs') ? HUNG_RESTORE_DEADLINE_MS : undefined);
-      if (inc.fill) writeFileSync(join(this.marks, key), JSON.stringify({ id: inc.id, pid: inc.pid }));
+      if (inc.fill) writeFileSync(join(this.marks, key), JSON.stringify(markOf(inc, inc.pid)));
       // Pages go in from now on (the task stays stopped until the resume); pre-copy waits for all of them.
       inc.fill?.startBackground();
       if (inc.mode === 'pre-copy') await inc.fill!.allLocalUnlessStalled(PRECOPY_STALL_MS);
@@ -263,7 +297,10 @@ export class MovesIn {
     return landed(inc.fill, inc.fetchedBeforeResume ?? 0);
   }
 
-  /** The source gave up (or went silent): our copy goes, unless the job table says it is the job. */
+  /**
+   * The source gave up (or went silent, or this is a move the last manager left): our copy goes,
+   * unless the job table says it is the job.
+   */
   async abort(key: string): Promise<void> {
     const inc = this.#incoming.get(key);
     if (!inc) return;
@@ -310,14 +347,14 @@ export class MovesIn {
     await this.jobs.signalJob(inc.pid, 'SIGKILL');
   }
 
-  /** Whether a lazy move of job `id` into this host still fetches pages. */
   /** Whether a move of job `id` into this host was lost with the last manager (its copy here ended), the source not having taken it back yet. */
   lost(id: string): boolean {
     return [...this.#lost.values()].includes(id);
   }
 
+  /** Whether a lazy move of job `id` into this host still fetches pages (or will, once the last manager's is taken over). */
   fetching(id: string): boolean {
-    return [...this.#incoming.values()].some((inc) => inc.id === id && inc.fill);
+    return [...this.#incoming.values()].some((inc) => inc.id === id && inc.fill) || [...this.#orphans.values()].some((m) => m.id === id);
   }
 
   #get(key: string): Incoming {
@@ -345,6 +382,11 @@ export class MovesIn {
     rmSync(inc.dir, { recursive: true, force: true });
     rmSync(join(this.marks, key), { force: true });
   }
+}
+
+function markOf(inc: Incoming, pid: number): MoveMark {
+  const { id, from, dir, revision, mode, holders, stopped, mounts } = inc;
+  return { id, from, dir, revision, mode, holders, stopped, mounts, pid };
 }
 
 function landed(fill: LazyFill, fetchedBeforeResume: number): Landed {
