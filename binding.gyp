@@ -4,6 +4,7 @@
     "sources": [
       "native/src/addon.cc",
       "native/src/peer-cred.cc",
+      "native/src/act-as.cc",
       "native/src/uffd-probe.cc",
       "native/src/fuse-device.cc",
       "native/src/openat2.cc",

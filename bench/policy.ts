@@ -18,7 +18,7 @@ import { callControl } from '../manager/control-socket.js';
 import { clusterDown } from '../manager/sim-cluster/down.js';
 import { nsenterFor } from '../manager/sim-cluster/exec.js';
 import { paths } from '../manager/sim-cluster/layout.js';
-import { clusterUp } from '../manager/sim-cluster/up.js';
+import { DEFAULT_EXPORT, clusterUp } from '../manager/sim-cluster/up.js';
 import type { JobRecord, LedgerRow, MoveResult } from '../migrator/index.js';
 import { exec } from './timed-exec.js';
 import { percentile, printRows, writeResult } from './report.js';
@@ -54,7 +54,7 @@ export async function policyBench(argv: string[]): Promise<void> {
   };
   try {
     log(`bringing up a 3-host cluster in ${dir} ...`);
-    await clusterUp({ dir, name: 'benchpol', hosts: 3, exports: ['data=/srv/data'] });
+    await clusterUp({ dir, name: 'benchpol', hosts: 3, exports: [DEFAULT_EXPORT] });
     for (const h of HOSTS) await exec('nsenter', [...nsenterFor(dir, h), 'sh', '-c', 'head -c 32M /dev/urandom > /srv/data/blob']);
 
     log(`converge: a job on h2 reading h2's file switches to h3's and back every 14 s, ${shifts} times; then the same job moved by hand`);

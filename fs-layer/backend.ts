@@ -7,7 +7,7 @@ import { PjError, codes } from '../common/errors.js';
 import { crashPoint } from '../common/fault.js';
 import { CHANGES, ChangesOnce } from './changes-once.js';
 import type { DeviceServer } from './device-server.js';
-import type { ExportServer } from './export-server.js';
+import type { Caller, ExportServer } from './export-server.js';
 
 /** The ExportServer operations a remote host may call, by name. */
 export const REMOTE_OPS = ['lstat', 'fstat', 'readdir', 'open', 'create', 'read', 'write', 'fsync', 'release', 'mkdir', 'unlink', 'rmdir',
@@ -26,6 +26,11 @@ export type FsBackend = Omit<Promised<ExportServer>, 'read'> & DevicePromised<De
   readonly host: string;
   /** Resolves once the owner answers again (a ping; at once for this host). */
   answering(): Promise<void>;
+  /**
+   * The same operations asked for `who` (the FUSE request's uid and gid): the owner of a remote
+   * export squashes them as the export says (export-server.ts asPeer). This host's own are never squashed.
+   */
+  as(who: Caller): FsBackend;
 };
 
 export function localBackend(host: string, server: ExportServer, devices: DeviceServer): FsBackend {
@@ -34,6 +39,7 @@ export function localBackend(host: string, server: ExportServer, devices: Device
   for (const op of DEVICE_OPS) b[op] = async (...args: unknown[]) => (devices[op] as (...a: unknown[]) => unknown)(...args);
   b.read = async (handle: number, offset: number, size: number) => [await server.read(handle, offset, size)];
   b.answering = async () => {};
+  b.as = () => b;
   return b as unknown as FsBackend;
 }
 
@@ -53,12 +59,12 @@ export function remoteBackend(host: string, mesh: Mesh, timeoutMs: number): FsBa
   const b = { local: false, host } as Record<string, unknown>;
   /** Since when the owner has not been reachable: past OWNER_RESTART_MS it is down, and calls fail at once until one gets through. */
   let downSince: number | undefined;
-  const ask = async (op: string, args: unknown[]): Promise<unknown> => {
+  const ask = async (op: string, args: unknown[], who?: Caller): Promise<unknown> => {
     // A change is named, so that the owner does it once however often it is asked (changes-once.ts).
     const rid = CHANGES.has(op) ? randomBytes(8).toString('hex') : undefined;
     for (let again = false; ; again = true) {
       try {
-        const r = await mesh.call(host, 'fs', rid ? { op, args, rid, again } : { op, args }, timeoutMs);
+        const r = await mesh.call(host, 'fs', { op, args, ...(rid ? { rid, again } : {}), ...(who ? { who } : {}) }, timeoutMs);
         downSince = undefined;
         return r;
       } catch (e) {
@@ -75,6 +81,18 @@ export function remoteBackend(host: string, mesh: Mesh, timeoutMs: number): FsBa
     Buffer.concat((await mesh.call(host, 'fs', { op: 'readDevice', args: [handle, size, waitMs] }, timeoutMs + waitMs)) as Buffer[]);
   b.writeDevice = (handle: number, data: Buffer, waitMs: number) => mesh.call(host, 'fs', { op: 'writeDevice', args: [handle, data, waitMs] }, timeoutMs + waitMs);
   b.write = (handle: number, offset: number, data: Buffer) => mesh.call(host, 'fs', { op: 'write', args: [handle, offset] }, timeoutMs, data);
+  const views = new Map<string, FsBackend>();
+  b.as = (who: Caller) => {
+    const key = `${who.uid}:${who.gid}`;
+    let v = views.get(key);
+    if (!v) {
+      const view = Object.create(b) as Record<string, unknown>;
+      for (const op of REMOTE_OPS) view[op] = (...args: unknown[]) => ask(op, args, { uid: who.uid, gid: who.gid });
+      view.write = b.write; // by handle: opened as who already
+      views.set(key, (v = view as unknown as FsBackend));
+    }
+    return v;
+  };
   let ping: Promise<void> | undefined;
   b.answering = () => (ping ??= (async () => {
     for (;;) {
@@ -97,12 +115,15 @@ export function serveExports(mesh: Mesh, server: ExportServer, devices: DeviceSe
   const fileOps = new Set<string>(REMOTE_OPS);
   const deviceOps = new Set<string>(DEVICE_OPS);
   const once = new ChangesOnce(server);
-  mesh.handle('fs', (req: { op: string; args: unknown[]; rid?: string; again?: boolean }, ctx) => {
+  mesh.handle('fs', (req: { op: string; args: unknown[]; rid?: string; again?: boolean; who?: Caller }, ctx) => {
     if (!req || !Array.isArray(req.args)) throw new PjError(codes.USAGE, 'bad fs request');
     if (req.op === 'write' && ctx.attachment) return server.writePieces(req.args[0] as number, req.args[1] as number, ctx.attachment);
     if (fileOps.has(req.op)) {
+      // An operation on a path: as the export treats the asking host and its caller; one on a handle was checked when it was opened.
+      const exp = req.args[0];
       const run = () => {
-        const r = (server[req.op as RemoteOp] as (...a: unknown[]) => unknown)(...req.args);
+        const op = () => (server[req.op as RemoteOp] as (...a: unknown[]) => unknown)(...req.args);
+        const r = typeof exp === 'string' ? server.asPeer(ctx.from, req.who, exp, op) : op();
         if (req.op === 'open' || req.op === 'create') server.adopt((r as { handle: number }).handle, ctx.from);
         return r;
       };

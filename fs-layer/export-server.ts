@@ -15,6 +15,7 @@ import { posix } from 'node:path';
 import { errnoError } from '../common/errors.js';
 import { call, loadBinding, openBeneath } from '../native/loader.js';
 import type { ExportInfo } from '../manager/cluster-state.js';
+import { squashOf } from '../manager/exports.js';
 import type { Attr, StatfsInfo } from './protocol.js';
 
 export interface DirEntry { name: string; attr: Attr }
@@ -200,9 +201,34 @@ export class ExportServer {
   /** POSIX locks: one fd per (inode, lock owner), so that an owner's locks merge and other owners' conflict (OFD semantics). */
   #lockFds = new Map<string, { fd: number; inode: string }>();
   #nextHandle = 1;
+  /** Whom this thread acts as (asPeer), while it does: what it makes is theirs already. */
+  #actingAs: Caller | undefined;
 
   constructor(exports: ExportInfo[]) {
     for (const e of exports) if (e.kind === 'dir') this.#exports.set(e.name, new Export(e));
+  }
+
+  /**
+   * Runs `fn`, an operation on export `exp` that host `peer` asks for its caller `who`, as the export
+   * treats that host: refused (EACCES) to a host it is not for; as the export's anonymous user, with
+   * no supplementary groups, for a squashed caller (root under root_squash, anyone under all_squash;
+   * a caller not named counts as root), so that the kernel checks and owns what it does as it would
+   * for that user. Other callers' requests were checked by their own host's kernel
+   * (default_permissions), which knows their groups.
+   */
+  asPeer<T>(peer: string, who: Caller | undefined, exp: string, fn: () => T): T {
+    const e = this.#exp(exp);
+    if (e.info.hosts && !e.info.hosts.includes(peer)) throw errnoError('EACCES', `export ${exp} is not for ${peer}`);
+    const anon = squashOf(e.info);
+    if (anon.squash === 'none' || (anon.squash === 'root' && who !== undefined && who.uid !== 0)) return fn();
+    call((ctx) => loadBinding().actAs(anon.uid, anon.gid, ctx));
+    this.#actingAs = { uid: anon.uid, gid: anon.gid };
+    try {
+      return fn();
+    } finally {
+      this.#actingAs = undefined;
+      loadBinding().actAsSelf();
+    }
   }
 
   #exp(name: string): Export {
@@ -337,7 +363,7 @@ export class ExportServer {
         return;
       }
       try {
-        own(d, fd, caller, mode);
+        own(d, fd, this.#actingAs ?? caller, mode);
       } catch (err) {
         fs.closeSync(fd);
         throw err;
@@ -421,7 +447,7 @@ export class ExportServer {
     e.writable();
     const dir = e.change(rel, (d, n) => {
       fs.mkdirSync(proc(d, n), { mode });
-      own(d, n, caller, mode);
+      own(d, n, this.#actingAs ?? caller, mode);
     });
     return { attr: e.lstat(rel), dir };
   }
@@ -465,7 +491,7 @@ export class ExportServer {
     e.writable();
     const dir = e.change(rel, (d, n) => {
       call((ctx) => loadBinding().mknodat(d, n, mode, rdev, ctx));
-      own(d, n, caller, mode);
+      own(d, n, this.#actingAs ?? caller, mode);
     });
     return { attr: e.lstat(rel), dir };
   }
@@ -518,7 +544,7 @@ export class ExportServer {
     e.writable();
     const dir = e.change(rel, (d, n) => {
       fs.symlinkSync(target, proc(d, n));
-      own(d, n, caller);
+      own(d, n, this.#actingAs ?? caller);
     });
     return { attr: e.lstat(rel), dir };
   }

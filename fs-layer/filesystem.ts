@@ -7,6 +7,7 @@ import { errnoError } from '../common/errors.js';
 import type { Log } from '../common/log.js';
 import type { Counter, Metrics } from '../common/metrics.js';
 import type { HostView } from '../manager/cluster-state.js';
+import { mayUse } from '../manager/exports.js';
 import { call, loadBinding } from '../native/loader.js';
 import type { FsBackend } from './backend.js';
 import type { DataCache } from './data-cache.js';
@@ -126,11 +127,11 @@ export class PjFilesystem {
   async #doneBeforeResend({ header: h, body }: FuseRequest, e: NodeJS.ErrnoException): Promise<Buffer[]> {
     if (!(h.unique & RESENT)) throw e;
     const made = { [Op.MKDIR]: 8, [Op.MKNOD]: 16, [Op.LINK]: 8, [Op.SYMLINK]: 0 }[h.opcode];
-    if (made !== undefined && e.code === 'EEXIST') return this.#lookup(this.nodes.get(h.nodeid), cStrings(body.subarray(made), 1)[0]);
+    if (made !== undefined && e.code === 'EEXIST') return this.#lookup(this.nodes.get(h.nodeid), cStrings(body.subarray(made), 1)[0], caller(h));
     if ((h.opcode === Op.UNLINK || h.opcode === Op.RMDIR) && e.code === 'ENOENT') return [];
     if ((h.opcode === Op.RENAME || h.opcode === Op.RENAME2) && e.code === 'ENOENT') {
       const { n, rel } = this.#child(this.nodes.get(body.readBigUInt64LE(0)), cStrings(body.subarray(h.opcode === Op.RENAME2 ? 16 : 8), 2)[1]);
-      await this.#o.backend(n.host).lstat(n.exp, rel).catch(() => { throw e; }); // renamed: the new name is there
+      await this.#owner(n.host, h).lstat(n.exp, rel).catch(() => { throw e; }); // renamed: the new name is there
       return [];
     }
     throw e;
@@ -138,28 +139,28 @@ export class PjFilesystem {
 
   async #serve({ header: h, body }: FuseRequest): Promise<Buffer[] | null> {
     switch (h.opcode) {
-      case Op.LOOKUP: return this.#lookup(this.nodes.get(h.nodeid), cStrings(body, 1)[0]);
+      case Op.LOOKUP: return this.#lookup(this.nodes.get(h.nodeid), cStrings(body, 1)[0], caller(h));
       case Op.FORGET: this.nodes.forget(h.nodeid, Number(body.readBigUInt64LE(0))); return null;
       case Op.BATCH_FORGET: {
         const count = body.readUInt32LE(0);
         for (let i = 0; i < count; i++) this.nodes.forget(body.readBigUInt64LE(8 + 16 * i), Number(body.readBigUInt64LE(16 + 16 * i)));
         return null;
       }
-      case Op.GETATTR: return [attrOut(await this.#attr(this.nodes.get(h.nodeid)), this.#o.attrTimeoutS)];
-      case Op.SETATTR: return [attrOut(await this.#setattr(this.nodes.get(h.nodeid), body), this.#o.attrTimeoutS)];
-      case Op.READLINK: { const n = this.#entry(h.nodeid, 'EINVAL'); return [Buffer.from(await this.#o.backend(n.host).readlink(n.exp, n.rel))]; }
+      case Op.GETATTR: return [attrOut(await this.#attr(this.nodes.get(h.nodeid), caller(h)), this.#o.attrTimeoutS)];
+      case Op.SETATTR: return [attrOut(await this.#setattr(this.nodes.get(h.nodeid), body, caller(h)), this.#o.attrTimeoutS)];
+      case Op.READLINK: { const n = this.#entry(h.nodeid, 'EINVAL'); return [Buffer.from(await this.#owner(n.host, h).readlink(n.exp, n.rel))]; }
       case Op.SYMLINK: {
         const [name, target] = cStrings(body, 2);
-        return this.#made(this.nodes.get(h.nodeid), name, (b, exp, rel) => b.symlink(exp, rel, target, caller(h)));
+        return this.#made(h, this.nodes.get(h.nodeid), name, (b, exp, rel) => b.symlink(exp, rel, target, caller(h)));
       }
       case Op.MKDIR: {
         const mode = body.readUInt32LE(0) & ~body.readUInt32LE(4);
-        return this.#made(this.nodes.get(h.nodeid), cStrings(body.subarray(8), 1)[0], (b, exp, rel) => b.mkdir(exp, rel, mode, caller(h)));
+        return this.#made(h, this.nodes.get(h.nodeid), cStrings(body.subarray(8), 1)[0], (b, exp, rel) => b.mkdir(exp, rel, mode, caller(h)));
       }
       case Op.UNLINK: case Op.RMDIR: {
         const parent = this.nodes.get(h.nodeid);
         const { n, rel } = this.#child(parent, cStrings(body, 1)[0]);
-        const b = this.#o.backend(n.host);
+        const b = this.#owner(n.host, h);
         const r = await (h.opcode === Op.UNLINK ? b.unlink(n.exp, rel) : b.rmdir(n.exp, rel));
         this.nodes.remember(parent, r.dir);
         const gone = this.nodes.byInode(n.host, n.exp, r.ino);
@@ -176,7 +177,7 @@ export class PjFilesystem {
         const a = this.#child(fromDir, from);
         const b = this.#child(toDir, to);
         if (a.n.host !== b.n.host || a.n.exp !== b.n.exp) throw errnoError('EXDEV');
-        const r = await this.#o.backend(a.n.host).rename(a.n.exp, a.rel, b.rel, flags);
+        const r = await this.#owner(a.n.host, h).rename(a.n.exp, a.rel, b.rel, flags);
         this.nodes.remember(fromDir, r.fromDir);
         this.nodes.remember(toDir, r.toDir);
         this.nodes.moved(a.n.host, a.n.exp, a.rel, b.rel, (flags & RENAME_EXCHANGE) !== 0);
@@ -184,7 +185,7 @@ export class PjFilesystem {
       }
       case Op.LINK: {
         const old = this.#entry(body.readBigUInt64LE(0), 'EPERM');
-        return this.#made(this.nodes.get(h.nodeid), cStrings(body.subarray(8), 1)[0], (b, exp, rel) => {
+        return this.#made(h, this.nodes.get(h.nodeid), cStrings(body.subarray(8), 1)[0], (b, exp, rel) => {
           if (old.host !== b.host || old.exp !== exp) throw errnoError('EXDEV');
           return b.link(exp, old.rel, rel);
         });
@@ -192,7 +193,7 @@ export class PjFilesystem {
       case Op.OPEN: {
         const n = this.nodes.get(h.nodeid);
         if (n.kind === 'device') return this.#openDevice(n, body.readUInt32LE(0));
-        return this.#open(this.#entry(h.nodeid), body.readUInt32LE(0));
+        return this.#open(this.#entry(h.nodeid), body.readUInt32LE(0), caller(h));
       }
       case Op.POLL: return [await this.#poll(this.#file(body.readBigUInt64LE(0)), body.readBigUInt64LE(8), body.readUInt32LE(16), body.readUInt32LE(20))];
       case Op.CREATE: {
@@ -200,7 +201,7 @@ export class PjFilesystem {
         const mode = body.readUInt32LE(4) & ~body.readUInt32LE(8);
         const parent = this.nodes.get(h.nodeid);
         const { n, rel } = this.#child(parent, cStrings(body.subarray(16), 1)[0]);
-        const backend = this.#o.backend(n.host);
+        const backend = this.#owner(n.host, h);
         const r = await backend.create(n.exp, rel, flags, mode, caller(h));
         this.nodes.remember(parent, r.dir);
         const node = this.nodes.lookup('entry', n.host, n.exp, rel, r.attr.ino);
@@ -253,9 +254,9 @@ export class PjFilesystem {
       case Op.STATFS: {
         const n = this.nodes.get(h.nodeid);
         if (n.kind === 'root' || n.kind === 'host') return [statfsOut({ blocks: 0, bfree: 0, bavail: 0, files: 0, ffree: 0, bsize: 4096, namelen: 255, frsize: 4096 })];
-        return [statfsOut(await this.#o.backend(n.host).statfs(n.exp))];
+        return [statfsOut(await this.#owner(n.host, h).statfs(n.exp))];
       }
-      case Op.OPENDIR: return this.#opendir(this.nodes.get(h.nodeid));
+      case Op.OPENDIR: return this.#opendir(this.nodes.get(h.nodeid), caller(h));
       case Op.READDIR: case Op.READDIRPLUS:
         return this.#readdir(body.readBigUInt64LE(0), Number(body.readBigUInt64LE(8)), body.readUInt32LE(16), h.opcode === Op.READDIRPLUS);
       case Op.RELEASEDIR: {
@@ -281,7 +282,7 @@ export class PjFilesystem {
       case Op.MKNOD: {
         const mode = body.readUInt32LE(0) & ~body.readUInt32LE(8);
         const rdev = body.readUInt32LE(4);
-        return this.#made(this.nodes.get(h.nodeid), cStrings(body.subarray(16), 1)[0], (b, exp, rel) => b.mknod(exp, rel, mode, rdev, caller(h)));
+        return this.#made(h, this.nodes.get(h.nodeid), cStrings(body.subarray(16), 1)[0], (b, exp, rel) => b.mknod(exp, rel, mode, rdev, caller(h)));
       }
       case Op.FALLOCATE: {
         const f = this.#file(body.readBigUInt64LE(0));
@@ -318,7 +319,7 @@ export class PjFilesystem {
           return [Buffer.alloc(body.readUInt32LE(0) === 0 ? 8 : 0)];
         }
         const size = body.readUInt32LE(0);
-        const b = this.#o.backend(n.host);
+        const b = this.#owner(n.host, h);
         const name = h.opcode === Op.GETXATTR ? cStrings(body.subarray(8), 1)[0] : '';
         if (name && this.nodes.xattrAbsent(n, name)) throw errnoError('ENODATA');
         const { value } = await (name ? b.getxattr(n.exp, n.rel, name) : b.listxattr(n.exp, n.rel)).catch((e: NodeJS.ErrnoException) => {
@@ -335,13 +336,13 @@ export class PjFilesystem {
         const [name] = cStrings(body.subarray(8), 1);
         const valueAt = 8 + Buffer.byteLength(name) + 1;
         this.#xattrsChanging(n);
-        await this.#o.backend(n.host).setxattr(n.exp, n.rel, name, body.subarray(valueAt, valueAt + size), body.readUInt32LE(4));
+        await this.#owner(n.host, h).setxattr(n.exp, n.rel, name, body.subarray(valueAt, valueAt + size), body.readUInt32LE(4));
         return [];
       }
       case Op.REMOVEXATTR: {
         const n = this.#entry(h.nodeid, 'EPERM');
         this.#xattrsChanging(n);
-        await this.#o.backend(n.host).removexattr(n.exp, n.rel, cStrings(body, 1)[0]);
+        await this.#owner(n.host, h).removexattr(n.exp, n.rel, cStrings(body, 1)[0]);
         return [];
       }
       case Op.FSYNCDIR: case Op.ACCESS: case Op.DESTROY: return [];
@@ -519,13 +520,18 @@ export class PjFilesystem {
     for (const f of this.#files.values()) if (f.node === n && f.writing) await f.settled();
   }
 
-  async #attr(n: Node): Promise<Attr> {
+  /** Where `host`'s exports are served, asked for the caller of request `h` (squashed there as its export says). */
+  #owner(host: string, h: Caller): FsBackend {
+    return this.#o.backend(host).as(caller(h));
+  }
+
+  async #attr(n: Node, who?: Caller): Promise<Attr> {
     if (n.kind === 'root' || n.kind === 'host') return this.#dirAttr(n);
     if (n.kind === 'device') return { ...(await this.#o.backend(n.host).deviceStat(n.exp)), ino: n.ino };
     await this.#drainNode(n);
     let attr = this.nodes.cached(n);
     try {
-      attr ??= await this.#o.backend(n.host).lstat(n.exp, n.rel);
+      attr ??= await (who ? this.#owner(n.host, who) : this.#o.backend(n.host)).lstat(n.exp, n.rel);
     } catch (e) {
       // A file still open after its last name is gone (fstat of it, unlinked): asked by its handle.
       const f = (e as NodeJS.ErrnoException).code === 'ENOENT' ? [...this.#files.values()].find((x) => x.node === n && !x.device) : undefined;
@@ -548,7 +554,7 @@ export class PjFilesystem {
     this.nodes.absentXattr(n);
   }
 
-  async #lookup(parent: Node, name: string): Promise<Buffer[]> {
+  async #lookup(parent: Node, name: string, who: Caller): Promise<Buffer[]> {
     if (parent.kind === 'root') {
       if (!(await this.#o.hosts()).some((h) => h.name === name)) throw errnoError('ENOENT');
       const n = this.nodes.lookup('host', name, '', '', 0);
@@ -558,14 +564,15 @@ export class PjFilesystem {
       const host = (await this.#o.hosts()).find((h) => h.name === parent.host);
       const exp = host?.exports.find((e) => e.name === name);
       if (!exp) throw errnoError('ENOENT');
-      const b = this.#o.backend(parent.host);
+      if (!mayUse(exp, this.#o.self, parent.host)) throw errnoError('ENOENT');
+      const b = this.#owner(parent.host, who);
       if (exp.kind === 'device') return [this.#reply(this.nodes.lookup('device', parent.host, name, '', 0), await b.deviceStat(name))];
       return [this.#reply(this.nodes.lookup('export', parent.host, name, '', 0), await b.lstat(name, ''))];
     }
     const { n, rel } = this.#child(parent, name);
     let attr: Attr;
     try {
-      attr = await this.#o.backend(n.host).lstat(n.exp, rel);
+      attr = await this.#owner(n.host, who).lstat(n.exp, rel);
     } catch (e) {
       // A missing name is remembered by the kernel for the attribute timeout (node id 0), as NFS
       // does: a program probing for files (PATH, imports) costs one round trip per name, not per probe.
@@ -575,14 +582,14 @@ export class PjFilesystem {
     return [this.#reply(this.nodes.lookup('entry', n.host, n.exp, rel, attr.ino), attr)];
   }
 
-  async #made(parent: Node, name: string, make: (b: FsBackend, exp: string, rel: string) => Promise<Made>): Promise<Buffer[]> {
+  async #made(h: Caller, parent: Node, name: string, make: (b: FsBackend, exp: string, rel: string) => Promise<Made>): Promise<Buffer[]> {
     const { n, rel } = this.#child(parent, name);
-    const { attr, dir } = await make(this.#o.backend(n.host), n.exp, rel);
+    const { attr, dir } = await make(this.#owner(n.host, h), n.exp, rel);
     this.nodes.remember(parent, dir);
     return [this.#reply(this.nodes.lookup('entry', n.host, n.exp, rel, attr.ino), attr)];
   }
 
-  async #setattr(n: Node, b: Buffer): Promise<Attr> {
+  async #setattr(n: Node, b: Buffer, who: Caller): Promise<Attr> {
     if (n.kind === 'root' || n.kind === 'host') throw errnoError('EPERM');
     if (n.kind === 'device') return this.#attr(n); // truncating a device (shell '>') changes nothing
     const valid = b.readUInt32LE(0);
@@ -598,7 +605,7 @@ export class PjFilesystem {
     const f = valid & FATTR.FH ? this.#files.get(b.readBigUInt64LE(8)) : undefined;
     await this.#drainNode(n);
     if (valid & FATTR.SIZE) this.#o.cache.changed(n);
-    const owner = this.#o.backend(n.host);
+    const owner = this.#owner(n.host, who);
     const attr = await (f ? f.use((fh) => owner.setattr(n.exp, n.rel, changes, fh)) : owner.setattr(n.exp, n.rel, changes));
     this.nodes.remember(n, attr);
     return { ...attr, ino: n.ino };
@@ -641,8 +648,8 @@ export class PjFilesystem {
     }
   }
 
-  async #open(n: Node, flags: number): Promise<Buffer[]> {
-    const backend = this.#o.backend(n.host);
+  async #open(n: Node, flags: number, who: Caller): Promise<Buffer[]> {
+    const backend = this.#owner(n.host, who);
     const r = await backend.open(n.exp, n.rel, flags);
     return [this.#opened(n, backend, r.handle, flags, r.attr)];
   }
@@ -710,8 +717,8 @@ export class PjFilesystem {
     }
   }
 
-  async #opendir(n: Node): Promise<Buffer[]> {
-    const list = await this.#list(n);
+  async #opendir(n: Node, who: Caller): Promise<Buffer[]> {
+    const list = await this.#list(n, who);
     const fh = this.#nextFh++;
     this.#dirs.set(fh, { dir: n, list });
     this.#o.journal?.add(['d', String(fh), String(n.id)]);
@@ -719,22 +726,22 @@ export class PjFilesystem {
   }
 
   /** A directory's entries as READDIR gives them, "." and ".." first. */
-  async #list(n: Node): Promise<Listing> {
+  async #list(n: Node, who?: Caller): Promise<Listing> {
     let list: Listing;
     if (n.kind === 'root') list = (await this.#o.hosts()).map((h) => ({ name: h.name, ino: inoOf(keyOf('host', h.name, '', 0)), type: 4 }));
     else if (n.kind === 'host') {
       // A device that is not there (unplugged) is not listed.
-      const exports = (await this.#o.hosts()).find((h) => h.name === n.host)?.exports ?? [];
+      const exports = ((await this.#o.hosts()).find((h) => h.name === n.host)?.exports ?? []).filter((e) => mayUse(e, this.#o.self, n.host));
       const present = await Promise.all(exports.map((e) => e.kind === 'dir' || this.#o.backend(n.host).deviceStat(e.name).then(() => true, () => false)));
       list = exports.filter((_, i) => present[i]).map((e) => ({ name: e.name, ino: inoOf(keyOf(e.kind === 'dir' ? 'export' : 'device', n.host, e.name, 0)), type: e.kind === 'dir' ? 4 : 8 }));
     }
-    else list = (await this.#listing(n)).map((e: DirEntry) => ({ name: e.name, ino: inoOf(keyOf('entry', n.host, n.exp, e.attr.ino)), type: (e.attr.mode >> 12) & 15, attr: e.attr }));
+    else list = (await this.#listing(n, who)).map((e: DirEntry) => ({ name: e.name, ino: inoOf(keyOf('entry', n.host, n.exp, e.attr.ino)), type: (e.attr.mode >> 12) & 15, attr: e.attr }));
     return [{ name: '.', ino: n.ino, type: 4 }, { name: '..', ino: 1, type: 4 }, ...list];
   }
 
   /** Every entry of a directory inside an export, asked of its owner a page at a time (no reply grows with the directory). */
-  async #listing(n: Node): Promise<DirEntry[]> {
-    const b = this.#o.backend(n.host);
+  async #listing(n: Node, who?: Caller): Promise<DirEntry[]> {
+    const b = who ? this.#owner(n.host, who) : this.#o.backend(n.host);
     const out: DirEntry[] = [];
     let cursor: number | undefined;
     do {

@@ -86,9 +86,10 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     throw new PjError(codes.USAGE, `cannot listen on ${opts.listen.address}:${opts.listen.port}: ${e.code ?? e.message}`);
   });
 
-  // The files of the jobs started here (their output and exit status) are an export of their own: /pj/<host>/.pj-jobs.
+  // The files of the jobs started here (their output and exit status) are an export of their own: /pj/<host>/.pj-jobs,
+  // written by the jobs wherever they moved to (as themselves: not squashed).
   mkdirSync(jobsPath(opts.stateDir), { recursive: true });
-  const exports: ExportInfo[] = [...opts.exports, { name: JOBS_EXPORT, path: jobsPath(opts.stateDir), readOnly: false, kind: 'dir' }];
+  const exports: ExportInfo[] = [...opts.exports, { name: JOBS_EXPORT, path: jobsPath(opts.stateDir), readOnly: false, kind: 'dir', squash: 'none' }];
   const record: HostRecord = {
     name: opts.host,
     address: opts.listen.address,

@@ -24,7 +24,16 @@ const JOBS = '/pj/jobs/';
 const LOAD = '/pj/load/';
 const DRAINED = '/pj/drained/';
 
-export interface ExportInfo { name: string; path: string; readOnly: boolean; kind: 'dir' | 'device' }
+/** Whom another host's callers become on an export's disk: root becomes the anonymous user ('root'), everyone does ('all'), nobody does ('none'). */
+export type Squash = 'none' | 'root' | 'all';
+
+export interface ExportInfo {
+  name: string; path: string; readOnly: boolean; kind: 'dir' | 'device';
+  /** Absent: root_squash, anonuid and anongid 65534 (manager/exports.ts squashOf). */
+  squash?: Squash; anonUid?: number; anonGid?: number;
+  /** The hosts that may use it (and its owner); absent: every host. */
+  hosts?: string[];
+}
 
 export interface HostRecord {
   name: string;

@@ -7,6 +7,10 @@ export interface PeerCredentials { pid: number; uid: number; gid: number }
 export interface UffdApi { features: number; ioctls: number }
 
 export interface NativeBinding {
+  /** This thread's filesystem identity becomes uid:gid with no supplementary groups (setfsuid, setfsgid, setgroups, per thread). */
+  actAs(uid: number, gid: number, ctx: SyscallContext): true | undefined;
+  /** This thread's filesystem identity and groups as the process's again. */
+  actAsSelf(): void;
   /** getsockopt(SO_PEERCRED) on a connected unix socket. */
   peerCred(fd: number, ctx: SyscallContext): PeerCredentials | undefined;
   /** Opens a userfaultfd, negotiates UFFDIO_API with no features, reports what the kernel offers. */

@@ -33,7 +33,7 @@ export function register(program: Command): void {
     .requiredOption('--etcd <url>', 'etcd endpoint, e.g. http://10.0.0.2:2379')
     .requiredOption('--secret-file <file>', 'cluster secret (mode 0600, >= 16 bytes)')
     .requiredOption('--state-dir <dir>', 'where this agent keeps logs and state')
-    .option('--export <name=path[:ro]>', 'offer a directory as /pj/<host>/<name> (repeatable)', collect, [])
+    .option('--export <name=path[:options]>', 'offer a directory as /pj/<host>/<name>; options: ro, rw (default), root_squash (default), no_root_squash, all_squash, anonuid=N, anongid=N, hosts=H1+H2 (repeatable)', collect, [])
     .option('--device <name=path>', 'offer a character device as /pj/<host>/<name> (repeatable)', collect, [])
     .option('--mount <dir>', 'where the /pj tree is mounted', '/pj')
     .option('--control-socket <path>', 'the CLI\'s socket', '/run/pj/agent.sock')

@@ -20,7 +20,7 @@ export function register(program: Command): void {
   cluster.command('up')
     .description('build hosts h1..hN (namespaces), one etcd, one agent per host')
     .option('--hosts <n>', 'number of hosts', (v) => parseInt(v, 10), 3)
-    .option('--export <name=path[:ro]>', 'export on every host (default data=/srv/data; repeatable)', collect, [])
+    .option('--export <name=path[:options]>', 'export on every host (default data=/srv/data:rw,no_root_squash; options as in pj agent --export; repeatable)', collect, [])
     .option('--device <name=path>', 'a character device every host offers as /pj/<host>/<name>, when it is there (repeatable)', collect, [])
     .option('--name <name>', 'prefix of the namespaces', 'pj')
     .option('--route <target=host>', 'a route for jobs\' connections: CIDR=HOST or NAME=HOST (repeatable; see pj agent --route)', collect, [])

@@ -11,6 +11,12 @@ import { parseExportSpec } from '../exports.js';
 import { ETCD_ADDRESS, hostAddress, paths, writeClusterFile, type ClusterFile } from './layout.js';
 import { addBridge, addMountNs, addNetns, listNetns, makePrivateMount, nsenterArgs, plugIn } from './namespaces.js';
 
+/**
+ * The export every simulated host has unless told otherwise. Not root-squashed: jobs run as root (as
+ * whoever starts them once jobs run as their users), and the tests and the demo write as root on other hosts.
+ */
+export const DEFAULT_EXPORT = 'data=/srv/data:rw,no_root_squash';
+
 export interface UpOptions { dir: string; name: string; hosts: number; exports: string[]; devices?: string[]; agentOptions?: string[]; hostOptions?: Record<string, string[]> }
 
 const NAME = /^[a-z][a-z0-9]{0,11}$/;
@@ -26,7 +32,7 @@ export async function clusterUp(o: UpOptions): Promise<ClusterFile> {
     switchNetns: `${o.name}-sw`,
     etcd: { netns: `${o.name}-etcd`, address: ETCD_ADDRESS },
     hosts: Array.from({ length: o.hosts }, (_, i) => ({ name: `h${i + 1}`, address: hostAddress(i + 1), netns: `${o.name}-h${i + 1}` })),
-    exports: o.exports.length ? o.exports : ['data=/srv/data'],
+    exports: o.exports.length ? o.exports : [DEFAULT_EXPORT],
     devices: o.devices ?? [],
     agentOptions: o.agentOptions ?? [],
     hostOptions: o.hostOptions ?? {},

@@ -30,6 +30,8 @@ Napi::Value PageScan(const Napi::CallbackInfo& info);
 Napi::Value ReadPagesOf(const Napi::CallbackInfo& info);
 Napi::Value ReadPagesAsync(const Napi::CallbackInfo& info);
 Napi::Value HashPages(const Napi::CallbackInfo& info);
+Napi::Value ActAs(const Napi::CallbackInfo& info);
+Napi::Value ActAsSelf(const Napi::CallbackInfo& info);
 Napi::Value PagerKeeperListen(const Napi::CallbackInfo& info);
 Napi::Value PagerStart(const Napi::CallbackInfo& info);
 Napi::Value PagerAdopt(const Napi::CallbackInfo& info);
@@ -60,6 +62,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("readPages", Napi::Function::New(env, pj::ReadPagesOf, "readPages"));
   exports.Set("readPagesAsync", Napi::Function::New(env, pj::ReadPagesAsync, "readPagesAsync"));
   exports.Set("hashPages", Napi::Function::New(env, pj::HashPages, "hashPages"));
+  exports.Set("actAs", Napi::Function::New(env, pj::ActAs, "actAs"));
+  exports.Set("actAsSelf", Napi::Function::New(env, pj::ActAsSelf, "actAsSelf"));
   exports.Set("pagerKeeperListen", Napi::Function::New(env, pj::PagerKeeperListen, "pagerKeeperListen"));
   exports.Set("pagerStart", Napi::Function::New(env, pj::PagerStart, "pagerStart"));
   exports.Set("pagerAdopt", Napi::Function::New(env, pj::PagerAdopt, "pagerAdopt"));

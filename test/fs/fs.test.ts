@@ -13,7 +13,7 @@ import { paths } from '../../manager/sim-cluster/layout.js';
 import { QUICK, pjdfstest, runSuite } from '../../bench/pjdfstest.js';
 import { startCluster, waitFor } from '../helpers/cluster.js';
 
-const c = await startCluster(t, { hosts: 2, exports: ['data=/srv/data', 'pub=/srv/pub:ro'], devices: ['tty0=/srv/tty0'] });
+const c = await startCluster(t, { hosts: 2, exports: ['data=/srv/data:no_root_squash', 'pub=/srv/pub:ro,no_root_squash', 'sq=/srv/sq', 'mine=/srv/mine:no_root_squash,hosts=h1'], devices: ['tty0=/srv/tty0'] });
 const posixScript = join(repoRoot(), 'test', 'helpers', 'posix-check.py');
 const sh = (host: string, script: string, timeoutMs = 60_000) => c.exec(host, ['sh', '-c', script], { timeoutMs });
 // x86_64 system call numbers, as /proc/<pid>/syscall shows the one a process is blocked in.
@@ -28,7 +28,7 @@ t.test('every host mounts /pj with passthrough; /pj lists hosts and exports', as
   const hosts = JSON.parse((await c.pj(['hosts', '--json'])).stdout) as HostView[];
   for (const h of hosts) t.same([h.capabilities.fuse, h.capabilities.passthrough], [true, true], `${h.name} mounted /pj with passthrough`);
   t.equal((await sh('h1', 'ls /pj')).stdout, 'h1\nh2\n');
-  t.equal((await sh('h1', 'ls /pj/h2')).stdout, 'data\npub\n');
+  t.equal((await sh('h1', 'ls /pj/h2')).stdout, 'data\nmine\npub\nsq\n');
   t.equal((await sh('h1', 'mkdir /pj/h3')).code, 1, 'the host level is fixed');
   t.equal((await sh('h1', `python3 -c "import os
 try: os.setxattr('/pj/h2', 'user.x', b'1')
@@ -92,6 +92,21 @@ t.test('pjdfstest, the syscalls programs meet most, on a remote path: every asse
   const failed = [...remote].filter(([, a]) => !a.ok).map(([k, a]) => `${k}: ${a.says}`);
   t.ok(remote.size > 2000, `a meaningful run (${remote.size} assertions)`);
   t.same(failed, [], `/pj/h2/data: ${remote.size - failed.length} of ${remote.size} ok (the full suite, with the native disk beside it: npm run bench -- posix)`);
+});
+
+t.test('export options: root_squash makes another host\'s root nobody on the owner\'s disk; an export for some hosts only is neither listed nor usable on the others', async (t) => {
+  t.equal((await sh('h2', 'mkdir -m 777 /srv/sq/pub && mkdir -m 755 /srv/sq/closed && echo s > /srv/sq/secret && chmod 600 /srv/sq/secret')).code, 0);
+  t.equal((await sh('h1', 'touch /pj/h2/sq/pub/f')).code, 0, 'root on h1 makes a file in a folder open to all');
+  t.equal((await sh('h2', 'stat -c %u:%g /srv/sq/pub/f')).stdout, '65534:65534\n', 'on h2\'s disk it is nobody\'s (root_squash, the default)');
+  t.match((await sh('h1', 'touch /pj/h2/sq/closed/f 2>&1')).stdout, /Permission denied/, 'root on h1 cannot write in root\'s 0755 folder');
+  t.match((await sh('h1', 'cat /pj/h2/sq/secret 2>&1')).stdout, /Permission denied/, 'nor read root\'s 0600 file');
+  t.equal((await sh('h2', 'cat /pj/h2/sq/secret')).stdout, 's\n', 'h2\'s own root can: a host\'s own requests are never squashed');
+  t.equal((await sh('h1', 'setpriv --reuid 4000 --regid 4000 --clear-groups touch /pj/h2/sq/pub/u')).code, 0);
+  t.equal((await sh('h2', 'stat -c %u:%g /srv/sq/pub/u')).stdout, '4000:4000\n', 'another user is themself');
+  t.equal((await sh('h2', 'ls /pj/h1')).stdout, 'data\npub\nsq\n', 'h1\'s export for h1 only is not listed on h2');
+  t.match((await sh('h2', 'ls /pj/h1/mine 2>&1')).stdout, /No such file/, 'nor found there');
+  t.equal((await sh('h1', 'touch /pj/h2/mine/x && ls /pj/h2/mine')).stdout, 'x\n', 'h2\'s export for h1 is h1\'s to use');
+  t.match((await c.pj(['hosts'])).stdout, /mine:no_root_squash,hosts=h1/, 'pj hosts shows each export\'s options');
 });
 
 t.test('a read-only export refuses every change with EROFS', async (t) => {

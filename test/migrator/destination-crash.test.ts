@@ -1,7 +1,7 @@
 // A move never loses a job: the destination's manager, or the whole
 // destination host (manager and job), or both the source's and the
 // destination's managers die during the lazy phase of a 1 GiB move, at the
-// commit or once pages are coming. Afterwards exactly one copy runs and its
+// commit (hybrid) or once pages are coming (post-copy). Afterwards exactly one copy runs and its
 // memory is intact: the destination's, whose pager the restarted manager
 // adopted from its keeper, when only managers died; the source's frozen copy,
 // taken back, when the destination host died.
@@ -41,14 +41,16 @@ async function crash(t: Test, what: 'manager' | 'host' | 'both managers', when: 
   await waitFor(async () => /main ready/.test((await lines(id)).join('\n')) && /child ready/.test((await lines(id)).join('\n')), 120_000, 200);
   const first = await memorySums(id);
   const fetchedBefore = await fetchedFromH1();
-  // Post-copy: every page comes after the commit, so the lazy phase is long enough to die in.
-  const moving = c.pj(['mv', id, 'h3', '--mode', 'post-copy', '--json'], { timeoutMs: 600_000 });
+  // Post-copy once pages come: every page comes after the commit, so the lazy phase is long enough to
+  // die in. At the commit, hybrid: the pages the pre-copy put in h3's store are being installed.
+  const mode = when === 'at the commit' ? 'hybrid' : 'post-copy';
+  const moving = c.pj(['mv', id, 'h3', '--mode', mode, '--json'], { timeoutMs: 600_000 });
   let ended: string | undefined;
   void moving.then((m) => (ended = `pj mv ended: ${m.code} ${m.stderr.trim()}`));
   await waitFor(async () => ended !== undefined || (await jobOf(id)).host === 'h3', 300_000, 20);
   if (ended !== undefined && (await jobOf(id)).host !== 'h3') throw new Error(`the move did not commit: ${ended}`);
   if (when === 'once pages come') await waitFor(async () => (await fetchedFromH1()) > fetchedBefore + 64 * MIB, 60_000, 20);
-  t.equal((await c.pj(['cluster', 'stop', 'h3', '--signal', 'KILL'])).code, 0, `h3's manager killed ${when}`);
+  t.equal((await c.pj(['cluster', 'stop', 'h3', '--signal', 'KILL'])).code, 0, `h3's manager killed ${when} of a ${mode} move`);
   if (what === 'both managers') t.equal((await c.pj(['cluster', 'stop', 'h1', '--signal', 'KILL'])).code, 0, 'and h1\'s, the source\'s, with the move\'s own take-back');
   if (what === 'host') for (const x of await onH3(id)) process.kill(x.pid, 'SIGKILL'); // the copy h3 restored: its PID namespace goes with it
   // Slowly (PJ_FAULT=slow-start): the source asks about its move while the restarted manager is still starting.
