@@ -18,6 +18,8 @@ import { readSecretFile } from './secret.js';
 import { startFsLayer, type FsLayer } from '../fs-layer/index.js';
 import { JOBS_EXPORT, ProcReader, TrafficLedger, jobsPath, startMigrator, type JobRecord, type MigratorLayer, type PolicyTuning } from '../migrator/index.js';
 import { startNetLayer, type NetLayer, type PublishingJob, type Route } from '../net-layer/index.js';
+import { rootOnly } from '../migrator/job-access.js';
+import type { PeerCredentials } from '../native/binding.js';
 
 const publishingJob = (r: JobRecord): PublishingJob => ({ id: r.id, host: r.host, pid: r.pid, origin: r.origin, running: r.state === 'running', publish: r.publish ?? [] });
 
@@ -130,7 +132,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
   await state.register(record);
   migrator.start();
 
-  const control = new ControlServer(opts.controlSocket, (req) => serveControl(req, { state, mesh, record, ledger, fsLayer, migrator, net }), log);
+  const control = new ControlServer(opts.controlSocket, (req, caller) => serveControl(req, caller, { state, mesh, record, ledger, fsLayer, migrator, net }), log);
   await control.listen();
   log.info({ op: 'agent-start', address: `${record.address}:${record.port}`, exports: opts.exports.map((e) => e.name), pid: process.pid }, 'agent up');
 
@@ -154,9 +156,13 @@ interface AgentParts { state: ClusterState; mesh: Mesh; record: HostRecord; ledg
 
 const num = (v: unknown, dflt: number): number => (typeof v === 'number' && Number.isFinite(v) ? v : dflt);
 
-async function serveControl(req: ControlRequest, { state, mesh, record, ledger, fsLayer, migrator, net }: AgentParts): Promise<unknown> {
+/** What only root may ask of an agent: the rest any local user may (their own jobs only: migrator/job-access.ts). */
+const ROOT_ONLY = new Set(['cache', 'stream']);
+
+async function serveControl(req: ControlRequest, caller: PeerCredentials, { state, mesh, record, ledger, fsLayer, migrator, net }: AgentParts): Promise<unknown> {
   const { cache } = fsLayer;
   const a = req.args ?? {};
+  if (ROOT_ONLY.has(req.op)) await rootOnly(caller, `ask '${req.op}'`);
   switch (req.op) {
     case 'status':
       return { ...record, uptimeS: Math.round(process.uptime()), calls: mesh.callCounts(), mount: fsLayer.health };
@@ -178,6 +184,6 @@ async function serveControl(req: ControlRequest, { state, mesh, record, ledger, 
       return streamToPeer(mesh, host, num(a.bytes, 64 << 20), num(a.chunk, 1 << 20), num(a.timeoutMs, 5000));
     }
     default:
-      return migrator.control(req.op, a) ?? Promise.reject(new PjError(codes.USAGE, `unknown control op '${req.op}'`));
+      return migrator.control(req.op, a, caller) ?? Promise.reject(new PjError(codes.USAGE, `unknown control op '${req.op}'`));
   }
 }

@@ -15,6 +15,7 @@ import type { JobRecord } from './jobs.js';
 import type { TrafficLedger } from './ledger.js';
 import type { ProcReader } from './proc-reader.js';
 import { drainHost } from './drain.js';
+import { mayActOn, rootOnly, userOf, visibleTo, type Asker } from './job-access.js';
 import { Migrator } from './migrate.js';
 import { INCOMING } from './move-in.js';
 import { MoveCosts } from './move-costs.js';
@@ -37,8 +38,8 @@ export interface JobView extends JobRecord { usage?: JobUsage }
 const MOVE_TIMEOUT_MS = 15 * 60_000;
 
 export interface MigratorLayer {
-  /** A CLI request (`pj run`, `pj ps`, …); undefined when `op` is not the migrator's. */
-  control(op: string, a: Record<string, unknown>): Promise<unknown> | undefined;
+  /** A CLI request (`pj run`, `pj ps`, …) of `who` (job-access.ts); undefined when `op` is not the migrator's. */
+  control(op: string, a: Record<string, unknown>, who?: Asker): Promise<unknown> | undefined;
   start(): void;
   stop(): void;
 }
@@ -180,23 +181,34 @@ export function startMigrator(o: MigratorOptions): MigratorLayer {
   }
 
   return {
-    control(op, a) {
+    control(op, a, who) {
+      /** The job `a.id` names, if `who` may `action` it; a change is logged with who asked. */
+      const owned = async (action: string, change = true) => {
+        const j = await jobs.find(String(a.id));
+        mayActOn(who, j.value, action);
+        if (change) o.log.info({ op: `job-${op}`, job: j.id, uid: who?.uid ?? 0, pid: who?.pid }, `uid ${who?.uid ?? 0} asked to ${action} job ${j.id}`);
+        return j;
+      };
       switch (op) {
-        case 'run': return refuseDrained(String(a.on ?? o.self)).then(() => atHost(String(a.on ?? o.self), 'run', a));
-        case 'ps': return ps();
+        // The job runs as who asked for it, whatever the request says.
+        case 'run': return refuseDrained(String(a.on ?? o.self)).then(() => atHost(String(a.on ?? o.self), 'run', { ...a, user: userOf(who) }));
+        case 'ps': return ps().then((all) => visibleTo(who, all));
         case 'page-store': return Promise.resolve(store.stats());
-        case 'job': return jobs.find(String(a.id)).then((j) => j.value);
-        case 'rm': return jobs.remove(String(a.id));
-        case 'job-of-ns': return jobOfNamespace(Number(a.ns));
-        case 'logs': return jobs.find(String(a.id)).then((j) => jobs.output(j.value, a.stream === 'stderr' ? 'stderr' : 'stdout', Number(a.offset ?? 0)));
-        case 'kill': return jobs.find(String(a.id)).then((j) => atHost(j.value.host, 'kill', { id: j.id, signal: a.signal ?? 'SIGTERM' }));
-        case 'mv': return refuseDrained(String(a.to)).then(() => jobs.find(String(a.id))).then((j) => moveVia(j.value, String(a.to), a.mode as MoveMode | undefined));
-        case 'mv-progress': return atHost(String(a.from), 'progress', { id: String(a.id) });
+        case 'job': return owned('see', false).then((j) => j.value);
+        case 'rm': return owned('remove').then(() => jobs.remove(String(a.id)));
+        case 'job-of-ns': return jobOfNamespace(Number(a.ns)).then((r) => (mayActOn(who, r, 'move'), r));
+        case 'logs': return owned('read the output of', false).then((j) => jobs.output(j.value, a.stream === 'stderr' ? 'stderr' : 'stdout', Number(a.offset ?? 0)));
+        case 'kill': return owned('signal').then((j) => atHost(j.value.host, 'kill', { id: j.id, signal: a.signal ?? 'SIGTERM' }));
+        case 'mv': return refuseDrained(String(a.to)).then(() => owned('move')).then((j) => moveVia(j.value, String(a.to), a.mode as MoveMode | undefined));
+        case 'mv-progress': return owned('see', false).then(() => atHost(String(a.from), 'progress', { id: String(a.id) }));
         case 'policy': return a.policy == null && a.budget == null
-          ? jobs.find(String(a.id)).then(async (j) => ((await atHost(j.value.host, 'policy-view', {}).catch(() => [])) as PolicyView[]).find((v) => v.id === j.id) ?? j.value)
-          : jobs.setPolicy(String(a.id), a.policy as Policy | undefined, a.budget as number | undefined);
-        case 'top': return top();
-        case 'drain': return drainHost(o.state, String(a.host), a.on !== false, Number(a.waitMs ?? 120_000));
+          ? owned('see', false).then(async (j) => ((await atHost(j.value.host, 'policy-view', {}).catch(() => [])) as PolicyView[]).find((v) => v.id === j.id) ?? j.value)
+          : owned('set the policy of').then(() => jobs.setPolicy(String(a.id), a.policy as Policy | undefined, a.budget as number | undefined));
+        case 'top': return top().then(async (t) => {
+          const mine = new Set(visibleTo(who, await records()).map((r) => r.id));
+          return { ...t, jobs: t.jobs.filter((j) => mine.has(j.id)) };
+        });
+        case 'drain': return rootOnly(who, 'drain a host').then(() => drainHost(o.state, String(a.host), a.on !== false, Number(a.waitMs ?? 120_000)));
         default: return undefined;
       }
     },

@@ -5,7 +5,7 @@
 // copy the table places here (a move that never finished) is resumed; a job
 // whose first process is gone is marked exited with its status.
 import { spawn } from 'node:child_process';
-import { mkdirSync, statfsSync } from 'node:fs';
+import { chownSync, mkdirSync, statfsSync, writeFileSync } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { PjError, codes } from '../common/errors.js';
@@ -18,8 +18,13 @@ import { alive, signalAll, startTime, stateOf, type JobUsage } from './job-proce
 import type { ProcReader } from './proc-reader.js';
 import { JOBS_EXPORT, jobDir, newJobId, takenBack, type JobRecord } from './jobs.js';
 import { POLICIES, type Policy } from './policy.js';
+import type { JobUser } from './job-access.js';
 
-export interface RunRequest { name?: string; cmd: string[]; cwd: string; env: Record<string, string>; publish?: JobRecord['publish']; policy?: Policy; budget?: number }
+export interface RunRequest {
+  name?: string; cmd: string[]; cwd: string; env: Record<string, string>; publish?: JobRecord['publish']; policy?: Policy; budget?: number;
+  /** Who the command runs as (set by the control socket from its caller); absent: root. */
+  user?: JobUser;
+}
 
 /**
  * A job's network, as the net-layer gives it (the manager wires it in): the socket its init relays
@@ -100,6 +105,8 @@ export class JobManager {
     const port = (n: unknown) => Number.isInteger(n) && (n as number) > 0 && (n as number) < 65536;
     if (req.publish !== undefined && !(Array.isArray(req.publish) && req.publish.every((p) => port(p?.port) && port(p?.jobPort)))) throw new PjError(codes.USAGE, 'publish: want [{ port, jobPort, everywhere }]');
     checkPolicy(req.policy, req.budget);
+    const low = req.user && req.publish?.find((p) => p.port < 1024);
+    if (low) throw new PjError(codes.PERMISSION, `only root may publish ports below 1024 (${low.port}), as only root may listen on them`);
     const full = this.#outputFull();
     if (full) throw new PjError(codes.JOB_START, `no room for a job's output on ${this.self}: ${full}`);
     let init: string;
@@ -109,7 +116,13 @@ export class JobManager {
       throw new PjError(codes.JOB_START, `cannot install pj-init: ${(e as Error).message}`);
     }
     const id = newJobId();
-    mkdirSync(join(this.jobsPath, id));
+    const folder = join(this.jobsPath, id);
+    mkdirSync(folder);
+    if (req.user) {
+      // The job's folder and output are its user's.
+      for (const f of ['stdout', 'stderr']) writeFileSync(join(folder, f), '', { flag: 'a', mode: 0o644 });
+      for (const f of ['', 'stdout', 'stderr']) chownSync(join(folder, f), req.user.uid, req.user.gid);
+    }
     const dir = jobDir(this.mount, this.self, id);
     const pid = await launch(init, dir, req, this.net?.socketPath);
     const rec: JobRecord = {
@@ -117,12 +130,13 @@ export class JobManager {
       host: this.self, pid, pidStart: startTime(pid) ?? 0, state: 'running', moves: 0, startedAt: new Date().toISOString(),
       ...(req.publish?.length ? { publish: req.publish } : {}),
       ...(req.policy ? { policy: req.policy } : {}), ...(req.budget != null ? { budget: req.budget } : {}),
+      ...(req.user ? { uid: req.user.uid, gid: req.user.gid } : {}),
     };
     if (!(await this.table.create(id, rec))) {
       await this.signalJob(pid, 'SIGKILL');
       throw new PjError(codes.JOB_START, `job id ${id} is taken`);
     }
-    this.log.info({ op: 'job-run', job: id, pid, cmd: req.cmd }, 'job started');
+    this.log.info({ op: 'job-run', job: id, pid, cmd: req.cmd, uid: req.user?.uid ?? 0 }, 'job started');
     return rec;
   }
 
@@ -369,7 +383,8 @@ export const isDirectory = (path: string): Promise<boolean> => stat(path).then((
 /** Starts pj-init, which prints the job's first pid and leaves it running in its own PID namespace. */
 function launch(init: string, dir: string, req: RunRequest, netSocket: string | undefined): Promise<number> {
   return new Promise((resolve, reject) => {
-    const p = spawn(init, [dir, ...(netSocket ? ['--net', netSocket] : []), '--', ...req.cmd], { cwd: req.cwd, env: req.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const user = req.user ? ['--user', [req.user.uid, req.user.gid, ...(req.user.groups.length ? [req.user.groups.join(',')] : [])].join(':')] : [];
+    const p = spawn(init, [dir, ...(netSocket ? ['--net', netSocket] : []), ...user, '--', ...req.cmd], { cwd: req.cwd, env: req.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let out = '';
     let err = '';
     p.stdout.on('data', (d) => (out += d));

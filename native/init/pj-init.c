@@ -1,6 +1,6 @@
 // pj-init: the first process of every job, checkpointed with it, so kept tiny.
 //
-//   pj-init DIR [--net SOCKET] -- CMD [ARG]...
+//   pj-init DIR [--net SOCKET] [--user UID:GID[:GROUP,...]] -- CMD [ARG]...
 //
 // The launcher (this binary as the agent starts it) closes every inherited
 // descriptor, makes a new PID namespace and forks its first process, prints
@@ -15,7 +15,9 @@
 // connections and DNS queries are relayed by the first process (relay.c) through
 // the manager listening on SOCKET, a path that is the same on every host.
 // Every job has mount and IPC namespaces of its own (job-mounts.c): its /tmp,
-// /dev/shm and SysV IPC are the job's, and move with it.
+// /dev/shm and SysV IPC are the job's, and move with it. With --user, CMD runs
+// as that user with those groups and no capabilities (the first process stays
+// root inside the job's namespaces: it relays and records).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
@@ -23,6 +25,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <grp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -36,6 +39,35 @@
 #define IN_NAMESPACES "PJ_INIT_IN_NAMESPACES"
 
 static pid_t program = -1;
+
+// --user UID:GID[:GROUP,...]: who CMD runs as.
+struct user { int set; uid_t uid; gid_t gid; gid_t groups[64]; size_t ngroups; };
+
+static int parse_user(const char* spec, struct user* u) {
+  char* end;
+  u->uid = (uid_t)strtoul(spec, &end, 10);
+  if (end == spec || *end != ':') return -1;
+  spec = end + 1;
+  u->gid = (gid_t)strtoul(spec, &end, 10);
+  if (end == spec || (*end != ':' && *end)) return -1;
+  u->ngroups = 0;
+  while (*end == ':' || *end == ',') {
+    spec = end + 1;
+    if (u->ngroups == sizeof u->groups / sizeof *u->groups) return -1;
+    u->groups[u->ngroups++] = (gid_t)strtoul(spec, &end, 10);
+    if (end == spec) return -1;
+  }
+  if (*end) return -1;
+  u->set = 1;
+  return 0;
+}
+
+// Becomes the user: groups, then gid, then uid (which ends every capability).
+static int become(const struct user* u) {
+  if (!u->set) return 0;
+  if (setgroups(u->ngroups, u->groups) != 0 || setgid(u->gid) != 0 || setuid(u->uid) != 0) return -1;
+  return 0;
+}
 
 static void forward(int sig) {
   if (program > 0) kill(-program, sig);
@@ -56,7 +88,7 @@ static int place(int fd, int target) {
   return r < 0 ? -1 : 0;
 }
 
-static int first_process(const char* dir, const char* net, char** cmd) {
+static int first_process(const char* dir, const char* net, const struct user* user, char** cmd) {
   setsid();
   if (place(open("/dev/null", O_RDONLY | O_CLOEXEC), 0) < 0 || place(open_at(dir, "stdout", O_WRONLY | O_CREAT | O_APPEND), 1) < 0 ||
       place(open_at(dir, "stderr", O_WRONLY | O_CREAT | O_APPEND), 2) < 0)
@@ -79,6 +111,10 @@ static int first_process(const char* dir, const char* net, char** cmd) {
     sa.sa_handler = SIG_DFL;
     for (size_t i = 0; i < sizeof forwarded / sizeof *forwarded; i++) sigaction(forwarded[i], &sa, NULL);
     setsid();
+    if (become(user) != 0) {
+      dprintf(2, "pj-init: cannot become uid %u gid %u: %s\n", (unsigned)user->uid, (unsigned)user->gid, strerror(errno));
+      _exit(127);
+    }
     execvp(cmd[0], cmd);
     dprintf(2, "pj-init: cannot run %s: %s\n", cmd[0], strerror(errno));
     _exit(127);
@@ -113,13 +149,21 @@ static int first_process(const char* dir, const char* net, char** cmd) {
 
 int main(int argc, char** argv) {
   const char* net = NULL;
+  struct user user = {0};
   int cmd = 2;
-  if (argc > 3 && strcmp(argv[2], "--net") == 0) {
-    net = argv[3];
-    cmd = 4;
+  if (argc > cmd + 1 && strcmp(argv[cmd], "--net") == 0) {
+    net = argv[cmd + 1];
+    cmd += 2;
+  }
+  if (argc > cmd + 1 && strcmp(argv[cmd], "--user") == 0) {
+    if (parse_user(argv[cmd + 1], &user) != 0) {
+      fprintf(stderr, "pj-init: --user wants UID:GID[:GROUP,...], not %s\n", argv[cmd + 1]);
+      return 2;
+    }
+    cmd += 2;
   }
   if (argc < cmd + 2 || strcmp(argv[cmd], "--") != 0) {
-    fprintf(stderr, "usage: pj-init DIR [--net SOCKET] -- CMD [ARG]...\n");
+    fprintf(stderr, "usage: pj-init DIR [--net SOCKET] [--user UID:GID[:GROUP,...]] -- CMD [ARG]...\n");
     return 2;
   }
   // Run twice: first to make the job's network, mount and IPC namespaces, then again by path inside
@@ -161,7 +205,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "pj-init: fork: %s\n", strerror(errno));
     return 1;
   }
-  if (child == 0) return first_process(argv[1], net, argv + cmd + 1);
+  if (child == 0) return first_process(argv[1], net, &user, argv + cmd + 1);
   printf("%d\n", child);
   return 0;
 }

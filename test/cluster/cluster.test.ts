@@ -2,7 +2,9 @@
 // them. Membership follows leases; the mesh survives malformed input; RPCs to a
 // host that stops answering fail at their deadline; etcd decides races.
 import t from 'tap';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { paths } from '../../manager/sim-cluster/layout.js';
 import { startCluster, waitFor } from '../helpers/cluster.js';
 import type { HostView } from '../../manager/cluster-state.js';
@@ -30,7 +32,7 @@ t.test('cluster exec runs inside the host: its network, its /srv, stdio and exit
   t.equal((await c.exec('h1', ['test', '-e', '/srv/data/marker'])).code, 1, "h1's /srv is its own");
   t.equal(readFileSync(`${paths(c.dir).hostSrv('h2')}/data/marker`, 'utf8'), 'from-h2\n', "h2's /srv lives in its folder of the cluster dir");
   const sock = await c.exec('h3', ['stat', '-c', '%a', '/run/pj/agent.sock']);
-  t.equal(sock.stdout.trim(), '600', 'the control socket is mode 0600');
+  t.equal(sock.stdout.trim(), '666', 'the control socket is open to every local user (each is told apart by SO_PEERCRED)');
 });
 
 t.test('a job has /tmp of its own: from a folder under /tmp it starts in /, and --cwd there is refused', async (t) => {
@@ -45,6 +47,42 @@ t.test('a job has /tmp of its own: from a folder under /tmp it starts in /, and 
   const refused = await c.pj(['run', '--on', 'h1', '--cwd', here, '--', 'pwd']);
   t.not(refused.code, 0);
   t.match(refused.stderr, new RegExp(`a job has a /tmp of its own, so ${here} is not there for it`));
+});
+
+t.test('jobs run as the user who starts them, with no capabilities, on every host they move to; a user sees and acts on their own jobs only, root on all', async (t) => {
+  const users = ['pj-alice', 'pj-bob'];
+  for (const u of users) spawnSync('useradd', ['-M', '-s', '/usr/sbin/nologin', u]);
+  t.teardown(() => { for (const u of users) spawnSync('userdel', [u]); });
+  const alice = spawnSync('id', ['-u', 'pj-alice'], { encoding: 'utf8' }).stdout.trim();
+  /** `pj ARGS` as user `u`, on host h1 (the CLI finds h1's agent at /run/pj/agent.sock). */
+  const as = (u: string, args: string[]) => c.exec('h1', ['setpriv', '--reuid', u, '--regid', u, '--init-groups', 'env', '-u', 'NODE_OPTIONS', 'pj', ...args]);
+  // Each of these succeeds as root: h1's own network namespace, the job's firewall, a root-only file (as the agent's secret and state are).
+  const script = `for try in "nsenter --net=/run/netns/${c.name}-h1 true" "nft flush ruleset" "cat /etc/shadow"; do $try >/dev/null 2>&1 && echo "$try: done" || echo "$try: refused"; done
+    while :; do echo "$(id -u) $(id -g) $(grep CapEff /proc/self/status | cut -f2)"; sleep 0.2; done`;
+  const r = await as('pj-alice', ['run', '--on', 'h1', '--', 'sh', '-c', script]);
+  t.equal(r.code, 0, `alice runs a job: ${r.stderr}`);
+  const id = r.stdout.trim();
+  const lines = async () => (await c.pj(['logs', id])).stdout.trim().split('\n');
+  await waitFor(async () => (await lines()).length > 4, 30_000, 200);
+  t.same((await lines()).slice(0, 3).map((l) => l.split(': ')[1]), ['refused', 'refused', 'refused'], 'her job cannot enter its host\'s network namespace, change its nftables rules or read a root-only file');
+  const me = `${alice} ${alice} 0000000000000000`;
+  t.equal((await lines()).at(-1), me, 'it runs as alice, with no capabilities');
+  t.equal((await c.exec('h1', ['stat', '-c', '%u', `/pj/h1/.pj-jobs/${id}/stdout`])).stdout.trim(), alice, 'its output is hers');
+  t.same((JSON.parse((await as('pj-alice', ['ps', '--json'])).stdout) as Array<{ id: string }>).map((j) => j.id), [id], 'pj ps shows alice her job');
+  t.same(JSON.parse((await as('pj-bob', ['ps', '--json'])).stdout), [], 'and bob nothing');
+  for (const args of [['kill', id], ['mv', id, 'h2'], ['logs', id], ['rm', id]]) {
+    t.match((await as('pj-bob', args)).stderr, /PJ_ERR_PERMISSION: job \w+ is uid \d+'s: uid \d+ may not/, `bob's pj ${args[0]} of it is refused`);
+  }
+  t.match((await as('pj-bob', ['run', '--publish', '80:8080', '--', 'true'])).stderr, /PJ_ERR_PERMISSION: only root may publish ports below 1024/, 'only root may publish a port below 1024');
+  t.match((await as('pj-bob', ['host', 'drain', 'h2'])).stderr, /PJ_ERR_PERMISSION: only root may drain a host/, 'and only root may drain a host');
+  const moved = await as('pj-alice', ['mv', id, 'h2']);
+  t.equal(moved.code, 0, `alice moves it to h2: ${moved.stderr}`);
+  t.equal((await c.pj(['mv', id, 'h3'])).code, 0, 'root moves it to h3');
+  const before = (await lines()).length;
+  await waitFor(async () => (await lines()).length > before + 2, 30_000, 200);
+  t.equal((await lines()).at(-1), me, 'on h3 it is alice still, with no capabilities');
+  t.match(readFileSync(join(paths(c.dir).hostState('h1'), 'agent.log'), 'utf8'), /uid \d+ asked to move job/, 'each action on it is logged with who asked');
+  t.equal((await c.pj(['kill', '-s', 'KILL', id])).code, 0, 'root may end it');
 });
 
 // How soon is a figure for the benchmarks (the lease is 2 s); here, that it happens at all.
