@@ -18,6 +18,8 @@ import { readSecretFile } from './secret.js';
 import { startFsLayer, type FsLayer } from '../fs-layer/index.js';
 import { JOBS_EXPORT, ProcReader, TrafficLedger, jobsPath, startMigrator, type JobRecord, type MigratorLayer, type PolicyTuning } from '../migrator/index.js';
 import { startNetLayer, type NetLayer, type PublishingJob, type Route } from '../net-layer/index.js';
+import type { ClosedToJobs } from '../net-layer/outside.js';
+import { lookup } from 'node:dns/promises';
 import { rootOnly } from '../migrator/job-access.js';
 import type { PeerCredentials } from '../native/binding.js';
 
@@ -119,7 +121,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
   record.capabilities.passthrough = fsLayer.passthrough;
   // Jobs' inits find the manager of whichever host they run on at the same path.
   const net = await startNetLayer({ self: opts.host, address: opts.listen.address, socketPath: join(dirname(opts.controlSocket), 'net.sock'), stateDir: opts.stateDir,
-    mesh, etcd: state.etcd, log, ledger, metrics, routes: opts.routes ?? [],
+    mesh, etcd: state.etcd, log, ledger, metrics, routes: opts.routes ?? [], closedToJobs: await etcdAddresses(opts.etcd),
     jobs: async () => (await state.jobs.list<JobRecord>()).map((j) => publishingJob(j.value)),
     job: async (id) => { const j = await state.jobs.get<JobRecord>(id); return j && publishingJob(j.value); } });
   record.capabilities.proxy = true;
@@ -155,6 +157,19 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
 interface AgentParts { state: ClusterState; mesh: Mesh; record: HostRecord; ledger: TrafficLedger; fsLayer: FsLayer; migrator: MigratorLayer; net: NetLayer }
 
 const num = (v: unknown, dflt: number): number => (typeof v === 'number' && Number.isFinite(v) ? v : dflt);
+
+/** etcd's endpoints (comma-separated URLs) as addresses: jobs may not reach them. */
+async function etcdAddresses(endpoints: string): Promise<ClosedToJobs> {
+  const out: ClosedToJobs = [];
+  for (const e of endpoints.split(',')) {
+    try {
+      const u = new URL(e.includes('://') ? e : `http://${e}`);
+      const port = Number(u.port || 2379);
+      for (const a of await lookup(u.hostname.replace(/^\[|\]$/g, ''), { all: true })) out.push({ ip: a.address, port });
+    } catch { /* an endpoint that does not resolve here: nothing to close */ }
+  }
+  return out;
+}
 
 /** What only root may ask of an agent: the rest any local user may (their own jobs only: migrator/job-access.ts). */
 const ROOT_ONLY = new Set(['cache', 'stream']);

@@ -10,7 +10,7 @@ import type { TrafficLedger } from '../migrator/ledger.js';
 import { resolveHere, SyntheticNames } from './dns.js';
 import { InitChannels } from './init-channel.js';
 import { HolderLink } from './holder.js';
-import { CONNECT_TIMEOUT_MS, OutsideConnections } from './outside.js';
+import { CONNECT_TIMEOUT_MS, OutsideConnections, type ClosedToJobs } from './outside.js';
 import { RouteTable, type Route } from './routes.js';
 import { Publisher, type PublishingJob } from './publish.js';
 import type { Ticket } from './outside.js';
@@ -33,6 +33,8 @@ export interface NetLayerOptions {
   ledger: TrafficLedger;
   metrics: Metrics;
   routes: Route[];
+  /** Addresses jobs may not connect to. */
+  closedToJobs: ClosedToJobs;
   /** The jobs (from the job table), for published ports. */
   jobs: () => Promise<PublishingJob[]>;
   job: (id: string) => Promise<PublishingJob | undefined>;
@@ -52,7 +54,7 @@ export async function startNetLayer(o: NetLayerOptions): Promise<NetLayer> {
   const names = new SyntheticNames(o.etcd);
   const holder = new HolderLink({ socketPath: join(dirname(o.socketPath), 'holder.sock'), address: o.address, logFile: join(o.stateDir, 'holder.log'), log: o.log });
   await holder.open();
-  const outside = new OutsideConnections(holder, o.address);
+  const outside = new OutsideConnections(holder, o.address, o.closedToJobs);
   const channels = new InitChannels({ self: o.self, socketPath: o.socketPath, mesh: o.mesh, routes, names, outside, ledger: o.ledger, metrics: o.metrics, log: o.log });
   channels.listen();
 

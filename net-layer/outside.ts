@@ -20,13 +20,17 @@ const ASK_MS = 5000;
 
 export interface Ticket { address: string; port: number; token: string }
 
+/** Where jobs may not connect: the cluster's own services (etcd, which takes no client credentials here). */
+export type ClosedToJobs = Array<{ ip: string; port: number }>;
+
 export class OutsideConnections {
-  constructor(private readonly holder: HolderLink, private readonly address: string) {}
+  constructor(private readonly holder: HolderLink, private readonly address: string, private readonly closed: ClosedToJobs = []) {}
 
   /** Connects from this host to addr:port, or to `name` (resolved here) when the job asked for a name: the connection's key. */
   async connect(addr: string, name: string | undefined, port: number, job: string, timeoutMs: number): Promise<bigint> {
     const ip = name ? (await resolveHere(name))?.[0] : addr;
     if (!ip) throw Object.assign(new Error(`${name} does not resolve here`), { errno: os.errno.EHOSTUNREACH });
+    if (this.closed.some((c) => c.ip === ip && c.port === port)) throw Object.assign(new Error(`${ip}:${port} is the cluster's own (etcd): not for jobs`), { errno: os.errno.ECONNREFUSED });
     const r = await native().tcpConnect(ip, port, timeoutMs);
     if (typeof r !== 'number') throw Object.assign(new Error(`connect ${ip}:${port}: errno ${r.errno}`), { errno: r.errno });
     return this.adopt(r, job, `${name ?? addr}:${port}`);

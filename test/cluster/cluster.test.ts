@@ -5,7 +5,7 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { paths } from '../../manager/sim-cluster/layout.js';
+import { ETCD_ADDRESS, paths } from '../../manager/sim-cluster/layout.js';
 import { startCluster, waitFor } from '../helpers/cluster.js';
 import type { HostView } from '../../manager/cluster-state.js';
 
@@ -56,15 +56,24 @@ t.test('jobs run as the user who starts them, with no capabilities, on every hos
   const alice = spawnSync('id', ['-u', 'pj-alice'], { encoding: 'utf8' }).stdout.trim();
   /** `pj ARGS` as user `u`, on host h1 (the CLI finds h1's agent at /run/pj/agent.sock). */
   const as = (u: string, args: string[]) => c.exec('h1', ['setpriv', '--reuid', u, '--regid', u, '--init-groups', 'env', '-u', 'NODE_OPTIONS', 'pj', ...args]);
-  // Each of these succeeds as root: h1's own network namespace, the job's firewall, a root-only file (as the agent's secret and state are).
-  const script = `for try in "nsenter --net=/run/netns/${c.name}-h1 true" "nft flush ruleset" "cat /etc/shadow"; do $try >/dev/null 2>&1 && echo "$try: done" || echo "$try: refused"; done
+  // etcd (answering an HTTP GET) is closed to every job; the other three a root job may do: enter h1's own network
+  // namespace, change the job's firewall, read a root-only file (as the agent's secret and state are).
+  const etcd = `python3 -c "import socket,sys; s=socket.create_connection(('${ETCD_ADDRESS}',2379),5); s.sendall(b'GET /version HTTP/1.0\\r\\n\\r\\n'); sys.exit(0 if s.recv(64) else 1)"`;
+  const tries = [etcd, `nsenter --net=/run/netns/${c.name}-h1 true`, 'cat /etc/shadow', 'nft flush ruleset'];
+  const script = `check() { if eval "$1" >/dev/null 2>&1; then echo done; else echo refused; fi; }
+    ${tries.map((x) => `check '${x.replaceAll("'", `'\\''`)}'`).join('; ')}
     while :; do echo "$(id -u) $(id -g) $(grep CapEff /proc/self/status | cut -f2)"; sleep 0.2; done`;
   const r = await as('pj-alice', ['run', '--on', 'h1', '--', 'sh', '-c', script]);
   t.equal(r.code, 0, `alice runs a job: ${r.stderr}`);
   const id = r.stdout.trim();
   const lines = async () => (await c.pj(['logs', id])).stdout.trim().split('\n');
-  await waitFor(async () => (await lines()).length > 4, 30_000, 200);
-  t.same((await lines()).slice(0, 3).map((l) => l.split(': ')[1]), ['refused', 'refused', 'refused'], 'her job cannot enter its host\'s network namespace, change its nftables rules or read a root-only file');
+  await waitFor(async () => (await lines()).length > 5, 30_000, 200);
+  t.same((await lines()).slice(0, 4), ['refused', 'refused', 'refused', 'refused'], 'her job cannot reach etcd, enter its host\'s network namespace, read a root-only file or change its nftables rules');
+  const rootJob = (await c.pj(['run', '--on', 'h1', '--', 'sh', '-c', script])).stdout.trim();
+  await waitFor(async () => (await c.pj(['logs', rootJob])).stdout.split('\n').length > 5, 30_000, 200);
+  t.same((await c.pj(['logs', rootJob])).stdout.split('\n').slice(0, 4), ['refused', 'done', 'done', 'done'], 'root\'s job cannot reach etcd either, and may do the rest');
+  t.match(readFileSync(join(paths(c.dir).hostState('h1'), 'agent.log'), 'utf8'), /2379 is the cluster's own \(etcd\): not for jobs/, 'h1\'s manager says why it refused');
+  await c.pj(['kill', '-s', 'KILL', rootJob]);
   const me = `${alice} ${alice} 0000000000000000`;
   t.equal((await lines()).at(-1), me, 'it runs as alice, with no capabilities');
   t.equal((await c.exec('h1', ['stat', '-c', '%u', `/pj/h1/.pj-jobs/${id}/stdout`])).stdout.trim(), alice, 'its output is hers');
