@@ -117,6 +117,7 @@ export function serveExports(mesh: Mesh, server: ExportServer, devices: DeviceSe
   const once = new ChangesOnce(server);
   mesh.handle('fs', (req: { op: string; args: unknown[]; rid?: string; again?: boolean; who?: Caller }, ctx) => {
     if (!req || !Array.isArray(req.args)) throw new PjError(codes.USAGE, 'bad fs request');
+    if (req.who !== undefined && !(Number.isInteger(req.who?.uid) && Number.isInteger(req.who?.gid))) throw new PjError(codes.USAGE, 'bad fs request: who must be { uid, gid }');
     if (req.op === 'write' && ctx.attachment) return server.writePieces(req.args[0] as number, req.args[1] as number, ctx.attachment);
     if (fileOps.has(req.op)) {
       // An operation on a path: as the export treats the asking host and its caller; one on a handle was checked when it was opened.

@@ -203,7 +203,7 @@ export class MovesIn {
       // Lazy modes: the pager listens before CRIU's restore looks for it.
       if (inc.mode !== 'stop-copy') inc.fill = new LazyFill(inc.dir, this.#sources(key, inc), this.store, this.jobs.log);
       inc.pid = await restore(inc.dir, inc.mode !== 'stop-copy', inc.mounts, faultActive('restore-hangs') ? HUNG_RESTORE_DEADLINE_MS : undefined);
-      if (inc.fill) writeFileSync(join(this.marks, key), JSON.stringify(markOf(inc, inc.pid)));
+      if (inc.fill) writeFileSync(join(this.marks, key), JSON.stringify(markOf(inc)));
       // Pages go in from now on (the task stays stopped until the resume); pre-copy waits for all of them.
       inc.fill?.startBackground();
       if (inc.mode === 'pre-copy') await inc.fill!.allLocalUnlessStalled(PRECOPY_STALL_MS);
@@ -384,9 +384,9 @@ export class MovesIn {
   }
 }
 
-function markOf(inc: Incoming, pid: number): MoveMark {
-  const { id, from, dir, revision, mode, holders, stopped, mounts } = inc;
-  return { id, from, dir, revision, mode, holders, stopped, mounts, pid };
+function markOf(inc: Incoming): MoveMark {
+  const { id, from, dir, revision, mode, holders, stopped, mounts, pid } = inc;
+  return { id, from, dir, revision, mode, holders, stopped, mounts, pid: pid! };
 }
 
 function landed(fill: LazyFill, fetchedBeforeResume: number): Landed {

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "../common/byte-buf.h"
+#include "../common/fd-message.h"
 #include "../common/tunnel-frame.h"
 #include "hold-msg.h"
 
@@ -122,20 +123,8 @@ static void want(int fd, uint64_t tag, uint32_t events, uint32_t* watching) {
 static void answer(uint32_t req, int err, uint64_t key, uint32_t flags, int fd) {
   if (agent < 0 || req == 0) return;
   struct pj_hold_msg m = {.type = PJ_HOLD_ANSWER, .req = req, .err = err, .key = key, .flags = flags};
-  struct iovec iov = {&m, sizeof m};
-  char cbuf[CMSG_SPACE(sizeof(int))];
-  struct msghdr h = {.msg_iov = &iov, .msg_iovlen = 1};
-  if (fd >= 0) {
-    h.msg_control = cbuf;
-    h.msg_controllen = sizeof cbuf;
-    struct cmsghdr* c = CMSG_FIRSTHDR(&h);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  }
   // blocking with a send timeout (see on_agent_connect): the manager reads at once
-  if (sendmsg(agent, &h, MSG_NOSIGNAL) < 0) say("an answer to the manager was lost: %s", strerror(errno));
+  if (pj_send_fd(agent, &m, sizeof m, fd, 0) < 0) say("an answer to the manager was lost: %s", strerror(errno));
 }
 
 // ---- connections
@@ -440,20 +429,9 @@ static void on_agent_connect(void) {
 static void on_agent(void) {
   for (;;) {
     struct pj_hold_msg m;
-    struct iovec iov = {&m, sizeof m};
-    char cbuf[CMSG_SPACE(sizeof(int) * 4)];
-    struct msghdr h = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
-    ssize_t n = recvmsg(agent, &h, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    int fd;
+    ssize_t n = pj_recv_fd(agent, &m, sizeof m, &fd, MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    int fd = -1;
-    for (struct cmsghdr* c = n > 0 ? CMSG_FIRSTHDR(&h) : NULL; c; c = CMSG_NXTHDR(&h, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-      for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-        int got;
-        memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
-        if (fd < 0) fd = got; else close(got);
-      }
-    }
     if (n <= 0) {
       say("the manager went away: its connections are kept for the next one");
       epoll_ctl(ep, EPOLL_CTL_DEL, agent, NULL);

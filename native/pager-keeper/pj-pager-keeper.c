@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "../common/fd-message.h"
 #include "keep-msg.h"
 
 #define LISTENER 3
@@ -85,20 +86,7 @@ static int memory_gone(int fd) {
 }
 
 static int send_msg(int conn, const struct pj_keep_msg* m, int fd) {
-  struct iovec iov = { (void*)m, sizeof *m };
-  char control[CMSG_SPACE(sizeof(int))];
-  struct msghdr h = { .msg_iov = &iov, .msg_iovlen = 1 };
-  if (fd >= 0) {
-    memset(control, 0, sizeof control);
-    h.msg_control = control;
-    h.msg_controllen = sizeof control;
-    struct cmsghdr* c = CMSG_FIRSTHDR(&h);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  }
-  return sendmsg(conn, &h, MSG_NOSIGNAL) == (ssize_t)sizeof *m ? 0 : -1;
+  return pj_send_fd(conn, m, sizeof *m, fd, 0) == (ssize_t)sizeof *m ? 0 : -1;
 }
 
 // ADOPT: every task, each followed by its changes, then END.
@@ -124,15 +112,13 @@ failed:
 // One message from the pager: 1 when one was read, 0 when none is there now, -1 when the pager left.
 static int on_message(int conn) {
   struct pj_keep_msg m;
-  char control[CMSG_SPACE(sizeof(int))];
-  struct iovec iov = { &m, sizeof m };
-  struct msghdr h = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control };
-  ssize_t n = recvmsg(conn, &h, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  int fd;
+  ssize_t n = pj_recv_fd(conn, &m, sizeof m, &fd, MSG_DONTWAIT);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
-  if (n <= 0) return -1;
-  int fd = -1;
-  struct cmsghdr* c = CMSG_FIRSTHDR(&h);
-  if (c && c->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  if (n <= 0) {
+    if (fd >= 0) close(fd);
+    return -1;
+  }
   if (n != (ssize_t)sizeof m) {
     say("a message of %zd bytes, not %zu: ignored", n, sizeof m);
     if (fd >= 0) close(fd);

@@ -40,6 +40,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "../common/fd-message.h"
 #include "../pager-keeper/keep-msg.h"
 #include "error-context.h"
 #include "page-hash.h"
@@ -117,38 +118,9 @@ uint64_t Original(const Task& t, uint64_t addr) {
 struct Event { int kind; int pid; uint64_t addr; };
 enum { kTask = 0, kFault = 1, kGone = 2, kStoreMiss = 3, kKeeperLost = 4 };
 
-// One message to or from the keeper (keep-msg.h), with a descriptor or -1.
+// One message to the keeper (keep-msg.h), with a descriptor or -1.
 bool SendKeep(int sock, const pj_keep_msg& m, int fd) {
-  iovec iov{const_cast<pj_keep_msg*>(&m), sizeof m};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr h{};
-  h.msg_iov = &iov;
-  h.msg_iovlen = 1;
-  if (fd >= 0) {
-    h.msg_control = control;
-    h.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&h);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  }
-  return sendmsg(sock, &h, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof m);
-}
-
-ssize_t RecvKeep(int sock, pj_keep_msg& m, int& fd) {
-  iovec iov{&m, sizeof m};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  msghdr h{};
-  h.msg_iov = &iov;
-  h.msg_iovlen = 1;
-  h.msg_control = control;
-  h.msg_controllen = sizeof control;
-  ssize_t n = recvmsg(sock, &h, MSG_CMSG_CLOEXEC);
-  fd = -1;
-  cmsghdr* c = CMSG_FIRSTHDR(&h);
-  if (n > 0 && c && c->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(c), sizeof fd);
-  return n;
+  return pj_send_fd(sock, &m, sizeof m, fd, 0) == static_cast<ssize_t>(sizeof m);
 }
 
 // Connected to the keeper listening at `path` (seqpacket), or -1 with errno set.
@@ -181,7 +153,7 @@ bool AdoptFrom(int keeper, std::vector<std::unique_ptr<Task>>& out) {
   for (;;) {
     pj_keep_msg m;
     int fd;
-    ssize_t n = RecvKeep(keeper, m, fd);
+    ssize_t n = pj_recv_fd(keeper, &m, sizeof m, &fd, 0);
     if (n != static_cast<ssize_t>(sizeof m)) {
       if (fd >= 0) close(fd);
       if (n >= 0) errno = EPROTO;
@@ -557,18 +529,11 @@ class Pager {
     if (recv(c, &pid, sizeof pid, MSG_WAITALL) != sizeof pid) return false;
     if (pid < 0) return true;  // a zombie: no memory to fill
     char byte;
-    iovec iov{&byte, 1};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-    msghdr m{};
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
-    m.msg_control = control;
-    m.msg_controllen = sizeof control;
-    if (recvmsg(c, &m, MSG_CMSG_CLOEXEC) <= 0) return false;
-    cmsghdr* h = CMSG_FIRSTHDR(&m);
-    if (!h || h->cmsg_type != SCM_RIGHTS) return false;
     int uffd;
-    memcpy(&uffd, CMSG_DATA(h), sizeof uffd);
+    if (pj_recv_fd(c, &byte, 1, &uffd, 0) <= 0 || uffd < 0) {
+      if (uffd >= 0) close(uffd);
+      return false;
+    }
     fcntl(uffd, F_SETFL, fcntl(uffd, F_GETFL) | O_NONBLOCK);
     {
       std::lock_guard<std::mutex> g(mu_);
