@@ -123,7 +123,11 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
   const net = await startNetLayer({ self: opts.host, address: opts.listen.address, socketPath: join(dirname(opts.controlSocket), 'net.sock'), stateDir: opts.stateDir,
     mesh, etcd: state.etcd, log, ledger, metrics, routes: opts.routes ?? [], closedToJobs: await etcdAddresses(opts.etcd),
     jobs: async () => (await state.jobs.list<JobRecord>()).map((j) => publishingJob(j.value)),
-    job: async (id) => { const j = await state.jobs.get<JobRecord>(id); return j && publishingJob(j.value); } });
+    job: async (id) => { const j = await state.jobs.get<JobRecord>(id); return j && publishingJob(j.value); },
+    userOf: async (pid) => {
+      const r = (await state.jobs.list<JobRecord>()).find((j) => j.value.host === opts.host && j.value.pid === pid)?.value;
+      return r && { uid: r.uid ?? 0, gid: r.gid ?? 0, groups: r.groups ?? [] };
+    } });
   record.capabilities.proxy = true;
   const migrator = startMigrator({ self: opts.host, mount: opts.mount, stateDir: opts.stateDir, mesh, state, log, ledger, metrics, procs, tuning: opts.tuning, pageStoreBytes: opts.pageStoreBytes,
     net: { socketPath: join(dirname(opts.controlSocket), 'net.sock'), detach: (pid) => net.detach(pid), reattach: (pid) => net.reattach(pid) },

@@ -130,7 +130,7 @@ export class JobManager {
       host: this.self, pid, pidStart: startTime(pid) ?? 0, state: 'running', moves: 0, startedAt: new Date().toISOString(),
       ...(req.publish?.length ? { publish: req.publish } : {}),
       ...(req.policy ? { policy: req.policy } : {}), ...(req.budget != null ? { budget: req.budget } : {}),
-      ...(req.user ? { uid: req.user.uid, gid: req.user.gid } : {}),
+      ...(req.user ? { uid: req.user.uid, gid: req.user.gid, groups: req.user.groups } : {}),
     };
     if (!(await this.table.create(id, rec))) {
       await this.signalJob(pid, 'SIGKILL');

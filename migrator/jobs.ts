@@ -39,6 +39,7 @@ export interface JobRecord {
   /** Whose job it is (the uid that ran it; absent: root's), and who its command runs as. */
   uid?: number;
   gid?: number;
+  groups?: number[];
   /** Stopped by `pj kill -s STOP` (its processes but the first): it stays stopped, wherever it moves, until SIGCONT. */
   stopped?: boolean;
   /** The host its last move went to, which lost it before every page arrived: it runs on from the source's frozen copy. */

@@ -11,11 +11,11 @@ import { resolveHere, SyntheticNames } from './dns.js';
 import { InitChannels } from './init-channel.js';
 import { HolderLink } from './holder.js';
 import { CONNECT_TIMEOUT_MS, OutsideConnections, type ClosedToJobs } from './outside.js';
-import { RouteTable, type Route } from './routes.js';
+import { RouteTable, type Route, type RouteUser } from './routes.js';
 import { Publisher, type PublishingJob } from './publish.js';
 import type { Ticket } from './outside.js';
 
-export { parseRoute, type Route } from './routes.js';
+export { parseRoute, routeLimits, type Route, type RouteUser } from './routes.js';
 export { RELAY_PORT, DNS_PORT } from './messages.js';
 export { parsePublish, type PublishedPort, type PublishingJob } from './publish.js';
 
@@ -38,6 +38,8 @@ export interface NetLayerOptions {
   /** The jobs (from the job table), for published ports. */
   jobs: () => Promise<PublishingJob[]>;
   job: (id: string) => Promise<PublishingJob | undefined>;
+  /** Who the job whose first process on this host is `initPid` runs as. */
+  userOf: (initPid: number) => Promise<RouteUser | undefined>;
 }
 
 export interface NetLayer {
@@ -55,7 +57,7 @@ export async function startNetLayer(o: NetLayerOptions): Promise<NetLayer> {
   const holder = new HolderLink({ socketPath: join(dirname(o.socketPath), 'holder.sock'), address: o.address, logFile: join(o.stateDir, 'holder.log'), log: o.log });
   await holder.open();
   const outside = new OutsideConnections(holder, o.address, o.closedToJobs);
-  const channels = new InitChannels({ self: o.self, socketPath: o.socketPath, mesh: o.mesh, routes, names, outside, ledger: o.ledger, metrics: o.metrics, log: o.log });
+  const channels = new InitChannels({ self: o.self, socketPath: o.socketPath, mesh: o.mesh, routes, names, outside, ledger: o.ledger, metrics: o.metrics, log: o.log, userOf: o.userOf });
   channels.listen();
 
   const key = (a: unknown): bigint => BigInt(String((a as { key?: unknown }).key ?? ''));

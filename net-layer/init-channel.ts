@@ -12,7 +12,7 @@ import type { TrafficLedger } from '../migrator/ledger.js';
 import { LINK_TUNNEL, Msg, SIG_REATTACH, decode, encode, type NetMsg } from './messages.js';
 import { answer, parseQuery, resolveHere, TYPE_A, type SyntheticNames } from './dns.js';
 import { CONNECT_TIMEOUT_MS, type OutsideConnections, type Ticket } from './outside.js';
-import type { RouteTable } from './routes.js';
+import { mayUseRoute, routeLimits, type RouteTable, type RouteUser } from './routes.js';
 
 /** Longer than the init waits for a holder to end each tunnel (relay.c's DRAIN_MS). */
 const DETACH_TIMEOUT_MS = 30_000;
@@ -52,6 +52,8 @@ export interface InitChannelParts {
   ledger: TrafficLedger;
   metrics: Metrics;
   log: Log;
+  /** Who the job whose first process is `initPid` runs as (for the routes limited to some users). */
+  userOf: (initPid: number) => Promise<RouteUser | undefined>;
 }
 
 export class InitChannels {
@@ -219,8 +221,12 @@ export class InitChannels {
       let ticket: Ticket | undefined;
       if (m.type === Msg.Open) {
         const name = await this.o.names.nameOf(m.addr);
-        holder = (name ? await this.o.routes.forName(name) : await this.o.routes.forAddress(m.addr)) ?? self;
+        const route = name ? await this.o.routes.forName(name) : await this.o.routes.forAddress(m.addr);
         const target = `${name ?? m.addr}:${m.port}`;
+        if (route && !mayUseRoute(route, await this.o.userOf(ch.pid))) {
+          throw Object.assign(new Error(`the route ${route.target}=${route.host} is for ${routeLimits(route)} only`), { errno: os.errno.ECONNREFUSED });
+        }
+        holder = route?.host ?? self;
         if (holder === self) {
           key = await outside.connect(m.addr, name, m.port, ch.job, CONNECT_TIMEOUT_MS);
         } else {
@@ -256,7 +262,7 @@ export class InitChannels {
     let rcode: number | undefined;
     try {
       if (q.type === TYPE_A) {
-        const host = await this.o.routes.forName(q.name);
+        const host = (await this.o.routes.forName(q.name))?.host;
         if (host) {
           const there = host === this.o.self ? await resolveHere(q.name)
             : ((await this.o.mesh.call(host, 'net-resolve', { name: q.name }).catch(() => null)) as string[] | null) ?? undefined;

@@ -4,7 +4,7 @@
 // in both directions kept across two moves with every byte checked; a route to
 // a host that is down, malformed DNS, and what is refused.
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { appendFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -15,7 +15,8 @@ import { startCluster, waitFor } from '../helpers/cluster.js';
 
 const SERVER = '10.77.0.2'; // an address only h2 has
 const DOWN = '10.78.0.5'; // routed to h3, whose manager the last test stops
-const c = await startCluster(t, { hosts: 3, routes: ['10.77.0.0/16=h2', 'db.internal=h2', `${DOWN}/32=h3`] });
+const STAFF_UID = 4701; // the one user the route to staff.internal is for
+const c = await startCluster(t, { hosts: 3, routes: ['10.77.0.0/16=h2', 'db.internal=h2', `${DOWN}/32=h3`, `staff.internal=h2:users=${STAFF_UID}`] });
 const netns = (h: string) => `/run/netns/${c.file().hosts.find((x) => x.name === h)!.netns}`;
 const helper = helperProgram;
 
@@ -24,7 +25,7 @@ const www = mkdtempSync(join(tmpdir(), 'pj-www-'));
 t.teardown(() => rmSync(www, { recursive: true, force: true }));
 writeFileSync(join(www, 'hello.txt'), 'hello from h2\n');
 await c.exec('h2', ['ip', 'addr', 'add', `${SERVER}/32`, 'dev', 'lo']);
-appendFileSync(paths(c.dir).hostEtcHosts('h2'), `${SERVER} db.internal\n`);
+appendFileSync(paths(c.dir).hostEtcHosts('h2'), `${SERVER} db.internal\n${SERVER} staff.internal\n`);
 const servers: ChildProcess[] = [
   spawn('nsenter', [`--net=${netns('h2')}`, 'redis-server', '--bind', SERVER, '--port', '6379', '--save', '', '--protected-mode', 'no'], { stdio: 'ignore' }),
   spawn('nsenter', [`--net=${netns('h2')}`, 'python3', '-m', 'http.server', '8080', '--bind', SERVER, '--directory', www], { stdio: 'ignore' }),
@@ -93,6 +94,25 @@ t.test('a job on h1 reaches servers that only h2 can reach, by address and by na
   t.equal((await c.exec('h2', ['redis-cli', '-h', SERVER, 'get', 'pj-key'])).stdout.trim(), 'stored-through-h2', 'the write reached the real server');
   const ledger = JSON.parse((await c.pj(['ledger', '--json', '--host', 'h1'])).stdout) as LedgerRow[];
   t.ok(ledger.some((r) => r.layer === 'net' && r.target === 'h2' && r.bytes > 0), 'pj ledger counts the bytes against h2');
+});
+
+t.test('a route for some users only: their jobs reach it through it, another user\'s job is refused at once', async (t) => {
+  const users: Array<[string, number]> = [['pj-staff', STAFF_UID], ['pj-guest', STAFF_UID + 1]];
+  for (const [u, uid] of users) spawnSync('useradd', ['-M', '-u', String(uid), '-s', '/usr/sbin/nologin', u]);
+  t.teardown(() => { for (const [u] of users) spawnSync('userdel', [u]); });
+  const fetch = `import socket
+try:
+    s = socket.create_connection(('staff.internal', 8080), timeout=10); s.sendall(b'GET /hello.txt HTTP/1.0\\r\\n\\r\\n')
+    print('got:', s.makefile().read().splitlines()[-1])
+except OSError as e: print('refused:', type(e).__name__)`;
+  const as = async (u: string) => {
+    const r = await c.exec('h1', ['setpriv', '--reuid', u, '--regid', u, '--init-groups', 'env', '-u', 'NODE_OPTIONS', 'pj', 'run', '--policy', 'pin', '--', 'python3', '-c', fetch]);
+    if (r.code !== 0) throw new Error(`pj run as ${u}: ${r.stderr}`);
+    return ended(r.stdout.trim());
+  };
+  t.equal(await as('pj-staff'), 'got: hello from h2\n', 'the route\'s user reaches the server only h2 reaches');
+  t.match(await as('pj-guest'), /^refused: (ConnectionResetError|ConnectionRefusedError)\n$/, 'another user\'s job is refused');
+  t.match((await c.pj(['routes'])).stdout, new RegExp(`staff\\.internal\\s+h2\\s+users=${STAFF_UID}`), 'pj routes says whom the route is for');
 });
 
 /** A server job on h1 publishing `port`, and a client on h3 making a new connection to it every 50 ms for `seconds`, once it had 10 answers. */
