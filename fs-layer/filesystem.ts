@@ -206,7 +206,7 @@ export class PjFilesystem {
         this.nodes.remember(parent, r.dir);
         const node = this.nodes.lookup('entry', n.host, n.exp, rel, r.attr.ino);
         this.nodes.absentXattr(node, SECURITY_CAPABILITY); // a new file has none
-        return [this.#reply(node, r.attr), this.#opened(node, backend, r.handle, flags, r.attr)];
+        return [this.#reply(node, r.attr), this.#opened(node, backend, r.handle, flags, r.attr, caller(h))];
       }
       case Op.READ: {
         const f = this.#file(body.readBigUInt64LE(0));
@@ -393,14 +393,15 @@ export class PjFilesystem {
       }
     }
     const bump = (fh: bigint) => { if (fh >= this.#nextFh) this.#nextFh = fh + 1n; };
-    for (const [fh, [, , nodeId, flags, backingId, device]] of files) {
+    for (const [fh, [, , nodeId, flags, backingId, device, uid, gid]] of files) {
       const node = this.nodes.peek(BigInt(nodeId));
       if (!node) continue;
       if (backingId) {
         node.backing ??= { id: backingId, refs: 0 };
         node.backing.refs++;
       }
-      this.#files.set(BigInt(fh), new OpenFile({ node, backend: this.#o.backend(node.host), handle: RESTORED, flags, passthrough: backingId !== 0, device,
+      const who = typeof uid === 'number' && typeof gid === 'number' ? { uid, gid } : undefined;
+      this.#files.set(BigInt(fh), new OpenFile({ node, backend: this.#o.backend(node.host), who, handle: RESTORED, flags, passthrough: backingId !== 0, device,
         nodes: this.nodes, cache: this.#o.cache, journal: this.#fileJournal(BigInt(fh)) }));
       bump(BigInt(fh));
     }
@@ -426,7 +427,7 @@ export class PjFilesystem {
   #snapshot(): JournalRecord[] {
     const out = this.nodes.snapshot();
     for (const [fh, f] of this.#files) {
-      out.push(['o', String(fh), String(f.node.id), f.flags, f.passthrough ? f.node.backing?.id ?? 0 : 0, f.device]);
+      out.push(['o', String(fh), String(f.node.id), f.flags, f.passthrough ? f.node.backing?.id ?? 0 : 0, f.device, f.who?.uid, f.who?.gid]);
       for (const w of f.unconfirmed) out.push(['w', String(fh), w.seq, w.offset, w.data.toString('base64'), String(w.unique)]);
     }
     for (const [fh, d] of this.#dirs) out.push(['d', String(fh), String(d.dir.id)]);
@@ -651,7 +652,7 @@ export class PjFilesystem {
   async #open(n: Node, flags: number, who: Caller): Promise<Buffer[]> {
     const backend = this.#owner(n.host, who);
     const r = await backend.open(n.exp, n.rel, flags);
-    return [this.#opened(n, backend, r.handle, flags, r.attr)];
+    return [this.#opened(n, backend, r.handle, flags, r.attr, who)];
   }
 
   /**
@@ -659,7 +660,7 @@ export class PjFilesystem {
    * keeps the kernel's cached pages when the owner's version is the one seen at the last open
    * (close-to-open: a change made anywhere before this open is seen by it).
    */
-  #opened(node: Node, backend: FsBackend, handle: number, flags: number, attr: Attr): Buffer {
+  #opened(node: Node, backend: FsBackend, handle: number, flags: number, attr: Attr, who: Caller): Buffer {
     const fh = this.#nextFh++;
     const version = `${attr.mtimeNs}:${attr.ctimeNs}:${attr.size}`;
     const keepCache = !backend.local && node.version === version;
@@ -679,8 +680,8 @@ export class PjFilesystem {
         this.#o.log.warn({ op: 'fuse-passthrough', path: node.rel, err: (e as Error).message }, 'passthrough unavailable; serving reads in the daemon');
       }
     }
-    this.#files.set(fh, new OpenFile({ node, backend, handle, flags, passthrough: backingId !== 0, nodes: this.nodes, cache: this.#o.cache, journal: this.#fileJournal(fh) }));
-    this.#o.journal?.add(['o', String(fh), String(node.id), flags, backingId, false]);
+    this.#files.set(fh, new OpenFile({ node, backend, who, handle, flags, passthrough: backingId !== 0, nodes: this.nodes, cache: this.#o.cache, journal: this.#fileJournal(fh) }));
+    this.#o.journal?.add(['o', String(fh), String(node.id), flags, backingId, false, who.uid, who.gid]);
     return openOut(fh, (backingId ? FOPEN_PASSTHROUGH : 0) | (keepCache ? FOPEN_KEEP_CACHE : 0), backingId);
   }
 

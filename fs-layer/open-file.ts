@@ -5,6 +5,7 @@
 // surfaces at the next write, flush or fsync, as on NFS).
 import { ASK_AGAIN_MS, OWNER_RESTART_MS, type FsBackend } from './backend.js';
 import type { DataCache } from './data-cache.js';
+import type { Caller } from './export-server.js';
 import type { InodeTable, Node } from './inode-table.js';
 import { O } from './open-flags.js';
 import type { Attr } from './protocol.js';
@@ -38,6 +39,8 @@ export class OpenFile {
 
   readonly node: Node;
   readonly backend: FsBackend;
+  /** Who opened it (the owner opens it again as them, after a restart). */
+  readonly who: Caller | undefined;
   /** The owner's handle (see use()). */
   #handle: number;
   #reopening: Promise<void> | undefined;
@@ -55,9 +58,10 @@ export class OpenFile {
   /** Set while writes are sent again in order after the owner's connection dropped. */
   #recovering: Promise<void> | undefined;
 
-  constructor(o: { node: Node; backend: FsBackend; handle: number; flags: number; passthrough?: boolean; device?: boolean; nodes: InodeTable; cache: DataCache; journal?: FileJournal }) {
+  constructor(o: { node: Node; backend: FsBackend; who?: Caller; handle: number; flags: number; passthrough?: boolean; device?: boolean; nodes: InodeTable; cache: DataCache; journal?: FileJournal }) {
     this.node = o.node;
-    this.backend = o.backend;
+    this.who = o.who;
+    this.backend = o.who ? o.backend.as(o.who) : o.backend;
     this.#handle = o.handle;
     this.#flags = o.flags;
     this.passthrough = o.passthrough ?? false;

@@ -19,7 +19,7 @@ export type JournalRecord =
   | ['l', id: string]
   | ['f', id: string, count: number]
   | ['m', host: string, exp: string, from: string, to: string, exchange: boolean]
-  | ['o', fh: string, node: string, flags: number, backingId: number, device: boolean]
+  | ['o', fh: string, node: string, flags: number, backingId: number, device: boolean, uid?: number, gid?: number]
   | ['c', fh: string]
   | ['d', fh: string, node: string]
   | ['e', fh: string]

@@ -107,6 +107,22 @@ t.test('export options: root_squash makes another host\'s root nobody on the own
   t.match((await sh('h2', 'ls /pj/h1/mine 2>&1')).stdout, /No such file/, 'nor found there');
   t.equal((await sh('h1', 'touch /pj/h2/mine/x && ls /pj/h2/mine')).stdout, 'x\n', 'h2\'s export for h1 is h1\'s to use');
   t.match((await c.pj(['hosts'])).stdout, /mine:no_root_squash,hosts=h1/, 'pj hosts shows each export\'s options');
+
+  // A user's file held open on h1 through h1's agent's restart is opened again on h2 as that user (not as root, squashed).
+  const go = join(tmpdir(), `pj-go-${process.pid}`);
+  t.teardown(() => rmSync(go, { force: true }));
+  const writer = c.start('h1', ['setpriv', '--reuid', '4000', '--regid', '4000', '--clear-groups', 'python3', '-c', `import os, time
+f = open('/pj/h2/sq/pub/held', 'w'); os.chmod('/pj/h2/sq/pub/held', 0o600)
+f.write('one\\n'); f.flush()
+while not os.path.exists('${go}'): time.sleep(0.05)
+f.write('two\\n'); f.close(); print('done')`], { timeoutMs: 60_000 });
+  await waitFor(async () => (await sh('h2', 'cat /srv/sq/pub/held 2>/dev/null')).stdout === 'one\n', 10_000);
+  t.equal((await c.pj(['cluster', 'stop', 'h1', '--signal', 'KILL'])).code, 0, 'h1\'s agent killed while the user holds the file open');
+  t.equal((await c.pj(['cluster', 'start', 'h1'])).code, 0);
+  writeFileSync(go, '');
+  const w = await writer.result;
+  t.equal(w.stdout.trim(), 'done', `the user's next write lands: ${w.stderr.trim()}`);
+  t.equal((await sh('h2', 'cat /srv/sq/pub/held')).stdout, 'one\ntwo\n', 'both lines are on h2\'s disk');
 });
 
 t.test('a read-only export refuses every change with EROFS', async (t) => {
