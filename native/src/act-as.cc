@@ -16,7 +16,8 @@ namespace {
 std::vector<gid_t> ownGroups;
 bool saved = false;
 
-// setfsuid/setfsgid answer with the previous id, never an error: they took effect when asked again reads back the new one.
+// setfsuid/setfsgid answer with the previous id and never fail: whether one took effect, a second
+// call (with an invalid id, which changes nothing) tells.
 bool SetFs(long nr, unsigned id) {
   syscall(nr, id);
   return static_cast<unsigned>(syscall(nr, -1)) == id;
