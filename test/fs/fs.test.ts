@@ -111,12 +111,14 @@ t.test('export options: root_squash makes another host\'s root nobody on the own
   // A user's file held open on h1 through h1's agent's restart is opened again on h2 as that user (not as root, squashed).
   const go = join(tmpdir(), `pj-go-${process.pid}`);
   t.teardown(() => rmSync(go, { force: true }));
-  const writer = c.start('h1', ['setpriv', '--reuid', '4000', '--regid', '4000', '--clear-groups', 'python3', '-c', `import os, time
+  const writer = c.start('h1', ['setpriv', '--reuid', '4000', '--regid', '4000', '--clear-groups', '/usr/bin/python3', '-c', `import os, time
 f = open('/pj/h2/sq/pub/held', 'w'); os.chmod('/pj/h2/sq/pub/held', 0o600)
-f.write('one\\n'); f.flush()
+f.write('one\\n'); f.flush(); os.fsync(f.fileno())
 while not os.path.exists('${go}'): time.sleep(0.05)
 f.write('two\\n'); f.close(); print('done')`], { timeoutMs: 60_000 });
-  await waitFor(async () => (await sh('h2', 'cat /srv/sq/pub/held 2>/dev/null')).stdout === 'one\n', 10_000);
+  await waitFor(async () => (await sh('h2', 'cat /srv/sq/pub/held 2>/dev/null')).stdout === 'one\n', 10_000).catch(async (e: Error) => {
+    throw new Error(`${e.message}: the writer said ${JSON.stringify(await Promise.race([writer.result, new Promise((r) => setTimeout(() => r('nothing yet'), 100))]))}`);
+  });
   t.equal((await c.pj(['cluster', 'stop', 'h1', '--signal', 'KILL'])).code, 0, 'h1\'s agent killed while the user holds the file open');
   t.equal((await c.pj(['cluster', 'start', 'h1'])).code, 0);
   writeFileSync(go, '');
