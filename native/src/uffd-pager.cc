@@ -221,6 +221,9 @@ class Pager {
   void Finish() {
     std::lock_guard<std::mutex> g(mu_);
     Keep(PJ_KEEP_DONE, nullptr);
+    // Told: what the thread does until it ends (tasks it forgets) is no longer the keeper's.
+    if (keeper_ >= 0) close(keeper_);
+    keeper_ = -1;
   }
 
   // Pages for a task and the tasks it forked (addresses in the images, u64 LE; data 4 KiB each);
