@@ -521,9 +521,10 @@ export class PjFilesystem {
     for (const f of this.#files.values()) if (f.node === n && f.writing) await f.settled();
   }
 
-  /** Where `host`'s exports are served, asked for the caller of request `h` (squashed there as its export says). */
-  #owner(host: string, h: Caller): FsBackend {
-    return this.#o.backend(host).as(caller(h));
+  /** Where `host`'s exports are served, asked for caller `who` (squashed there as its export says; not named: as root). */
+  #owner(host: string, who?: Caller): FsBackend {
+    const b = this.#o.backend(host);
+    return who ? b.as(caller(who)) : b;
   }
 
   async #attr(n: Node, who?: Caller): Promise<Attr> {
@@ -532,7 +533,7 @@ export class PjFilesystem {
     await this.#drainNode(n);
     let attr = this.nodes.cached(n);
     try {
-      attr ??= await (who ? this.#owner(n.host, who) : this.#o.backend(n.host)).lstat(n.exp, n.rel);
+      attr ??= await this.#owner(n.host, who).lstat(n.exp, n.rel);
     } catch (e) {
       // A file still open after its last name is gone (fstat of it, unlinked): asked by its handle.
       const f = (e as NodeJS.ErrnoException).code === 'ENOENT' ? [...this.#files.values()].find((x) => x.node === n && !x.device) : undefined;
@@ -742,7 +743,7 @@ export class PjFilesystem {
 
   /** Every entry of a directory inside an export, asked of its owner a page at a time (no reply grows with the directory). */
   async #listing(n: Node, who?: Caller): Promise<DirEntry[]> {
-    const b = who ? this.#owner(n.host, who) : this.#o.backend(n.host);
+    const b = this.#owner(n.host, who);
     const out: DirEntry[] = [];
     let cursor: number | undefined;
     do {

@@ -15,7 +15,7 @@ import type { JobRecord } from './jobs.js';
 import type { TrafficLedger } from './ledger.js';
 import type { ProcReader } from './proc-reader.js';
 import { drainHost } from './drain.js';
-import { mayActOn, rootOnly, userOf, visibleTo, type Asker } from './job-access.js';
+import { isUser, mayActOn, rootOnly, userOf, visibleTo, type Asker } from './job-access.js';
 import { Migrator } from './migrate.js';
 import { INCOMING } from './move-in.js';
 import { MoveCosts } from './move-costs.js';
@@ -205,6 +205,7 @@ export function startMigrator(o: MigratorOptions): MigratorLayer {
           ? owned('see', false).then(async (j) => ((await atHost(j.value.host, 'policy-view', {}).catch(() => [])) as PolicyView[]).find((v) => v.id === j.id) ?? j.value)
           : owned('set the policy of').then(() => jobs.setPolicy(String(a.id), a.policy as Policy | undefined, a.budget as number | undefined));
         case 'top': return top().then(async (t) => {
+          if (!isUser(who)) return t;
           const mine = new Set(visibleTo(who, await records()).map((r) => r.id));
           return { ...t, jobs: t.jobs.filter((j) => mine.has(j.id)) };
         });

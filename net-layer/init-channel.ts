@@ -223,7 +223,7 @@ export class InitChannels {
         const name = await this.o.names.nameOf(m.addr);
         const route = name ? await this.o.routes.forName(name) : await this.o.routes.forAddress(m.addr);
         const target = `${name ?? m.addr}:${m.port}`;
-        if (route && !mayUseRoute(route, await this.o.userOf(ch.pid))) {
+        if (route && !(await mayUseRoute(route, () => this.o.userOf(ch.pid)))) {
           throw Object.assign(new Error(`the route ${route.target}=${route.host} is for ${routeLimits(route)} only`), { errno: os.errno.ECONNREFUSED });
         }
         holder = route?.host ?? self;

@@ -40,9 +40,10 @@ export function parseRoute(spec: string): Route {
   return route;
 }
 
-/** Whether a job running as `u` may use `route` (root's jobs may use any). */
-export function mayUseRoute(route: Route, u: RouteUser | undefined): boolean {
+/** Whether a job may use `route`; who it runs as (`userOf`) is asked only of a route limited to some. Root's jobs may use any. */
+export async function mayUseRoute(route: Route, userOf: () => Promise<RouteUser | undefined>): Promise<boolean> {
   if (!route.users && !route.groups) return true;
+  const u = await userOf();
   if (!u || u.uid === 0) return true;
   return Boolean(route.users?.includes(u.uid) || route.groups?.some((g) => g === u.gid || u.groups.includes(g)));
 }

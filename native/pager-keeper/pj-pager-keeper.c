@@ -129,9 +129,9 @@ static int on_message(int conn) {
     case PJ_KEEP_TASK:
     case PJ_KEEP_FORK: {
       if (fd < 0) break;
+      // A forked task carries its ancestor's pid already; it starts with its parent's changes.
+      struct task* child = add_task(m.task, m.pid, fd);
       struct task* parent = m.type == PJ_KEEP_FORK ? find(m.parent) : NULL;
-      struct task* child = add_task(m.task, parent ? parent->pid : m.pid, fd);
-      parent = m.type == PJ_KEEP_FORK ? find(m.parent) : NULL;  // add_task may have moved it
       if (parent)
         for (size_t k = 0; k < parent->n; k++) add_change(child, parent->changes[k]);
       fd = -1;

@@ -644,6 +644,15 @@ class Pager {
 std::map<int, std::unique_ptr<Pager>> pagers;
 int nextPager = 1;
 
+// A new pager's handle; info[1] is its onEvent, info[3] its CPU (pagerStart's and pagerAdopt's).
+Napi::Value Register(const Napi::CallbackInfo& info, int listenFd, int keeper, std::vector<std::unique_ptr<Task>> adopted) {
+  auto tsfn = Napi::ThreadSafeFunction::New(info.Env(), info[1].As<Napi::Function>(), "pj-pager", 0, 1);
+  int id = nextPager++;
+  int cpu = info[3].IsNumber() ? info[3].As<Napi::Number>().Int32Value() : -1;
+  pagers[id] = std::make_unique<Pager>(listenFd, keeper, std::move(adopted), std::move(tsfn), cpu);
+  return Napi::Number::New(info.Env(), id);
+}
+
 Pager* PagerOf(const Napi::CallbackInfo& info) {
   auto it = pagers.find(info[0].As<Napi::Number>().Int32Value());
   if (it == pagers.end()) {
@@ -681,11 +690,7 @@ Napi::Value PagerStart(const Napi::CallbackInfo& info) {
     if (keeper >= 0) close(keeper);
     return FailWith(info, 2, err, syscall);
   }
-  auto tsfn = Napi::ThreadSafeFunction::New(info.Env(), info[1].As<Napi::Function>(), "pj-pager", 0, 1);
-  int id = nextPager++;
-  int cpu = info[3].IsNumber() ? info[3].As<Napi::Number>().Int32Value() : -1;
-  pagers[id] = std::make_unique<Pager>(fd, keeper, std::vector<std::unique_ptr<Task>>{}, std::move(tsfn), cpu);
-  return Napi::Number::New(info.Env(), id);
+  return Register(info, fd, keeper, {});
 }
 
 // pagerAdopt(keeperPath, onEvent, ctx, cpu) -> handle: a pager for the tasks the keeper at keeperPath
@@ -700,11 +705,7 @@ Napi::Value PagerAdopt(const Napi::CallbackInfo& info) {
     close(keeper);
     return FailWith(info, 2, e, "recvmsg");
   }
-  auto tsfn = Napi::ThreadSafeFunction::New(info.Env(), info[1].As<Napi::Function>(), "pj-pager", 0, 1);
-  int id = nextPager++;
-  int cpu = info[3].IsNumber() ? info[3].As<Napi::Number>().Int32Value() : -1;
-  pagers[id] = std::make_unique<Pager>(-1, keeper, std::move(tasks), std::move(tsfn), cpu);
-  return Napi::Number::New(info.Env(), id);
+  return Register(info, -1, keeper, std::move(tasks));
 }
 
 // pagerSupply(handle, pid, addrs: Buffer (u64 LE), data: Buffer (4 KiB per address), background, remote) -> true
@@ -751,8 +752,10 @@ Napi::Value PagerStats(const Napi::CallbackInfo& info) {
 // pagerStop(handle): ends the thread and closes every userfaultfd; the keeper lets them go too.
 Napi::Value PagerStop(const Napi::CallbackInfo& info) {
   Pager* p = PagerOf(info);
-  if (p) p->Finish();
-  if (p) pagers.erase(info[0].As<Napi::Number>().Int32Value());
+  if (p) {
+    p->Finish();
+    pagers.erase(info[0].As<Napi::Number>().Int32Value());
+  }
   return info.Env().Undefined();
 }
 
